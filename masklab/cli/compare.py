@@ -1,0 +1,121 @@
+"""masklab compare: groups of runs over seeds, differences with CIs and p-values, gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+
+STAT_COLUMNS = ("metric", "n", "mean", "std", "min", "max", "diff", "ci_low", "ci_high", "p", "verdict")
+
+
+@cli_command
+def compare(
+    refs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN_OR_GROUP...",
+            help="Runs (id, prefix, path), spec names or groups (name-hash). The first group is the reference.",
+        ),
+    ],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            help="Metric(s) to compare (default: test_acc); any summary, eval or last-epoch metric (acc@gaussian(sigma=0.2), robust_acc, val_acc, ...).",
+        ),
+    ] = None,
+    fail_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-if",
+            help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .mean.",
+        ),
+    ] = None,
+    all_keys: Annotated[bool, typer.Option("--all", help="Show every spec key, not only those that differ.")] = False,
+    per_run: Annotated[bool, typer.Option("--per-run", help="One row per run instead of per seed group.")] = False,
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", help="Sort rows by a column (mean, diff, p, group, ...); prefix - for descending."),
+    ] = None,
+    curve: Annotated[
+        str | None,
+        typer.Option(
+            "--curve", help="Draw the groups' per-epoch curves of a metrics.jsonl column (val_acc, train_loss, ...)."
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG: the --curve curves, else the metric's group means.")
+    ] = None,
+    runs_dir: RunsDirOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compare groups of runs (runs that differ only in seed) against the first group.
+
+    For each group and metric: n, mean, std, min, max. Against the reference: the
+    difference of means, a bootstrap 95% CI, and a p-value (paired t-test and Wilcoxon
+    when the seeds match, Welch's t-test otherwise), with a verdict in words.
+
+    Examples:
+
+      masklab compare quickstart quickstart-lr
+
+      masklab compare patch-static patch-dynamic --metric test_acc --metric robust_acc --format json
+
+      masklab compare baseline candidate --fail-if 'test_acc < -0.005'
+
+      masklab compare patch-static patch-dynamic --curve val_acc --plot curves.png
+    """
+    from masklab import compare as cmp
+    from masklab.errors import GateTripped
+    from masklab.report import Column, render
+    from masklab.runs import RunStore
+
+    store = RunStore(runs_dir)
+    gates = [cmp.parse_gate(g) for g in fail_if or []]
+    metrics = list(dict.fromkeys([cmp.canonical(m) for m in (metric or ["test_acc"])] + [g.metric for g in gates]))
+    named = [r for ref in refs for r in store.resolve_many(ref)]
+    done = [r for r in named if r.status == "done"]
+    for r in named:
+        if r.status != "done":
+            say(f"warning: skipping {r.id}: status {r.status}")
+    c = cmp.compare(cmp.group_runs(done, per_run), metrics, all_keys)
+    for w in c.warnings:
+        say(f"warning: {w}")
+    rows = cmp.rows(c)
+    if sort:
+        rows = _sorted(rows, sort)
+    curves = cmp.curves(c, curve) if curve else None
+    body = cmp.json_body(c) | ({"curves": {"metric": curve, "groups": curves}} if curves else {})
+    cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k) for k in STAT_COLUMNS]
+    render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
+    if curves and fmt.value == "table":
+        from masklab.plots import text_curves
+
+        typer.echo(text_curves(curves, curve), nl=False)
+    if plot:
+        from masklab.plots import bars_png, curves_png
+
+        curves_png(curves, curve, plot) if curves else bars_png(rows, metrics[0], plot)
+        say(f"wrote {plot}")
+    tripped = cmp.check_gates(c, gates)
+    if tripped:
+        for t in tripped:
+            say(t)
+        raise GateTripped(f"{len(tripped)} comparison(s) tripped --fail-if")
+
+
+def _sorted(rows: list[dict], key: str) -> list[dict]:
+    from masklab.errors import UsageError
+
+    reverse = key.startswith("-")
+    key = key.lstrip("-")
+    if rows and key not in rows[0]:
+        raise UsageError(f"--sort {key}: no such column (columns: {', '.join(rows[0])})")
+    present = [r for r in rows if r.get(key) is not None]
+    missing = [r for r in rows if r.get(key) is None]
+    return sorted(present, key=lambda r: r[key], reverse=reverse) + missing

@@ -1,0 +1,141 @@
+"""What `masklab mask` and `masklab noise` share: building the op from options, loading
+the data, writing the .npz and the requested-vs-realized table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from masklab.cli.common import Format, say
+
+SpecArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="[SPEC]",
+        help="A spec: its data section picks the dataset; without --op, its train_ops are written.",
+        show_default=False,
+    ),
+]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset", help="Dataset name instead of a spec: mnist-mini, mnist, fashion-mnist, digits, idx:DIR, npz:FILE."
+    ),
+]
+OpOption = Annotated[
+    str | None, typer.Option("--op", help="The op name, or a compact form such as 'patch:rate=0.5,size=4'.")
+]
+OutOption = Annotated[Path, typer.Option("--out", help="The .npz file to write (images, masks, labels, manifest).")]
+PreviewOption = Annotated[
+    Path | None, typer.Option("--preview", help="Also write a PNG grid of originals beside their changed versions.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="The run seed whose draws to reproduce.")]
+CopiesOption = Annotated[
+    int, typer.Option("--copies", help="K draws per image (views 0..K-1): masks get shape (K, N, H, W).", min=1)
+]
+SplitOption = Annotated[str, typer.Option("--split", help="train or test.")]
+BatchOption = Annotated[
+    int, typer.Option("--batch-size", help="Images per batch while drawing (results do not depend on it).", min=1)
+]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="static or dynamic (copy k is view k either way).")]
+POption = Annotated[str | None, typer.Option("--p", help="Probability of applying the op to an image.")]
+LimitOption = Annotated[
+    int | None, typer.Option("--limit", help="Only a stratified subset of this many images.", min=1)
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+
+
+def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) -> list[dict]:
+    """Ops from --op and the parameter options (texts such as 0.5 or 0.1,0.3), else the spec's."""
+    from masklab.errors import UsageError
+    from masklab.ops import registry
+
+    given = {k: v for k, v in params.items() if v is not None}
+    if op is None:
+        if given:
+            raise UsageError(
+                f"--{next(iter(given)).replace('_', '-')} needs --op, e.g. --op {'patch' if family == 'mask' else 'gaussian'}"
+            )
+        if spec is None or not spec.train_ops:
+            raise UsageError("name an op with --op (e.g. --op patch --rate 0.5), or pass a SPEC with train_ops")
+        return spec.train_ops
+    raw = registry.parse_op_text(op) if ":" in op else {"op": op}
+    for key, text in given.items():
+        values = [registry._scalar_text(t.strip()) for t in text.split(",") if t.strip()]
+        raw[key] = values[0] if len(values) == 1 else values
+    kind = registry.OPS[raw["op"]].family if raw["op"] in registry.OPS else family
+    if kind != family:
+        other = {"mask": "masklab mask", "noise": "masklab noise"}.get(kind, "a ViT spec's train_ops")
+        raise UsageError(f"--op {raw['op']} is a {kind} op; use `{other}` for it")
+    return [registry.validate(raw, f"--op {raw['op']}")]
+
+
+def materialize(
+    family: str,
+    spec_path,
+    dataset_name,
+    op,
+    params,
+    seed,
+    copies,
+    split,
+    batch_size,
+    limit,
+    out,
+    preview,
+    device,
+    fmt: Format,
+) -> None:
+    from masklab import corrupt
+    from masklab import spec as spec_mod
+    from masklab.data import registry as data_registry
+    from masklab.errors import UsageError
+    from masklab.experiment import resolve_device
+    from masklab.ops import registry as op_registry
+    from masklab.report import columns, render
+
+    if split not in ("train", "test"):
+        raise UsageError(f"--split {split}: must be train or test")
+    if (spec_path is None) == (dataset_name is None):
+        raise UsageError("give either a SPEC or --dataset NAME")
+    if out.suffix != ".npz":
+        raise UsageError(f"--out {out}: must end in .npz")
+    spec = spec_mod.load_spec(spec_path) if spec_path else None
+    ops = build_ops(op, params, spec, family)
+    if spec is not None:
+        d = spec.data
+        dataset = data_registry.load(d.dataset, d.root, d.download)
+    else:
+        spec_mod._dataset_name(dataset_name, "--dataset")
+        dataset = data_registry.load(dataset_name)
+    if limit:
+        dataset = data_registry.limit(dataset, limit if split == "train" else None, limit if split == "test" else None)
+    _, height, width = dataset.shape
+    op_registry.check_image_shape(ops, height, width, "ops")
+    result = corrupt.corrupt_split(dataset, split, ops, seed, copies, batch_size, resolve_device(device))
+    corrupt.write(out, result, ops, seed, split, dataset)
+    say(
+        f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"
+    )
+    if preview:
+        import numpy as np
+
+        from masklab.plots import image_grid_png
+
+        pick = np.linspace(0, len(result.labels) - 1, 16).round().astype(int)  # spread over the classes
+        image_grid_png(
+            result.originals[pick, 0],
+            result.images[0, pick, 0],
+            preview,
+            f"{dataset.name}: " + "; ".join(op_registry.label(o) for o in ops),
+        )
+        say(f"wrote {preview}")
+    rows = corrupt.realized_rows(result, ops, dataset.classes)
+    render(
+        rows,
+        columns("op", "class", "n", "measure", "requested", "realized", "min", "max"),
+        fmt.value,
+        title="requested vs realized",
+    )

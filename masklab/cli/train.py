@@ -1,0 +1,103 @@
+"""masklab train: one run per seed of a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+
+SUMMARY_COLUMNS = ("run", "seed", "status", "epochs", "test_acc", "test_macro_f1", "val_acc", "train_seconds")
+
+
+def parse_seeds(text: str) -> list[int]:
+    from masklab.errors import UsageError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {text}: expected integers separated by commas, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds {text}: expected distinct non-negative integers, e.g. --seeds 0,1,2")
+    return seeds
+
+
+@cli_command
+def train(
+    spec_path: Annotated[
+        Path, typer.Argument(metavar="SPEC", help="A YAML experiment spec, e.g. experiments/quickstart.yaml.")
+    ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a spec key: --set train.lr=0.01 --set train_ops[0].rate=0.5 (repeatable)."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="Seeds to train, replacing the spec's: --seeds 0,1,2.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (sets train.device).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue interrupted runs from their last completed epoch.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train again even if a finished run with the same id exists.")
+    ] = False,
+    runs_dir: RunsDirOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Train one run per seed of SPEC and print a summary table.
+
+    A run folder runs/<name>-<spec hash>-s<seed>/ holds the resolved spec, run.json,
+    metrics.jsonl, summary.json and the weights. Training the same spec and seed again
+    reports the finished run instead of duplicating it.
+
+    Examples:
+
+      masklab train experiments/quickstart.yaml
+
+      masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0,1,2
+
+      masklab train experiments/fashion-cnn.yaml --device cuda --format json
+    """
+    from masklab import experiment
+    from masklab import spec as spec_mod
+    from masklab.cli.progress import make_reporter
+    from masklab.errors import UsageError
+    from masklab.report import columns, render
+    from masklab.runs import RunStore
+
+    if resume and force:
+        raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
+    sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
+    spec = spec_mod.load_spec(spec_path, sets)
+    seed_list = parse_seeds(seeds) if seeds else spec.seeds
+    store = RunStore(runs_dir)
+
+    def announce(outcome) -> None:
+        if outcome.reused:
+            say(f"{outcome.run.id}: already done, reusing it (--force trains it again)")
+
+    outcomes = experiment.train_spec(
+        spec, seed_list, store, make_reporter(quiet), force=force, resume=resume, on_done=announce
+    )
+    rows = [
+        {
+            "run": o.run.id,
+            "seed": o.run.info.get("seed"),
+            "status": "reused" if o.reused else o.run.status,
+            "epochs": o.summary.get("epochs"),
+            "test_acc": o.summary.get("test_acc"),
+            "test_macro_f1": o.summary.get("test_macro_f1"),
+            "val_acc": o.summary.get("val_acc"),
+            "train_seconds": o.summary.get("train_seconds"),
+            "path": str(o.run.path),
+        }
+        for o in outcomes
+    ]
+    render(rows, columns(*SUMMARY_COLUMNS, "path"), fmt.value, title=spec.name)

@@ -1,0 +1,271 @@
+"""Grouping, statistics and gates for `masklab compare`: returns rows, prints nothing.
+
+A group is the set of runs whose resolved specs differ only in the seed (they share
+`<name>-<spec hash>`). Every group is compared against the first (the reference) on
+each chosen metric; `stats` supplies the numbers and the words.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from masklab import schema, stats
+from masklab import spec as spec_mod
+from masklab.errors import UsageError
+from masklab.runs import Run
+
+ALIASES = {"acc": "test_acc", "f1": "test_macro_f1", "macro_f1": "test_macro_f1"}
+_GATE = re.compile(
+    r"^\s*([A-Za-z_@][^\s<>=!]*?)(?:\.(diff|ci_low|ci_high|p|mean))?\s*(<=|>=|==|!=|<|>)\s*([-+0-9.eE]+)\s*$"
+)
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+
+
+@dataclass
+class Group:
+    key: str
+    runs: list[Run]
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.info.get("seed") for r in self.runs]
+
+
+def group_runs(runs: list[Run], per_run: bool = False) -> list[Group]:
+    """Runs -> groups in order of first appearance; duplicates dropped."""
+    groups: dict[str, Group] = {}
+    seen = set()
+    for run in runs:
+        if run.path.resolve() in seen:
+            continue
+        seen.add(run.path.resolve())
+        key = run.id if per_run else run.info.get("group", run.id)
+        if key not in groups:
+            body = dict(run.spec)
+            body.pop("seeds", None)
+            groups[key] = Group(key, [], body)
+        groups[key].runs.append(run)
+    return list(groups.values())
+
+
+def run_metrics(run: Run) -> dict[str, float]:
+    """Every scalar metric of a run: its summary, stored evaluations, last epoch."""
+    rows = run.metrics()
+    flat: dict[str, float] = {}
+    if rows:
+        flat.update({k: v for k, v in rows[-1].items() if isinstance(v, (int, float)) and k != "epoch"})
+        vals = [r["val_acc"] for r in rows if "val_acc" in r]
+        if vals:
+            flat["best_val_acc"] = max(vals)
+    flat.update({k: v for k, v in run.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for body in sorted(run.evals().values(), key=lambda b: b.get("created", "")):
+        flat.update(body.get("metrics", {}))
+    return flat
+
+
+def canonical(metric: str) -> str:
+    return ALIASES.get(metric, metric)
+
+
+def higher_is_better(metric: str) -> bool:
+    return not any(word in metric for word in ("loss", "error", "_ce", "seconds"))
+
+
+def differing_keys(groups: list[Group]) -> list[str]:
+    flat = [spec_mod.flatten(g.spec) for g in groups]
+    keys = sorted(set().union(*flat)) if flat else []
+    return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+
+
+@dataclass
+class Comparison:
+    groups: list[Group]
+    metrics: list[str]
+    keys: list[str]  # spec keys shown as columns
+    values: dict[str, dict[str, dict[int, float]]]  # group -> metric -> seed -> value
+    described: dict[str, dict[str, stats.Describe]]
+    differences: dict[str, dict[str, stats.Difference]]  # non-reference group -> metric -> difference
+    warnings: list[str]
+
+    @property
+    def reference(self) -> Group:
+        return self.groups[0]
+
+
+def compare(groups: list[Group], metrics: list[str], all_keys: bool = False) -> Comparison:
+    if not groups:
+        raise UsageError("nothing to compare: no finished runs among those named")
+    metrics = [canonical(m) for m in metrics]
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    for g in groups:
+        per_run = [(r.info.get("seed"), run_metrics(r)) for r in g.runs]
+        values[g.key] = {}
+        for m in metrics:
+            found = {seed: float(flat[m]) for seed, flat in per_run if m in flat and flat[m] is not None}
+            if not found:
+                known = sorted(set().union(*(flat for _, flat in per_run)))
+                raise UsageError(
+                    f"--metric {m}: group {g.key} has no such metric{schema.suggest(m, known)} (known: {', '.join(known[:12])}, ...)"
+                )
+            values[g.key][m] = found
+    described = {g.key: {m: stats.describe(list(values[g.key][m].values())) for m in metrics} for g in groups}
+    ref = groups[0].key
+    differences = {
+        g.key: {m: stats.compare_values(values[ref][m], values[g.key][m], higher_is_better(m)) for m in metrics}
+        for g in groups[1:]
+    }
+    keys = sorted(set().union(*(spec_mod.flatten(g.spec) for g in groups))) if all_keys else differing_keys(groups)
+    return Comparison(groups, metrics, keys, values, described, differences, comparability(groups))
+
+
+def comparability(groups: list[Group]) -> list[str]:
+    """Warnings when the compared runs did not see the same data, eval ops or masklab."""
+    runs = [r for g in groups for r in g.runs]
+    out = []
+    checks = {
+        "datasets": lambda r: r.info.get("data", {}).get("dataset"),
+        "data fingerprints": lambda r: r.info.get("data", {}).get("fingerprint"),
+        "evaluation ops": lambda r: repr(r.spec.get("eval")),
+        "masklab versions": lambda r: r.info.get("versions", {}).get("masklab"),
+    }
+    for what, get in checks.items():
+        distinct = {get(r) for r in runs}
+        if len(distinct) > 1:
+            shown = ", ".join(sorted(str(d) for d in distinct))[:120]
+            out.append(f"the runs used different {what} ({shown}); their numbers may not be comparable")
+    return out
+
+
+def rows(c: Comparison) -> list[dict]:
+    """One row per (group, metric): spec keys that differ, stats, difference vs reference."""
+    out = []
+    for g in c.groups:
+        flat = spec_mod.flatten(g.spec)
+        for m in c.metrics:
+            d = c.described[g.key][m]
+            row = {
+                "group": g.key,
+                "n": d.n,
+                "seeds": ",".join(str(s) for s in sorted(c.values[g.key][m])),
+                **{k: flat.get(k) for k in c.keys},
+            }
+            row.update({"metric": m, "mean": d.mean, "std": d.std, "min": d.min, "max": d.max})
+            diff = c.differences.get(g.key, {}).get(m)
+            if diff is None:
+                row.update(
+                    {"diff": None, "ci_low": None, "ci_high": None, "p": None, "test": None, "verdict": "reference"}
+                )
+            else:
+                lo, hi = diff.ci if diff.ci else (None, None)
+                row.update(
+                    {
+                        "diff": diff.diff,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "p": diff.p,
+                        "test": diff.test,
+                        "verdict": diff.verdict,
+                    }
+                )
+            out.append(row)
+    return out
+
+
+def json_body(c: Comparison) -> dict:
+    return {
+        "metrics": c.metrics,
+        "reference": c.reference.key,
+        "keys": c.keys,
+        "groups": [
+            {
+                "group": g.key,
+                "runs": [r.id for r in g.runs],
+                "seeds": g.seeds,
+                "spec": {k: spec_mod.flatten(g.spec).get(k) for k in c.keys},
+                "stats": {
+                    m: {
+                        **c.described[g.key][m].as_dict(),
+                        "values": {str(s): v for s, v in sorted(c.values[g.key][m].items())},
+                    }
+                    for m in c.metrics
+                },
+            }
+            for g in c.groups
+        ],
+        "comparisons": [
+            {"group": key, "reference": c.reference.key, "metric": m, **d.as_dict()}
+            for key, per_metric in c.differences.items()
+            for m, d in per_metric.items()
+        ],
+        "warnings": c.warnings,
+    }
+
+
+@dataclass
+class Gate:
+    text: str
+    metric: str
+    field: str
+    op: str
+    threshold: float
+
+
+def parse_gate(text: str) -> Gate:
+    """`test_acc < -0.005` (the difference against the reference), or with a field:
+    `test_acc.ci_high < 0`, `val_acc.p < 0.05`, `test_acc.mean < 0.9`."""
+    m = _GATE.match(text)
+    if not m:
+        raise UsageError(
+            f"--fail-if {text!r}: expected METRIC[.diff|.ci_low|.ci_high|.p|.mean] OP NUMBER, e.g. 'test_acc < -0.005'"
+        )
+    try:
+        threshold = float(m.group(4))
+    except ValueError:
+        raise UsageError(f"--fail-if {text!r}: {m.group(4)!r} is not a number") from None
+    return Gate(text, canonical(m.group(1)), m.group(2) or "diff", m.group(3), threshold)
+
+
+def check_gates(c: Comparison, gates: list[Gate]) -> list[str]:
+    """A message for every (gate, compared group) that trips."""
+    tripped = []
+    for gate in gates:
+        for key, per_metric in c.differences.items():
+            d = per_metric[gate.metric]
+            value = {
+                "diff": d.diff,
+                "ci_low": d.ci[0] if d.ci else None,
+                "ci_high": d.ci[1] if d.ci else None,
+                "p": d.p,
+                "mean": c.described[key][gate.metric].mean,
+            }[gate.field]
+            if value is not None and _OPS[gate.op](value, gate.threshold):
+                tripped.append(
+                    f"{gate.text!r} tripped: {key} vs {c.reference.key}: {gate.metric} {gate.field} = {value:+.6g}"
+                )
+    return tripped
+
+
+def curves(c: Comparison, key: str) -> dict[str, dict[str, list[float]]]:
+    """Per group: the per-epoch mean, std, min and max of a metrics.jsonl column."""
+    out = {}
+    for g in c.groups:
+        series = [[row.get(key) for row in r.metrics()] for r in g.runs]
+        length = min((len(s) for s in series), default=0)
+        if length == 0 or any(v is None for s in series for v in s[:length]):
+            raise UsageError(
+                f"--curve {key}: runs of {g.key} have no per-epoch {key!r} (try val_acc, train_loss, train_acc, val_loss)"
+            )
+        a = np.array([s[:length] for s in series], dtype=float)
+        out[g.key] = {
+            "epoch": list(range(1, length + 1)),
+            "mean": a.mean(0).tolist(),
+            "std": (a.std(0, ddof=1) if len(a) > 1 else np.zeros(length)).tolist(),
+            "min": a.min(0).tolist(),
+            "max": a.max(0).tolist(),
+        }
+    return out

@@ -1,0 +1,220 @@
+"""The dataset registry: a name in a spec -> train and test arrays, checked and fingerprinted.
+
+| name | where it comes from |
+|------|---------------------|
+| mnist-mini | `data/mnist-mini.npz`, 5,000 real MNIST digits shipped with masklab |
+| mnist, fashion-mnist | IDX files in data.root, $MASKLAB_DATA/<name>, ./data/<name>, /usr/share/datasets/<name>, the download cache; downloaded when data.download is true |
+| digits | scikit-learn's 8x8 digits (1,797 images), split 80/20 |
+| idx:DIR | a folder of the four MNIST-style IDX files |
+| npz:FILE | train_/test_ arrays, or a file written by `masklab mask`/`masklab noise` |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from masklab.data import download as dl
+from masklab.data.idx import read_idx_pair
+from masklab.errors import DataError
+
+EMBEDDED = Path(__file__).resolve().parents[2] / "data"
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CLASSES = {
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+}
+
+
+@dataclass
+class Dataset:
+    """Train and test splits as arrays: images (N, C, H, W) uint8 or float32 in [0, 1]."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+    classes: list[str]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the arrays: two runs saw the same data iff equal."""
+        h = hashlib.sha256()
+        for array in (self.train_x, self.train_y, self.test_x, self.test_y):
+            h.update(f"{array.dtype}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _classes(name: str, labels: np.ndarray) -> list[str]:
+    if name in CLASSES:
+        return CLASSES[name]
+    return [str(c) for c in range(int(labels.max()) + 1)]
+
+
+def _search_folders(name: str, root: str | None) -> list[Path]:
+    folders = []
+    if root:
+        folders += [Path(root), Path(root) / name]
+    if os.environ.get("MASKLAB_DATA"):
+        folders.append(Path(os.environ["MASKLAB_DATA"]) / name)
+    folders += [Path("data") / name, Path("/usr/share/datasets") / name, dl.cache_dir() / name]
+    return folders
+
+
+def _idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
+    found = []
+    for stem in IDX_NAMES[split]:
+        match = next((folder / (stem + ext) for ext in (".gz", "") if (folder / (stem + ext)).is_file()), None)
+        if match is None:
+            return None
+        found.append(match)
+    return found[0], found[1]
+
+
+def load_idx_folder(folder: Path, name: str) -> Dataset:
+    splits = {split: _idx_files(folder, split) for split in IDX_NAMES}
+    missing = [split for split, files in splits.items() if files is None]
+    if missing:
+        wanted = ", ".join(s + "[.gz]" for split in missing for s in IDX_NAMES[split])
+        raise DataError(f"{folder}: missing IDX files ({wanted})")
+    train_x, train_y = read_idx_pair(*splits["train"])
+    test_x, test_y = read_idx_pair(*splits["test"])
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(f"{folder}: train images are {train_x.shape[2:]} but test images are {test_x.shape[2:]}")
+    return Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, train_y))
+
+
+def load_public(name: str, root: str | None, download: bool) -> Dataset:
+    """mnist or fashion-mnist from the first folder holding all four IDX files."""
+    folders = _search_folders(name, root)
+    for folder in folders:
+        if _idx_files(folder, "train") and _idx_files(folder, "test"):
+            return load_idx_folder(folder, name)
+    if download:
+        return load_idx_folder(dl.download(name), name)
+    hint = "apt-get install dataset-fashion-mnist" if name == "fashion-mnist" else "put the IDX files in ./data/mnist"
+    raise DataError(
+        f"{name}: IDX files not found in {', '.join(str(f) for f in folders[:4])}, ...; {hint}, set data.root, or set data.download: true"
+    )
+
+
+def load_mnist_mini() -> Dataset:
+    path = EMBEDDED / "mnist-mini.npz"
+    if not path.is_file():
+        raise DataError(
+            f"{path}: the embedded dataset is missing; reinstall masklab from its source tree (pip install -e .)"
+        )
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in ("train_images", "train_labels", "test_images", "test_labels")}
+    return Dataset(
+        "mnist-mini",
+        arrays["train_images"][:, None],
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"][:, None],
+        arrays["test_labels"].astype(np.int64),
+        str(path),
+        [str(c) for c in range(10)],
+    )
+
+
+def load_digits() -> Dataset:
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    tr, te = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=0)
+    tr, te = np.sort(tr), np.sort(te)
+    return Dataset(
+        "digits",
+        images[tr],
+        labels[tr],
+        images[te],
+        labels[te],
+        "sklearn.datasets.load_digits",
+        [str(c) for c in range(10)],
+    )
+
+
+def load(name: str, root: str | None = None, download: bool = False) -> Dataset:
+    """Load a dataset by its spec name. Raises DataError naming the problem and the fix."""
+    from masklab.data import npz  # imported here: npz loads source datasets through load()
+
+    if name == "mnist-mini":
+        return load_mnist_mini()
+    if name == "digits":
+        return load_digits()
+    if name in ("mnist", "fashion-mnist"):
+        return load_public(name, root, download)
+    if name.startswith("idx:"):
+        folder = Path(name[4:])
+        if not folder.is_dir():
+            raise DataError(f"{name}: {folder} is not a folder; idx:DIR names a folder of four IDX files")
+        return load_idx_folder(folder, name)
+    if name.startswith("npz:"):
+        return npz.load_dataset(Path(name[4:]), root, download)
+    raise DataError(f"unknown dataset {name!r}")
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a class-stratified subset of `size` labels, keyed by seed."""
+    if size >= len(labels):
+        return np.arange(len(labels))
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    return np.sort(keep)
+
+
+def limit(ds: Dataset, train_limit: int | None, test_limit: int | None) -> Dataset:
+    """The same dataset cut to stratified subsets (fixed, independent of the run seed)."""
+    if train_limit:
+        keep = stratified_subset(ds.train_y, train_limit)
+        ds = Dataset(ds.name, ds.train_x[keep], ds.train_y[keep], ds.test_x, ds.test_y, ds.source, ds.classes)
+    if test_limit:
+        keep = stratified_subset(ds.test_y, test_limit)
+        ds = Dataset(ds.name, ds.train_x, ds.train_y, ds.test_x[keep], ds.test_y[keep], ds.source, ds.classes)
+    return ds
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): a stratified split keyed by the run seed."""
+    if fraction <= 0:
+        return np.arange(len(labels)), np.arange(0)
+    from sklearn.model_selection import train_test_split
+
+    n_val = int(np.ceil(fraction * len(labels)))
+    classes = len(np.unique(labels))
+    counts = np.bincount(labels)
+    can_stratify = counts[counts > 0].min() >= 2 and classes <= n_val <= len(labels) - classes
+    stratify = labels if can_stratify else None
+    tr, va = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=stratify, random_state=seed)
+    return np.sort(tr), np.sort(va)

@@ -1,0 +1,312 @@
+"""From a validated spec to finished runs: data checks, run folders, statuses, signals.
+
+Everything that can fail because of the input (data, op shapes, model shapes) is
+checked before a run folder exists, so bad input never leaves a folder behind. Once a
+folder exists its status tells what happened: done, failed (with the error) or
+interrupted (resumable from the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import masklab
+from masklab import evaluate
+from masklab import spec as spec_mod
+from masklab.data import registry as data_registry
+from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
+from masklab.models import build_model, count_parameters
+from masklab.ops import registry as op_registry
+from masklab.ops.pipeline import OpPipeline
+from masklab.runs import Run, RunStore, now, run_id
+from masklab.spec import Spec
+from masklab.train import Reporter, TrainData, build_data, fit, test_metrics
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: cuda, then mps, then cpu. An explicit device that is absent is a usage error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"train.device: {name} asked for, but no CUDA device is available; use auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("train.device: mps asked for, but MPS is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def load_checked_data(spec: Spec) -> data_registry.Dataset:
+    """The spec's dataset, with every shape-dependent check of ops and model done."""
+    d = spec.data
+    dataset = data_registry.limit(data_registry.load(d.dataset, d.root, d.download), d.train_limit, d.test_limit)
+    _, height, width = dataset.shape
+    op_registry.check_image_shape(spec.train_ops, height, width, "train_ops")
+    op_registry.check_image_shape(spec.eval.ops, height, width, "eval.ops")
+    if spec.model.arch == "vit" and (height % spec.model.patch or width % spec.model.patch):
+        raise SpecError(f"model.patch: must divide the image size {height}x{width}, got {spec.model.patch}")
+    if spec.train.objective == "classify" and len(dataset.train_y) < 2:
+        raise SpecError("data: the training split holds fewer than 2 images")
+    return dataset
+
+
+def use_compile(setting: bool | str, device: torch.device) -> bool:
+    return setting is True or (setting == "auto" and device.type == "cuda")
+
+
+@dataclass
+class Outcome:
+    run: Run
+    reused: bool = False  # a finished run with this id existed; nothing was trained
+    summary: dict = field(default_factory=dict)
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second one stops now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._saved: dict = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (interrupt again to stop at once)...", file=sys.stderr)
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: keep the defaults
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def git_commit() -> str | None:
+    source = Path(masklab.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torch.device) -> dict:
+    return {
+        "id": run_id(spec.name, spec.group_hash(), seed),
+        "name": spec.name,
+        "group": f"{spec.name}-{spec.group_hash()}",
+        "spec_hash": spec.group_hash(),
+        "seed": seed,
+        "status": "running",
+        "created": now(),
+        "device": str(device),
+        "pid": os.getpid(),
+        "host": platform.node(),
+        "command": " ".join(sys.argv),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "masklab": masklab.__version__},
+        "git_commit": git_commit(),
+        "data": {
+            "dataset": dataset.name,
+            "source": dataset.source,
+            "fingerprint": dataset.fingerprint(),
+            "shape": list(dataset.shape),
+            "classes": dataset.classes,
+            "n_train": int(len(dataset.train_y)),
+            "n_test": int(len(dataset.test_y)),
+        },
+        "ops_fingerprint": op_fingerprint(spec.train_ops),
+        "epochs_done": 0,
+    }
+
+
+def op_fingerprint(ops: list[dict]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def changed_keys(store: RunStore, spec: Spec, seed: int) -> tuple[Run, list[str]] | None:
+    """An unfinished run of the same name and seed whose spec differs, and the keys that differ."""
+    for run in reversed(store.all()):
+        info = run.info
+        if info.get("name") == spec.name and info.get("seed") == seed and run.status != "done":
+            return run, spec_mod.diff_keys(run.spec, spec.to_dict() | {"seeds": run.spec.get("seeds")})
+    return None
+
+
+def find_or_create(
+    store: RunStore, spec: Spec, seed: int, dataset, device, force: bool, resume: bool
+) -> tuple[Run, bool, bool]:
+    """(run, reused, resuming): the existing finished run, a run to resume, or a new one."""
+    rid = run_id(spec.name, spec.group_hash(), seed)
+    existing = store.get(rid)
+    if existing and force:
+        store.discard(existing)
+        existing = None
+    if existing:
+        status = existing.status
+        if status == "done":
+            return existing, True, False
+        if status == "running":
+            raise RunError(f"run {rid} is being trained by another process (pid {existing.info.get('pid')})")
+        if not resume:
+            raise RunError(
+                f"run {rid} exists with status {status}; pass --resume to continue it or --force to start over"
+            )
+        if not (existing.path / "checkpoint.pt").is_file():
+            store.discard(existing)
+        else:
+            return existing, False, True
+    elif resume:
+        other = changed_keys(store, spec, seed)
+        if other:
+            run, keys = other
+            raise UsageError(
+                f"cannot resume: the spec changed since run {run.id} ({', '.join(keys[:6])}); drop --resume to start a new run"
+            )
+    info = run_info(spec, seed, dataset, device)
+    return store.create(rid, spec_mod.dump_yaml(dataclasses.replace(spec, seeds=[seed])), info), False, False
+
+
+def train_one(
+    spec: Spec, seed: int, dataset, store: RunStore, device: torch.device, reporter: Reporter, force=False, resume=False
+) -> Outcome:
+    run, reused, resuming = find_or_create(store, spec, seed, dataset, device, force, resume)
+    if reused:
+        return Outcome(run, reused=True, summary=run.summary)
+    with run.lock(), StopFlag() as stop:
+        run.update_info(status="running", pid=os.getpid(), started=now(), device=str(device))
+        began = time.perf_counter()
+        try:
+            summary = _train_and_test(spec, seed, dataset, run, device, reporter, lambda: stop.requested, resuming)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            run.update_info(status="interrupted", finished=now(), error=str(exc) or "interrupted")
+            raise Interrupted(
+                f"run {run.id} interrupted after {run.info.get('epochs_done', 0)} epoch(s); `masklab train SPEC --resume` continues it"
+            ) from None
+        except MasklabError as exc:
+            run.update_info(status="failed", finished=now(), error=str(exc))
+            raise
+        except Exception as exc:
+            run.update_info(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}")
+            raise
+        run.update_info(status="done", finished=now(), duration_s=round(time.perf_counter() - began, 3))
+    return Outcome(run, summary=summary)
+
+
+def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resuming) -> dict:
+    torch.manual_seed(seed)  # model init and dropout; recorded as the run's seed
+    data = build_data(dataset, spec.data.val_fraction, seed, device)
+    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std).to(device)
+    compiled = use_compile(spec.train.compile, device)
+    steps = data.train.num_batches(spec.train.batch_size, drop_last=True)
+    pipeline = OpPipeline(
+        spec.train_ops,
+        seed,
+        data.shape,
+        fill_mean=data.mean,
+        fill_std=data.std,
+        epochs=spec.train.epochs,
+        steps_per_epoch=steps,
+        compile=compiled,
+    )
+    run.update_info(
+        parameters=count_parameters(model),
+        normalization={"mean": data.mean, "std": data.std},
+        n_val=len(data.val) if data.val else 0,
+        compile=compiled,
+    )
+    fit(spec, seed, data, model, pipeline, run, device, reporter, stop, resume=resuming)
+    save_model(run, model)
+    return finish_summary(spec, run, model, data)
+
+
+def save_model(run: Run, model: torch.nn.Module) -> None:
+    tmp = run.path / ".model.pt.tmp"
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(run.path / "model.pt")
+
+
+def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData) -> dict:
+    metrics = test_metrics(model, data, spec)
+    rows = run.metrics()
+    summary = {
+        "schema_version": 1,
+        "run_id": run.id,
+        "test_acc": metrics["acc"],
+        "test_macro_f1": metrics["macro_f1"],
+        "test_loss": metrics["loss"],
+        "per_class_recall": metrics["per_class_recall"],
+        "val_acc": rows[-1].get("val_acc") if rows else None,
+        "epochs": len(rows),
+        "train_seconds": round(sum(r["train_seconds"] for r in rows), 3),
+    }
+    if spec.eval.ops:
+        cells = evaluate.robustness_grid(
+            model,
+            data.test,
+            spec.eval.ops,
+            spec.eval.seed,
+            data.classes,
+            spec.train.eval_batch_size,
+            spec.train.precision,
+            (data.mean, data.std),
+        )
+        summary["robustness"] = cells
+        summary.update(evaluate.grid_summary(cells))
+    run.write_summary(summary)
+    return summary
+
+
+def train_spec(
+    spec: Spec, seeds: list[int], store: RunStore, reporter: Reporter, force=False, resume=False, on_done=None
+) -> list[Outcome]:
+    """Train one run per seed (finished runs are reused). Data is loaded once."""
+    dataset = load_checked_data(spec)
+    device = resolve_device(spec.train.device)
+    outcomes = []
+    for seed in seeds:
+        outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume)
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+    return outcomes
+
+
+def load_trained(run: Run, device: torch.device) -> tuple[Spec, TrainData, torch.nn.Module, list[str]]:
+    """A finished run's spec, data splits (as in training) and model with its weights.
+    The last item lists warnings, e.g. data that changed since training."""
+    if not (run.path / "model.pt").is_file():
+        raise RunError(f"run {run.id} has no model.pt (status {run.status}); only finished runs can be evaluated")
+    spec = spec_mod.spec_from_dict(run.spec)
+    dataset = load_checked_data(spec)
+    warnings = []
+    trained_on = run.info.get("data", {}).get("fingerprint")
+    if trained_on and trained_on != dataset.fingerprint():
+        warnings.append(
+            f"{run.id}: the data differs from what it was trained on (fingerprint {dataset.fingerprint()} != {trained_on})"
+        )
+    data = build_data(dataset, spec.data.val_fraction, int(run.info.get("seed", 0)), device)
+    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std).to(device)
+    state = torch.load(run.path / "model.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return spec, data, model, warnings

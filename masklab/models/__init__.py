@@ -1,0 +1,38 @@
+"""Models: a closed registry of small networks. Every model starts with `Standardize`,
+so the ops run on [0, 1] images and the model's input normalisation comes after them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with the training split's statistics, stored with the weights."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def build_model(model_spec, shape: tuple[int, int, int], num_classes: int, mean: float, std: float) -> nn.Module:
+    """The network a spec's `model` section describes, for images of `shape` (C, H, W)."""
+    if model_spec.arch == "mlp":
+        from masklab.models.mlp import MLP
+
+        return MLP(shape, num_classes, model_spec.hidden, model_spec.dropout, Standardize(mean, std))
+    if model_spec.arch == "cnn":
+        from masklab.models.cnn import CNN
+
+        return CNN(shape, num_classes, model_spec.width, model_spec.dropout, Standardize(mean, std))
+    from masklab.models.vit import ViT
+
+    return ViT(shape, num_classes, model_spec, Standardize(mean, std))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,178 @@
+"""Applies a spec's op list to batches: modes, `p`, per-sample ranges and schedules.
+
+The mode only chooses the *view* that goes into the key:
+
+| mode | view at epoch e |
+|------|-----------------|
+| dynamic, scheduled | e (a fresh draw every epoch) |
+| static, copies K | e mod K (K fixed draws per sample, cycled; K=1: always the same) |
+| eval | 0, with the eval seed (every model sees the same corrupted test set) |
+
+Per batch the host sends one int32 per op (its base key) and the current values of
+scheduled parameters; everything else happens on the batch's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from masklab.ops import keyed, masks, noise, registry, schedule
+
+EVAL_VIEW = -1  # a view no training epoch uses
+
+
+@dataclass
+class Plan:
+    """Per-epoch (or per-step) inputs of the pure apply function, already on the device."""
+
+    bases: torch.Tensor  # (n_ops,) int32
+    values: torch.Tensor  # (n_scheduled,) float32
+
+
+@dataclass
+class OpResult:
+    images: torch.Tensor  # (B, C, H, W) float in [0, 1] unless a noise op has clip: false
+    stats: torch.Tensor  # (n_ops,) batch sums of the realized masked fraction or noise magnitude
+    per_sample: torch.Tensor | None = None  # (B, n_ops) the same per sample
+    mask: torch.Tensor | None = None  # (B, H, W) union of the mask ops, True = masked
+    token_mask: torch.Tensor | None = None  # (B, T) tokens chosen by a tokens op
+    token_action: str | None = None
+    attn_mask: torch.Tensor | None = None  # (B, heads or 1, T, T) True = link kept
+    extras: dict = field(default_factory=dict)
+
+
+class OpPipeline:
+    """The ops of one spec section, bound to a seed and an image shape."""
+
+    def __init__(
+        self,
+        ops: list[dict],
+        seed: int,
+        image_shape: tuple[int, int, int],
+        *,
+        fill_mean: float = 0.0,
+        fill_std: float = 1.0,
+        epochs: int = 1,
+        steps_per_epoch: int = 1,
+        token_grid: tuple[int, int, int] | None = None,
+        compile: bool = False,
+    ) -> None:
+        self.ops = ops
+        self.seed = seed
+        self.shape = image_shape
+        self.fill_mean, self.fill_std = fill_mean, fill_std
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.token_grid = token_grid  # (patch, tokens, heads) of a ViT
+        # (op index, param name) of every scheduled parameter, in a fixed order
+        self.scheduled = [(i, k) for i, op in enumerate(ops) for k, v in op.items() if isinstance(v, dict)]
+        self.per_step = any(ops[i][k]["over"] == "step" for i, k in self.scheduled)
+        self._apply_fn = torch.compile(self._apply, dynamic=False) if compile and ops else self._apply
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def view(self, op: dict, epoch: int) -> int:
+        if epoch == EVAL_VIEW:
+            return EVAL_VIEW
+        return epoch % op["copies"] if op["mode"] == "static" else epoch
+
+    def plan(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> Plan:
+        bases = [keyed.mix(self.seed, i, self.view(op, epoch)) for i, op in enumerate(self.ops)]
+        at = max(epoch, 0)
+        values = [
+            schedule.value(self.ops[i][k], at, step, self.epochs, self.steps_per_epoch) for i, k in self.scheduled
+        ]
+        return Plan(
+            bases=torch.tensor(bases, dtype=torch.int32).to(device, non_blocking=True),
+            values=torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True),
+        )
+
+    def current_values(self, epoch: int, step: int = 0) -> dict[str, float]:
+        """Scheduled parameter values at a point in training, for the metrics log."""
+        return {
+            f"op{i}.{k}": schedule.value(self.ops[i][k], epoch, step, self.epochs, self.steps_per_epoch)
+            for i, k in self.scheduled
+        }
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor, plan: Plan) -> OpResult:
+        if not self.ops:
+            return OpResult(images=x, stats=x.new_zeros(0))
+        return self._apply_fn(x, index, plan.bases, plan.values)
+
+    # --- the pure part: tensors in, tensors out --------------------------------------
+
+    def _apply(self, x: torch.Tensor, index: torch.Tensor, bases: torch.Tensor, values: torch.Tensor) -> OpResult:
+        _, height, width = self.shape
+        stats, union = [], None
+        result = OpResult(images=x, stats=x.new_zeros(0))
+        for i, op in enumerate(self.ops):
+            keys = keyed.sample_keys(index, bases[i])
+            applied = keyed.sample_uniform(keys, keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
+            family = registry.OPS[op["op"]].family
+            if family == "mask":
+                mask = self._mask(i, keys, values, height, width)
+                if applied is not None:
+                    mask = mask & applied[:, None, None]
+                stats.append(mask.flatten(1).to(torch.float32).mean(1))
+                x = masks.fill(x, mask, op["fill"], keys, self.fill_mean, self.fill_std)
+                union = mask if union is None else union | mask
+            elif family == "noise":
+                noisy = self._noise(i, x, keys, values)
+                if op["clip"]:
+                    noisy = noisy.clamp(0.0, 1.0)
+                if applied is not None:
+                    noisy = torch.where(applied[:, None, None, None], noisy, x)
+                stats.append((noisy - x).abs().flatten(1).mean(1))
+                x = noisy
+            else:
+                stats.append(self._token_op(i, keys, values, applied, result))
+        result.per_sample = torch.stack(stats, 1)
+        result.images, result.stats, result.mask = x, result.per_sample.sum(0), union
+        return result
+
+    def _value(self, i: int, key: str, keys: torch.Tensor, values: torch.Tensor, sub: int = 0) -> torch.Tensor:
+        """Parameter `key` of op i as a per-sample float tensor (B,): constant, range or schedule."""
+        v = self.ops[i][key]
+        b = keys.shape[0]
+        if isinstance(v, dict):
+            return values[self.scheduled.index((i, key))].expand(b)
+        if isinstance(v, list):
+            return v[0] + (v[1] - v[0]) * keyed.sample_uniform(keys, keyed.VALUE, sub)
+        return torch.full((b,), float(v), device=keys.device)
+
+    def _mask(self, i: int, keys: torch.Tensor, values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        op = self.ops[i]
+        name = op["op"]
+        if name == "region":
+            return masks.region_mask(keys.shape[0], height, width, op["box"], keys.device)
+        if name == "rect":
+            return masks.rect_mask(keys, height, width, op["area"], op["aspect"], op["n"])
+        rate = self._value(i, "rate", keys, values)
+        if name == "pixel":
+            return masks.pixel_mask(keys, rate, height, width, op["count"])
+        if name == "patch":
+            return masks.patch_mask(keys, rate, height, width, op["size"])
+        if name == "block":
+            return masks.block_mask(keys, rate, height, width, op["size"], op["min_patches"], op["aspect"])
+        return masks.stripes_mask(keys, rate, height, width, op["axis"], op["max_width"])
+
+    def _noise(self, i: int, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        op = self.ops[i]
+        name = op["op"]
+        strength = self._value(i, registry.OPS[name].strength or "width", keys, values)
+        if name == "gaussian":
+            return noise.gaussian(x, keys, strength, op["mean"])
+        if name == "salt_pepper":
+            return noise.salt_pepper(x, keys, strength, op["salt_ratio"])
+        if name == "shot":
+            return noise.shot(x, keys, strength)
+        if name == "speckle":
+            return noise.speckle(x, keys, strength)
+        return noise.uniform(x, keys, strength)
+
+    def _token_op(
+        self, i: int, keys: torch.Tensor, values: torch.Tensor, applied: torch.Tensor | None, result: OpResult
+    ) -> torch.Tensor:
+        raise NotImplementedError("token ops arrive with the ViT")

@@ -1,0 +1,142 @@
+"""Pictures: per-epoch curves (text for the terminal, PNG with matplotlib), robustness
+plots and image grids. matplotlib is imported only when a PNG is asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MARKS = "*o+x#@%&"
+
+
+def text_curves(curves: dict[str, dict[str, list[float]]], metric: str, width: int = 64, height: int = 14) -> str:
+    """Group means as marks, their min..max band as dots, on a character grid."""
+    lows = [v for c in curves.values() for v in c["min"]]
+    highs = [v for c in curves.values() for v in c["max"]]
+    lo, hi = min(lows), max(highs)
+    if hi - lo < 1e-12:
+        hi = lo + 1e-12
+    epochs = max(len(c["epoch"]) for c in curves.values())
+    grid = [[" "] * width for _ in range(height)]
+
+    def col(i: int) -> int:
+        return 0 if epochs == 1 else round(i * (width - 1) / (epochs - 1))
+
+    def row(v: float) -> int:
+        return height - 1 - round((v - lo) / (hi - lo) * (height - 1))
+
+    for c in curves.values():
+        for i, (a, b) in enumerate(zip(c["min"], c["max"])):
+            for r in range(row(b), row(a) + 1):
+                if grid[r][col(i)] == " ":
+                    grid[r][col(i)] = "."
+    for mark, c in zip(MARKS, curves.values()):
+        for i, v in enumerate(c["mean"]):
+            grid[row(v)][col(i)] = mark
+    lines = [f"{metric} per epoch (mean; dots: min..max over seeds)"]
+    for r, cells in enumerate(grid):
+        label = f"{hi:8.4f} |" if r == 0 else (f"{lo:8.4f} |" if r == height - 1 else " " * 9 + "|")
+        lines.append(label + "".join(cells))
+    lines.append(" " * 9 + "+" + "-" * width)
+    lines.append(" " * 10 + f"epoch 1{' ' * (width - 14)}epoch {epochs}")
+    for mark, key in zip(MARKS, curves):
+        lines.append(f"  {mark} {key}")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves_png(curves: dict[str, dict[str, list[float]]], metric: str, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for key, c in curves.items():
+        mean, std = np.array(c["mean"]), np.array(c["std"])
+        (line,) = ax.plot(c["epoch"], mean, label=key, marker="o", markersize=3)
+        ax.fill_between(c["epoch"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def bars_png(rows: list[dict], metric: str, path: Path) -> None:
+    """Group means with their seed range, and the reference's mean as a line."""
+    plt = _pyplot()
+    rows = [r for r in rows if r["metric"] == metric]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 4.5), dpi=120)
+    x = np.arange(len(rows))
+    means = np.array([r["mean"] for r in rows])
+    err = np.array([[r["mean"] - r["min"] for r in rows], [r["max"] - r["mean"] for r in rows]])
+    ax.bar(x, means, yerr=err, capsize=4, color="#4c72b0")
+    ax.axhline(means[0], color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks(x, [r["group"] for r in rows], rotation=20, ha="right", fontsize=8)
+    pad = max(1e-3, float(np.ptp(np.concatenate([means - err[0], means + err[1]]))))
+    ax.set_ylim(float((means - err[0]).min() - pad), float((means + err[1]).max() + pad))
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean, min..max over seeds")
+    _save(fig, path)
+
+
+def robustness_plot(bodies: list[dict], path: Path) -> None:
+    """Accuracy against strength: one panel per corruption, one line per run."""
+    from masklab.ops import registry
+
+    plt = _pyplot()
+    ops = sorted({c["op"]["op"] for b in bodies for c in b["cells"]})
+    if not ops:
+        from masklab.errors import UsageError
+
+        raise UsageError("--plot needs a corruption grid (--op, --ops or --suite)")
+    fig, axes = plt.subplots(1, len(ops), figsize=(4 * len(ops), 3.6), dpi=120, squeeze=False)
+    for ax, op in zip(axes[0], ops):
+        strength = registry.OPS[op].strength or next(iter(registry.OPS[op].params))
+        for b in bodies:
+            cells = [c for c in b["cells"] if c["op"]["op"] == op]
+            xs = [c["op"].get("severity") or c["op"].get(strength) for c in cells]
+            if not all(isinstance(v, (int, float)) for v in xs):
+                xs = list(range(1, len(cells) + 1))
+            ax.plot(
+                [0] + xs, [b["clean"]["acc"]] + [c["acc"] for c in cells], marker="o", markersize=3, label=b["run_id"]
+            )
+        ax.set_title(op)
+        ax.set_xlabel("severity" if cells and cells[0]["op"].get("severity") else strength)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def image_grid_png(originals: np.ndarray, changed: np.ndarray, path: Path, title: str, rows: int = 4) -> None:
+    """Originals beside their masked/noised versions: pairs of columns, (N, H, W) in [0, 1]."""
+    plt = _pyplot()
+    n = min(len(originals), rows * 4)
+    cols = 8
+    fig, axes = plt.subplots(-(-n // 4), cols, figsize=(cols * 1.1, -(-n // 4) * 1.2), dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, 4)
+        axes[r][2 * c].imshow(originals[i], cmap="gray", vmin=0, vmax=1)
+        axes[r][2 * c + 1].imshow(np.clip(changed[i], 0, 1), cmap="gray", vmin=0, vmax=1)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

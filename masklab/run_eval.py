@@ -1,0 +1,100 @@
+"""Evaluating stored runs: reload the weights, measure the clean test split and a
+corruption grid, compare with a baseline run (mCE-style), store the result in the run
+folder (eval/<name>.json) so that `compare` can use every cell as a metric."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import torch
+
+from masklab import evaluate
+from masklab.errors import UsageError
+from masklab.experiment import load_trained
+from masklab.runs import Run, now
+
+
+def eval_name(ops: list[dict], suite: str | None, seed: int) -> str:
+    """A stable file name for one evaluation: clean, a suite, or a hash of the grid."""
+    if suite and not ops:
+        return suite if seed == 0 else f"{suite}-seed{seed}"
+    if not ops and not suite:
+        return "clean"
+    text = json.dumps({"ops": ops, "suite": suite, "seed": seed}, sort_keys=True)
+    return "grid-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def corruption_errors(cells: list[dict], clean_acc: float, base_cells: list[dict], base_clean: float) -> dict:
+    """Per corruption (op): CE = sum of errors / baseline's sum, and the relative CE
+    using errors above the clean error (Hendrycks & Dietterich, 2019). Means in `mean`."""
+    by_op: dict[str, dict[str, list[float]]] = {}
+    base = {c["name"]: c["acc"] for c in base_cells}
+    for c in cells:
+        if c["name"] not in base:
+            continue
+        entry = by_op.setdefault(c["op"]["op"], {"err": [], "base": []})
+        entry["err"].append(1.0 - c["acc"])
+        entry["base"].append(1.0 - base[c["name"]])
+    out: dict = {}
+    for op, e in by_op.items():
+        err, ref = np.array(e["err"]), np.array(e["base"])
+        rel_den = float(np.sum(ref - (1.0 - base_clean)))
+        out[op] = {
+            "ce": float(err.sum() / ref.sum()) if ref.sum() > 0 else None,
+            "relative_ce": float(np.sum(err - (1.0 - clean_acc)) / rel_den) if rel_den > 0 else None,
+        }
+    ces = [v["ce"] for v in out.values() if v["ce"] is not None]
+    rels = [v["relative_ce"] for v in out.values() if v["relative_ce"] is not None]
+    return {
+        "per_op": out,
+        "mce": float(np.mean(ces)) if ces else None,
+        "relative_mce": float(np.mean(rels)) if rels else None,
+    }
+
+
+def evaluate_run(
+    run: Run, ops: list[dict], suite: str | None, seed: int, device: torch.device, baseline: dict | None = None
+) -> tuple[dict, list[str]]:
+    """Clean metrics plus the grid for one run; returns (stored body, warnings)."""
+    spec, data, model, warnings = load_trained(run, device)
+    precision, batch = spec.train.precision, spec.train.eval_batch_size
+    clean = evaluate.classification_metrics(evaluate.predict(model, data.test, batch, precision), data.classes)
+    grid_ops = list(ops)
+    if suite:
+        from masklab.corruptions import suite_ops
+
+        grid_ops += suite_ops(suite, data.shape)
+    cells = evaluate.robustness_grid(
+        model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std)
+    )
+    metrics = {
+        "test_acc": clean["acc"],
+        "test_macro_f1": clean["macro_f1"],
+        "test_loss": clean["loss"],
+        **evaluate.grid_summary(cells),
+    }
+    body = {
+        "schema_version": 1,
+        "run_id": run.id,
+        "name": eval_name(ops, suite, seed),
+        "created": now(),
+        "device": str(device),
+        "seed": seed,
+        "ops": ops,
+        "suite": suite,
+        "clean": clean,
+        "cells": cells,
+        "metrics": metrics,
+    }
+    if baseline is not None:
+        missing = [c["name"] for c in cells if c["name"] not in {b["name"] for b in baseline["cells"]}]
+        if missing:
+            raise UsageError(
+                f"--baseline {baseline['run_id']} lacks the cells {', '.join(missing[:3])}; evaluate both runs on the same grid"
+            )
+        body["baseline"] = baseline["run_id"]
+        body["corruption_error"] = corruption_errors(cells, clean["acc"], baseline["cells"], baseline["clean"]["acc"])
+    run.write_eval(body["name"], body)
+    return body, warnings

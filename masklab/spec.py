@@ -1,0 +1,456 @@
+"""The experiment spec: schema, YAML loading, `--set` overrides and validation.
+
+A spec is validated completely before any work starts. Each section is a dataclass whose
+fields carry a one-line doc and a check; unknown keys are rejected with a suggestion.
+`resolve()` fills every default, so the spec written into a run folder is complete.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from masklab import schema as sc
+from masklab.errors import SpecError, UsageError
+from masklab.ops import registry as op_registry
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits")
+
+
+def opt(default: Any, doc: str, check: Callable[[Any, str], Any]) -> Any:
+    """A spec field: its default, a one-line doc and the check applied to user values."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda v, p: None if v is None else check(v, p)
+
+
+def _dataset_name(value: Any, path: str) -> str:
+    value = sc.as_str(value, path)
+    if value in DATASET_NAMES or re.fullmatch(r"(idx|npz):.+", value):
+        return value
+    allowed = ", ".join(DATASET_NAMES) + ", idx:DIR, npz:FILE"
+    hint = sc.suggest(value, DATASET_NAMES)
+    raise SpecError(f"{path}: unknown dataset {sc.show(value)}{hint} (allowed: {allowed})")
+
+
+def _seeds(value: Any, path: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    items = sc.as_list(value, path, min_len=1)
+    seeds = [sc.as_int(s, sc.join(path, i), 0, 2**31 - 1) for i, s in enumerate(items)]
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"{path}: seeds must be distinct, got {seeds}")
+    return seeds
+
+
+def _hidden(value: Any, path: str) -> list[int]:
+    items = sc.as_list(value, path)
+    return [sc.as_int(h, sc.join(path, i), 1, 65536) for i, h in enumerate(items)]
+
+
+def _device(value: Any, path: str) -> str:
+    value = sc.as_str(value, path)
+    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise SpecError(f"{path}: must be auto, cpu, cuda, cuda:N or mps, got {sc.show(value)}")
+
+
+def _compile(value: Any, path: str) -> bool | str:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise SpecError(f"{path}: must be auto, true or false, got {sc.show(value)}")
+
+
+def _ops(grid: bool) -> Callable[[Any, str], list[dict]]:
+    def check(value: Any, path: str) -> list[dict]:
+        items = sc.as_list(value, path)
+        return [op_registry.validate(item, sc.join(path, i), grid=grid) for i, item in enumerate(items)]
+
+    return check
+
+
+@dataclass
+class DataSpec:
+    """Where the images come from and how the training split is divided."""
+
+    dataset: str = opt("mnist-mini", "mnist-mini | mnist | fashion-mnist | digits | idx:DIR | npz:FILE", _dataset_name)
+    root: str | None = opt(None, "folder holding the IDX files (searched first)", _optional(sc.as_str))
+    download: bool = opt(False, "download mnist/fashion-mnist (SHA-256 checked) when not found", sc.as_bool)
+    val_fraction: float = opt(
+        0.1, "stratified share of the training split held out for validation", lambda v, p: sc.as_float(v, p, 0.0, 0.5)
+    )
+    train_limit: int | None = opt(
+        None, "use a stratified subset of this many training images", _optional(lambda v, p: sc.as_int(v, p, 20))
+    )
+    test_limit: int | None = opt(
+        None, "use a stratified subset of this many test images", _optional(lambda v, p: sc.as_int(v, p, 10))
+    )
+
+
+@dataclass
+class MLPSpec:
+    """A multi-layer perceptron on flattened pixels."""
+
+    arch: str = opt("mlp", "model family", lambda v, p: sc.as_choice(v, p, ("mlp",)))
+    hidden: list[int] = opt([256, 128], "hidden layer widths", _hidden)
+    dropout: float = opt(0.1, "dropout after each hidden layer", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
+
+
+@dataclass
+class CNNSpec:
+    """A small BatchNorm convolutional net: three conv stages, global pooling, linear head."""
+
+    arch: str = opt("cnn", "model family", lambda v, p: sc.as_choice(v, p, ("cnn",)))
+    width: int = opt(
+        32, "channels of the first stage (doubled at each later stage)", lambda v, p: sc.as_int(v, p, 4, 512)
+    )
+    dropout: float = opt(0.0, "dropout before the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
+
+
+@dataclass
+class ViTSpec:
+    """A small Vision Transformer on patch tokens."""
+
+    arch: str = opt("vit", "model family", lambda v, p: sc.as_choice(v, p, ("vit",)))
+    patch: int = opt(4, "patch side in pixels (must divide the image side)", lambda v, p: sc.as_int(v, p, 1, 64))
+    dim: int = opt(64, "token width", lambda v, p: sc.as_int(v, p, 8, 2048))
+    depth: int = opt(4, "number of transformer blocks", lambda v, p: sc.as_int(v, p, 1, 48))
+    heads: int = opt(4, "attention heads (must divide dim)", lambda v, p: sc.as_int(v, p, 1, 64))
+    mlp_ratio: float = opt(2.0, "MLP hidden width as a multiple of dim", lambda v, p: sc.as_float(v, p, 0.25, 16))
+    pool: str = opt("cls", "cls token or mean of tokens", lambda v, p: sc.as_choice(v, p, ("cls", "mean")))
+    dropout: float = opt(0.0, "dropout in blocks and before the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
+    decoder_dim: int = opt(
+        64, "width of the light decoder used by masked modeling", lambda v, p: sc.as_int(v, p, 8, 2048)
+    )
+    decoder_depth: int = opt(1, "blocks in the masked-modeling decoder", lambda v, p: sc.as_int(v, p, 1, 16))
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise SpecError(f"model.heads: must divide model.dim ({self.dim}), got {self.heads}")
+
+
+MODEL_SPECS = {"mlp": MLPSpec, "cnn": CNNSpec, "vit": ViTSpec}
+
+
+@dataclass
+class TrainSpec:
+    """The optimisation recipe."""
+
+    epochs: int = opt(5, "passes over the training split", lambda v, p: sc.as_int(v, p, 1, 100000))
+    batch_size: int = opt(256, "images per optimisation step", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
+    optimizer: str = opt("adamw", "adamw | sgd (Nesterov momentum)", lambda v, p: sc.as_choice(v, p, ("adamw", "sgd")))
+    lr: float = opt(3e-3, "peak learning rate", lambda v, p: sc.as_float(v, p, 0.0, lo_open=True))
+    weight_decay: float = opt(
+        5e-4, "decoupled (adamw) or L2 (sgd) weight decay", lambda v, p: sc.as_float(v, p, 0.0, 10.0)
+    )
+    momentum: float = opt(0.9, "SGD momentum (sgd only)", lambda v, p: sc.as_float(v, p, 0.0, 0.9999))
+    schedule: str = opt(
+        "onecycle", "onecycle | cosine | constant", lambda v, p: sc.as_choice(v, p, ("onecycle", "cosine", "constant"))
+    )
+    warmup: float = opt(
+        0.2, "share of the steps spent warming up (onecycle, cosine)", lambda v, p: sc.as_float(v, p, 0.0, 0.9)
+    )
+    label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy", lambda v, p: sc.as_float(v, p, 0.0, 0.99))
+    device: str = opt("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps", _device)
+    precision: str = opt(
+        "auto",
+        "auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32",
+        lambda v, p: sc.as_choice(v, p, ("auto", "bf16", "fp32")),
+    )
+    compile: bool | str = opt("auto", "torch.compile the ops and model: auto (CUDA only) | true | false", _compile)
+    eval_batch_size: int = opt(2048, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
+    objective: str = opt(
+        "classify",
+        "classify | masked-modeling (vit only)",
+        lambda v, p: sc.as_choice(v, p, ("classify", "masked-modeling")),
+    )
+    init_from: str | None = opt(
+        None, "a run (id, prefix or path) whose encoder initialises this model", _optional(sc.as_str)
+    )
+    freeze: str = opt(
+        "none",
+        "none | encoder (train only the head: a linear probe)",
+        lambda v, p: sc.as_choice(v, p, ("none", "encoder")),
+    )
+
+
+@dataclass
+class EvalSpec:
+    """What is measured after training, on the test split."""
+
+    ops: list[dict] = opt([], "test-time corruption grid: ops whose list values are grid axes", _ops(grid=True))
+    suite: str | None = opt(
+        None, "a named corruption suite (mnist-c)", _optional(lambda v, p: sc.as_choice(v, p, ("mnist-c",)))
+    )
+    seed: int = opt(
+        0,
+        "seed of the corruptions: every model sees the same corrupted test set",
+        lambda v, p: sc.as_int(v, p, 0, 2**31 - 1),
+    )
+
+
+@dataclass
+class Spec:
+    """One experiment: data, train-time ops, model, training, evaluation, seeds."""
+
+    name: str = opt(
+        "experiment",
+        "names the runs (letters, digits, . _ -)",
+        lambda v, p: sc.as_str(v, p, NAME_PATTERN, "letters, digits, '.', '_' or '-' (at most 64)"),
+    )
+    seeds: list[int] = opt([0], "one run per seed; seeds replicate, they do not tune", _seeds)
+    data: DataSpec = field(default_factory=DataSpec)
+    train_ops: list[dict] = opt([], "ops applied in order to every training batch", _ops(grid=False))
+    model: CNNSpec | MLPSpec | ViTSpec = field(default_factory=CNNSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+
+    def __post_init__(self) -> None:
+        if self.train.objective == "masked-modeling" and not isinstance(self.model, ViTSpec):
+            raise SpecError(f"train.objective: masked-modeling needs model.arch vit, got {self.model.arch}")
+        if self.train.freeze == "encoder" and not self.train.init_from:
+            raise SpecError("train.freeze: encoder needs train.init_from (a pretrained run)")
+        uses_tokens = [i for i, o in enumerate(self.train_ops) if o["op"] in op_registry.TOKEN_OPS]
+        if uses_tokens and not isinstance(self.model, ViTSpec):
+            i = uses_tokens[0]
+            raise SpecError(f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit, got {self.model.arch}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def group_hash(self) -> str:
+        """8 hex digits naming everything but the seeds: runs sharing it form a group."""
+        body = self.to_dict()
+        body.pop("seeds")
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+SECTIONS = {"data": DataSpec, "train": TrainSpec, "eval": EvalSpec}
+
+
+def build_section(cls: type, raw: Any, path: str) -> Any:
+    """Check a mapping against a section dataclass and build it, defaults filled in."""
+    raw = sc.need_mapping(raw, path)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    sc.reject_unknown(raw, list(fields), path)
+    values = {key: fields[key].metadata["check"](value, sc.join(path, key)) for key, value in raw.items()}
+    return cls(**values)
+
+
+def _build_model(raw: Any) -> Any:
+    raw = sc.need_mapping(raw, "model")
+    arch = sc.as_choice(raw.get("arch", "cnn"), "model.arch", tuple(MODEL_SPECS))
+    return build_section(MODEL_SPECS[arch], raw, "model")
+
+
+def resolve(raw: Any, default_name: str = "experiment") -> Spec:
+    """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
+    raw = sc.need_mapping(raw, "spec")
+    top = {f.name: f for f in dataclasses.fields(Spec)}
+    sc.reject_unknown(raw, list(top), "")
+    values: dict[str, Any] = {"name": default_name}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            values[key] = build_section(SECTIONS[key], value if value is not None else {}, key)
+        elif key == "model":
+            values[key] = _build_model(value if value is not None else {})
+        else:
+            values[key] = top[key].metadata["check"]([] if value is None and key == "train_ops" else value, key)
+    return Spec(**values)
+
+
+def field_docs(cls: type = Spec, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key path, default, doc) for every field: the spec reference in README and --help."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        if "doc" in f.metadata:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((prefix + f.name, json.dumps(default), f.metadata["doc"]))
+    return rows
+
+
+# --- YAML -----------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys instead of keeping the last one silently."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise SpecError(f"line {line}: key {sc.show(key)} appears twice; keep one")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def parse_yaml_text(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        if "\\t" in str(exc.problem) or "tab" in str(exc.problem):
+            raise SpecError(f"{where}: tab character; YAML indents with spaces, replace the tabs") from None
+        raise SpecError(f"{where}: not valid YAML ({exc.problem}); check the indentation and colons") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML ({exc}); check the file") from None
+
+
+def read_spec_file(path: str | Path) -> Any:
+    """The YAML mapping in a spec file, or a SpecError saying why there is none."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such spec file; pass the path of a YAML spec (see experiments/)")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise SpecError(f"{path}: binary data (NUL bytes), not a YAML spec; pass a text .yaml file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); pass a text .yaml file") from None
+    raw = parse_yaml_text(text, str(path))
+    if raw is None:
+        raise SpecError(
+            f"{path}: the spec is empty; write a mapping with at least `name:` (see experiments/quickstart.yaml)"
+        )
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the top level must be a mapping (name:, data:, model:, ...), got {sc.kind_of(raw)}")
+    return raw
+
+
+# --- --set overrides ------------------------------------------------------------------
+
+_PATH_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _split_path(path: str) -> list[str | int]:
+    tokens: list[str | int] = []
+    for part in path.split("."):
+        pos = 0
+        while pos < len(part):
+            m = _PATH_TOKEN.match(part, pos)
+            if not m or (pos > 0 and m.group(1)):
+                raise UsageError(f"--set {path}: bad key path; write it as section.key or train_ops[0].rate")
+            tokens.append(m.group(1) if m.group(1) else int(m.group(2)))
+            pos = m.end()
+        if not part:
+            raise UsageError(f"--set {path}: bad key path; write it as section.key or train_ops[0].rate")
+    return tokens
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `key.path=value` to a raw spec mapping; the value is read as YAML."""
+    if "=" not in assignment:
+        raise UsageError(f"--set {assignment}: expected key.path=value, e.g. --set train.lr=0.01")
+    path, text = assignment.split("=", 1)
+    tokens = _split_path(path.strip())
+    value = parse_yaml_text(text, f"--set {path}") if text.strip() else None
+    node: Any = raw
+    for i, token in enumerate(tokens[:-1]):
+        where = path if i == 0 else ".".join(map(str, tokens[: i + 1]))
+        if isinstance(token, int):
+            if not isinstance(node, list) or token >= len(node):
+                raise UsageError(f"--set {path}: {where} has no item {token}")
+            node = node[token]
+        else:
+            if not isinstance(node, dict):
+                raise UsageError(f"--set {path}: {where} is not a mapping")
+            if node.get(token) is None:
+                node[token] = {}
+            node = node[token]
+    last = tokens[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last > len(node):
+            raise UsageError(f"--set {path}: no list item {last} to set")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    else:
+        if not isinstance(node, dict):
+            raise UsageError(f"--set {path}: the parent of {last} is not a mapping")
+        node[last] = value
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Read, override and validate a spec file. Errors name the file or the key path."""
+    raw = read_spec_file(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return resolve(raw, default_name=_default_name(Path(path)))
+
+
+def _default_name(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).strip("-._") or "experiment"
+    return stem[:64]
+
+
+def spec_from_dict(body: dict) -> Spec:
+    """Rebuild a Spec from a resolved dict (a run folder's spec.yaml)."""
+    return resolve(copy.deepcopy(body))
+
+
+def dump_yaml(spec: Spec) -> str:
+    return yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two resolved spec dicts."""
+    keys: list[str] = []
+    for key in sorted(set(a) | set(b), key=str):
+        path = sc.join(prefix, key)
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys.extend(diff_keys(va, vb, path))
+        elif (
+            isinstance(va, list)
+            and isinstance(vb, list)
+            and len(va) == len(vb)
+            and all(isinstance(x, dict) for x in va + vb)
+        ):
+            for i, (xa, xb) in enumerate(zip(va, vb)):
+                keys.extend(diff_keys(xa, xb, f"{path}[{i}]"))
+        elif va != vb:
+            keys.append(path)
+    return keys
+
+
+def flatten(body: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved spec dict as {key path: leaf value}, for compare's columns."""
+    if isinstance(body, dict):
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            out.update(flatten(value, sc.join(prefix, key)))
+        return out
+    if isinstance(body, list) and body and all(isinstance(x, dict) for x in body):
+        out = {}
+        for i, value in enumerate(body):
+            out.update(flatten(value, f"{prefix}[{i}]"))
+        return out
+    return {prefix: body}

@@ -1,0 +1,239 @@
+"""The training loop, written out in full.
+
+One epoch: a keyed shuffle of the device-resident training split; per batch one
+gather, the spec's ops, a forward/backward step under bf16 autocast on CUDA; then a
+validation pass, one line in metrics.jsonl and a checkpoint. Everything random is a
+pure function of (seed, epoch, step) or restored from the checkpoint, so a resumed run
+continues bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from masklab.data.batches import DeviceSplit, epoch_shuffle_seed
+from masklab.data.registry import Dataset, validation_split
+from masklab.errors import Interrupted, TrainingFailed
+from masklab.evaluate import autocast, classification_metrics, predict
+from masklab.ops.pipeline import OpPipeline
+from masklab.runs import Run
+from masklab.spec import Spec
+
+
+class Reporter:
+    """Progress callbacks; the CLI renders them (rich bar on a TTY, plain lines otherwise)."""
+
+    def start(self, run_id: str, epochs: int, steps: int, start_epoch: int) -> None: ...
+
+    def step(self, epoch: int, step: int) -> None: ...
+
+    def epoch(self, row: dict) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class TrainData:
+    """The three splits on the device, plus what the model and fills need to know."""
+
+    train: DeviceSplit
+    val: DeviceSplit | None
+    test: DeviceSplit
+    classes: list[str]
+    shape: tuple[int, int, int]
+    mean: float
+    std: float
+
+
+def build_data(dataset: Dataset, val_fraction: float, seed: int, device: torch.device) -> TrainData:
+    tr, va = validation_split(dataset.train_y, val_fraction, seed)
+    train_x = dataset.train_x[tr]
+    pixels = train_x.astype(np.float32) / (255.0 if train_x.dtype == np.uint8 else 1.0)
+    mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
+    return TrainData(
+        train=DeviceSplit(train_x, dataset.train_y[tr], tr, device),
+        val=DeviceSplit(dataset.train_x[va], dataset.train_y[va], va, device) if len(va) else None,
+        test=DeviceSplit(dataset.test_x, dataset.test_y, np.arange(len(dataset.test_y)), device),
+        classes=dataset.classes,
+        shape=dataset.shape,
+        mean=mean,
+        std=std,
+    )
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
+    """The learning-rate multiplier at a global step: onecycle (linear up, linear down to
+    zero), cosine (linear warmup, cosine to zero) or constant."""
+    if schedule == "constant":
+        return 1.0
+    up = max(1, round(warmup * total))
+    if step < up:
+        return (step + 1) / up
+    p = (step - up) / max(1, total - up)
+    if schedule == "onecycle":
+        return max(0.0, 1.0 - p)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
+
+
+def make_optimizer(model: torch.nn.Module, spec: Spec) -> torch.optim.Optimizer:
+    """AdamW or Nesterov SGD; weight decay only on weights (not norms, biases, embeddings of size 1-D)."""
+    t = spec.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.99))
+
+
+def classify_loss(
+    model: torch.nn.Module, images: torch.Tensor, y: torch.Tensor, smoothing: float, **kw
+) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = model(images, **kw) if kw else model(images)
+    return F.cross_entropy(logits.float(), y, label_smoothing=smoothing), (logits.argmax(1) == y).sum()
+
+
+def save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epochs_done: int) -> None:
+    state = {
+        "epochs_done": epochs_done,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    tmp = run.path / ".checkpoint.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(run.path / "checkpoint.pt")
+
+
+def load_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
+    """Restore model, optimizer and RNG state; returns the number of completed epochs."""
+    state = torch.load(run.path / "checkpoint.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"].cpu())
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    return int(state["epochs_done"])
+
+
+def fit(
+    spec: Spec,
+    seed: int,
+    data: TrainData,
+    model: torch.nn.Module,
+    pipeline: OpPipeline,
+    run: Run,
+    device: torch.device,
+    reporter: Reporter,
+    stop_requested: Callable[[], bool],
+    resume: bool = False,
+) -> None:
+    """Train for spec.train.epochs, writing metrics and a checkpoint after every epoch."""
+    t = spec.train
+    optimizer = make_optimizer(model, spec)
+    steps = data.train.num_batches(t.batch_size, drop_last=True)
+    start = load_checkpoint(run, model, optimizer, device) if resume else 0
+    run.truncate_metrics(start)
+    reporter.start(run.id, t.epochs, steps, start)
+    try:
+        for epoch in range(start, t.epochs):
+            began = time.perf_counter()
+            row = train_epoch(spec, seed, epoch, data, model, optimizer, pipeline, device, reporter, stop_requested)
+            if data.val is not None:
+                val = predict(model, data.val, t.eval_batch_size, t.precision)
+                row["val_loss"], row["val_acc"] = val.loss, float((val.predicted == val.labels).mean())
+            row["seconds"] = round(time.perf_counter() - began, 4)
+            run.append_metrics(row)
+            save_checkpoint(run, model, optimizer, epoch + 1)
+            run.update_info(epochs_done=epoch + 1)
+            reporter.epoch(row)
+            if stop_requested():
+                raise Interrupted(f"interrupted after epoch {epoch + 1}")
+    finally:
+        reporter.finish()
+
+
+def train_epoch(
+    spec, seed, epoch, data, model, optimizer, pipeline: OpPipeline, device, reporter, stop_requested
+) -> dict:
+    """One pass over the training split; returns the epoch's metrics row (without val)."""
+    t = spec.train
+    model.train()
+    began = time.perf_counter()
+    steps = data.train.num_batches(t.batch_size, drop_last=True)
+    check_every = 1 if device.type == "cpu" else 25  # host syncs are free on CPU only
+    plan = pipeline.plan(epoch, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    op_sums = torch.zeros(len(pipeline), device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    seen = 0
+    for step, (x, y, idx) in enumerate(
+        data.train.batches(t.batch_size, epoch_shuffle_seed(seed, epoch), drop_last=True)
+    ):
+        if pipeline.per_step:
+            plan = pipeline.plan(epoch, step, device=device)
+        lr = t.lr * lr_factor(epoch * steps + step, steps * t.epochs, t.schedule, t.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        out = pipeline(x, idx, plan)  # the train-time ops, (B, C, H, W)
+        with autocast(device, t.precision):
+            loss, n_correct = classify_loss(model, out.images, y, t.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss = loss.detach()
+        loss_sum += loss * len(y)
+        correct += n_correct
+        op_sums += out.stats
+        seen += len(y)
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            _check_finite(first_bad, epoch, lr)
+        if stop_requested():
+            raise Interrupted(f"interrupted in epoch {epoch + 1}")
+        reporter.step(epoch, step)
+    return _epoch_row(epoch, loss_sum, correct, seen, op_sums, pipeline, lr, time.perf_counter() - began)
+
+
+def _check_finite(first_bad: torch.Tensor, epoch: int, lr: float) -> None:
+    bad = int(first_bad)
+    if bad >= 0:
+        raise TrainingFailed(
+            f"loss became non-finite at epoch {epoch + 1}, step {bad + 1} (lr {lr:.3g}); lower train.lr or check the data"
+        )
+
+
+def _epoch_row(
+    epoch: int, loss_sum, correct, seen: int, op_sums, pipeline: OpPipeline, lr: float, seconds: float
+) -> dict:
+    realized = (op_sums / max(1, seen)).tolist()
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": float(loss_sum) / max(1, seen),
+        "train_acc": float(correct) / max(1, seen),
+        "lr": lr,
+        "train_seconds": round(seconds, 4),
+        "samples_per_s": round(seen / max(seconds, 1e-9), 1),
+    }
+    if len(pipeline):
+        row["ops"] = [{"op": op["op"], "realized": round(r, 6)} for op, r in zip(pipeline.ops, realized)]
+        scheduled = pipeline.current_values(epoch)
+        if scheduled:
+            row["scheduled"] = scheduled
+    return row
+
+
+def test_metrics(model: torch.nn.Module, data: TrainData, spec: Spec) -> dict:
+    p = predict(model, data.test, spec.train.eval_batch_size, spec.train.precision)
+    return classification_metrics(p, data.classes)

@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated working folder (runs, cache, data env) and a CLI runner."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from masklab.cli import app
+
+# A spec that trains a real model in about a second on the embedded digits.
+TINY = {
+    "name": "tiny",
+    "seeds": [0],
+    "data": {"dataset": "mnist-mini", "train_limit": 300, "test_limit": 200, "val_fraction": 0.2},
+    "model": {"arch": "mlp", "hidden": [32], "dropout": 0.0},
+    "train": {"epochs": 2, "batch_size": 32, "lr": 0.01},
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MASKLAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MASKLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MASKLAB_DATA", raising=False)
+    monkeypatch.delenv("MASKLAB_MIRROR", raising=False)
+    return tmp_path
+
+
+def tiny_spec(**changes) -> dict:
+    """TINY with section-level changes: tiny_spec(train={"epochs": 3})."""
+    body = copy.deepcopy(TINY)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key].update(value)
+        else:
+            body[key] = value
+    return body
+
+
+@pytest.fixture
+def write_spec(workdir: Path):
+    def write(body: dict | str, name: str = "spec.yaml") -> Path:
+        path = workdir / name
+        path.write_text(body if isinstance(body, str) else yaml.safe_dump(body, sort_keys=False))
+        return path
+
+    return write
+
+
+def cli(*args: str):
+    """Run the masklab CLI in-process; result has exit_code, stdout and stderr apart."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def run_dirs(root: Path) -> list[Path]:
+    runs = root / "runs"
+    return sorted(p for p in runs.iterdir() if not p.name.startswith(".")) if runs.is_dir() else []

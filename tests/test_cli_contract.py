@@ -1,0 +1,56 @@
+"""The CLI contract: help without torch, exit codes, stdout data / stderr talk."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import cli
+
+COMMANDS = ["train", "eval", "compare", "mask", "noise", "runs", "show"]
+
+
+def test_importing_the_cli_does_not_import_torch():
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import masklab.cli"], capture_output=True, text=True, check=True
+    )
+    modules = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    assert "masklab.cli" in modules
+    assert not {m for m in modules if m == "torch" or m.startswith("torch.")}
+    assert "sklearn" not in modules and "scipy" not in modules
+
+
+def test_help_lists_every_command_and_each_has_examples():
+    top = cli("--help")
+    assert top.exit_code == 0
+    for command in COMMANDS:
+        assert command in top.stdout
+        sub = cli(command, "--help")
+        assert sub.exit_code == 0 and "Examples" in sub.stdout, command
+
+
+def test_module_entry_point_and_version():
+    out = subprocess.run([sys.executable, "-m", "masklab", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("masklab ")
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["train"], 2),
+        (["runs", "--format", "xml"], 2),
+        (["show", "nope"], 1),
+        (["compare", "nope"], 1),
+        (["frobnicate"], 2),
+    ],
+)
+def test_usage_errors_and_missing_runs(workdir, args, code):
+    result = cli(*args)
+    assert result.exit_code == code
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_compare_fail_if_must_parse(workdir):
+    result = cli("compare", "a", "--fail-if", "test_acc is low")
+    assert result.exit_code == 2 and "expected METRIC" in result.stderr

@@ -1,0 +1,231 @@
+"""masklab mask / noise: files that reproduce training's draws and compose with train."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import cli, run_dirs, tiny_spec
+
+from masklab.data.npz import read
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        ["--op", "patch", "--rate", "0.5", "--size", "4"],
+        ["--op", "pixel", "--rate", "0.3"],
+        ["--op", "rect", "--area", "0.1,0.3"],
+        ["--op", "stripes", "--rate", "0.25", "--axis", "both"],
+    ],
+)
+def test_masks_do_not_depend_on_batch_size(workdir, op):
+    files = []
+    for batch in ("1000", "7"):
+        out = workdir / f"m{batch}.npz"
+        result = cli(
+            "mask",
+            "--dataset",
+            "mnist-mini",
+            "--limit",
+            "300",
+            *op,
+            "--seed",
+            "3",
+            "--batch-size",
+            batch,
+            "--out",
+            out,
+            "-f",
+            "json",
+        )
+        assert result.exit_code == 0, result.stderr
+        files.append(read(out)[0])
+    assert np.array_equal(files[0]["masks"], files[1]["masks"])
+    assert np.array_equal(files[0]["images"], files[1]["images"])
+
+
+def test_patch_rate_is_exact_per_image_and_the_file_is_complete(workdir):
+    out = workdir / "patch.npz"
+    result = cli(
+        "mask",
+        "--dataset",
+        "mnist-mini",
+        "--op",
+        "patch",
+        "--rate",
+        "0.5",
+        "--size",
+        "7",
+        "--out",
+        out,
+        "--preview",
+        workdir / "patch.png",
+        "-f",
+        "csv",
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[0]["class"] == "all" and len(rows) == 11  # overall and per class
+    assert {(r["realized"], r["min"], r["max"]) for r in rows} == {("0.5", "0.5", "0.5")}
+    arrays, manifest = read(out)
+    assert arrays["images"].shape == (4000, 28, 28) and arrays["images"].dtype == np.float32
+    assert arrays["masks"].shape == (4000, 28, 28) and arrays["masks"].dtype == bool
+    assert arrays["masks"].reshape(4000, -1).sum(1).tolist() == [392] * 4000
+    assert np.all(arrays["images"][arrays["masks"]] == 0.0)
+    assert manifest["seed"] == 0 and manifest["copies"] == 1 and manifest["split"] == "train"
+    assert manifest["ops"][0] == {
+        "op": "patch",
+        "rate": 0.5,
+        "size": 7,
+        "fill": "zero",
+        "p": 1.0,
+        "mode": "dynamic",
+        "copies": 1,
+    }
+    assert manifest["source"]["dataset"] == "mnist-mini" and set(manifest["sha256"]) == {"images", "labels", "masks"}
+    assert (workdir / "patch.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_copies_give_k_distinct_masks_per_image(workdir):
+    out = workdir / "copies.npz"
+    assert (
+        cli(
+            "mask",
+            "--dataset",
+            "mnist-mini",
+            "--limit",
+            "200",
+            "--op",
+            "patch",
+            "--rate",
+            "0.5",
+            "--copies",
+            "3",
+            "--out",
+            out,
+        ).exit_code
+        == 0
+    )
+    masks = read(out)[0]["masks"]
+    assert masks.shape == (3, 200, 28, 28)
+    for i in range(200):
+        assert len({masks[k, i].tobytes() for k in range(3)}) == 3
+
+
+def test_mask_file_equals_what_training_draws(workdir, write_spec):
+    """Copy k of `masklab mask SPEC --seed S` is the mask a run with seed S applies at view k."""
+    import torch
+
+    from masklab.ops.pipeline import OpPipeline
+    from masklab.spec import load_spec
+
+    path = write_spec(tiny_spec(train_ops=[{"op": "pixel", "rate": 0.4, "mode": "static", "copies": 2}]))
+    out = workdir / "spec-masks.npz"
+    assert cli("mask", path, "--seed", "5", "--copies", "2", "--limit", "300", "--out", out).exit_code == 0
+    masks = read(out)[0]["masks"]
+    spec = load_spec(path)
+    pipe = OpPipeline(spec.train_ops, 5, (1, 28, 28), epochs=4)
+    index = torch.arange(300)
+    for epoch in range(4):
+        drawn = pipe(torch.rand(300, 1, 28, 28), index, pipe.plan(epoch)).mask
+        assert np.array_equal(drawn.numpy(), masks[epoch % 2])
+
+
+def test_noise_files_and_the_pipeline_into_train(workdir, write_spec):
+    noisy = workdir / "noisy.npz"
+    result = cli("noise", "--dataset", "mnist-mini", "--op", "gaussian", "--sigma", "0.2", "--out", noisy, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert rows[0]["requested"] == 0.2 and 0.05 < rows[0]["realized"] < 0.2
+    arrays, manifest = read(noisy)
+    assert "masks" not in arrays and arrays["images"].min() >= 0 and arrays["images"].max() <= 1
+    sp = workdir / "sp.npz"
+    assert (
+        cli(
+            "noise", "--dataset", "mnist-mini", "--op", "salt_pepper", "--amount", "0.1", "--limit", "100", "--out", sp
+        ).exit_code
+        == 0
+    )
+    images = read(sp)[0]["images"].reshape(100, -1)
+    original = (images != 0) & (images != 1)
+    assert ((~original).sum(1) >= 78).all()  # exactly 78 pixels hit; a hit may equal the original value
+    path = write_spec(tiny_spec(data={"dataset": f"npz:{noisy}", "train_limit": 300, "test_limit": 200}))
+    trained = cli("train", path, "-q", "-f", "json")
+    assert trained.exit_code == 0, trained.stderr
+    (folder,) = run_dirs(workdir)
+    info = json.loads((folder / "run.json").read_text())
+    assert info["data"]["dataset"] == f"npz:{noisy}" and info["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["mask", "--dataset", "mnist-mini", "--rate", "0.5", "--out", "x.npz"], 2, "--rate needs --op"),
+        (
+            ["mask", "--dataset", "mnist-mini", "--op", "gaussian", "--sigma", "0.1", "--out", "x.npz"],
+            2,
+            "No such option",
+        ),
+        (
+            ["noise", "--dataset", "mnist-mini", "--op", "gaussian", "--out", "x.npz"],
+            2,
+            "--op gaussian.sigma: required",
+        ),
+        (
+            ["mask", "--dataset", "mnist-mini", "--op", "gaussian", "--out", "x.npz"],
+            2,
+            "gaussian is a noise op; use `masklab noise`",
+        ),
+        (
+            ["noise", "--dataset", "mnist-mini", "--op", "patch", "--out", "x.npz"],
+            2,
+            "patch is a mask op; use `masklab mask`",
+        ),
+        (
+            ["mask", "--dataset", "mnist-mini", "--op", "patch", "--rate", "2", "--out", "x.npz"],
+            2,
+            "--op patch.rate: must be in [0, 1], got 2",
+        ),
+        (
+            ["mask", "--dataset", "mnist-mini", "--op", "patch", "--rate", "0.5", "--size", "5", "--out", "x.npz"],
+            2,
+            "must divide the image size 28x28",
+        ),
+        (
+            ["mask", "--dataset", "mnist-mini", "--op", "patch", "--rate", "0.5", "--out", "x.png"],
+            2,
+            "must end in .npz",
+        ),
+        (["mask", "--op", "patch", "--rate", "0.5", "--out", "x.npz"], 2, "give either a SPEC or --dataset NAME"),
+    ],
+)
+def test_mask_noise_errors(workdir, args, code, message):
+    result = cli(*args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert not (workdir / "x.npz").exists()
+
+
+def test_a_damaged_npz_is_refused(workdir, write_spec):
+    out = workdir / "m.npz"
+    assert (
+        cli(
+            "mask", "--dataset", "mnist-mini", "--op", "pixel", "--rate", "0.2", "--limit", "100", "--out", out
+        ).exit_code
+        == 0
+    )
+    arrays, manifest = read(out)
+    arrays["images"][0, 0, 0] = 0.5
+    np.savez(out, manifest=np.array(json.dumps(manifest)), **arrays)
+    path = write_spec(tiny_spec(data={"dataset": f"npz:{out}"}))
+    result = cli("train", path)
+    assert result.exit_code == 1 and "does not match its SHA-256" in result.stderr
+    (workdir / "junk.npz").write_bytes(b"not a zip")
+    path = write_spec(tiny_spec(data={"dataset": f"npz:{workdir / 'junk.npz'}"}))
+    result = cli("train", path)
+    assert result.exit_code == 1 and "not a readable .npz file" in result.stderr
+    assert run_dirs(workdir) == []
