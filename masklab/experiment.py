@@ -227,6 +227,7 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
         epochs=spec.train.epochs,
         steps_per_epoch=steps,
         compile=compiled,
+        stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
     )
     run.update_info(
         parameters=count_parameters(model),

@@ -114,13 +114,17 @@ class MLPSpec:
 
 @dataclass
 class CNNSpec:
-    """A small BatchNorm convolutional net: three conv stages, global pooling, linear head."""
+    """A small convolutional net: three conv-norm-ReLU stages, a flattening MLP head."""
 
     arch: str = opt("cnn", "model family", lambda v, p: sc.as_choice(v, p, ("cnn",)))
     width: int = opt(
-        32, "channels of the first stage (doubled at each later stage)", lambda v, p: sc.as_int(v, p, 4, 512)
+        16, "channels of the first stage (doubled at each later stage)", lambda v, p: sc.as_int(v, p, 4, 512)
     )
-    dropout: float = opt(0.0, "dropout before the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
+    hidden: int = opt(256, "width of the hidden layer of the head", lambda v, p: sc.as_int(v, p, 8, 65536))
+    norm: str = opt(
+        "group", "group (GroupNorm(1, C)) | batch | none", lambda v, p: sc.as_choice(v, p, ("group", "batch", "none"))
+    )
+    dropout: float = opt(0.0, "dropout in the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
 
 
 @dataclass

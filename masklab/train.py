@@ -195,7 +195,7 @@ def train_epoch(
         loss = loss.detach()
         loss_sum += loss * len(y)
         correct += n_correct
-        op_sums += out.stats
+        op_sums += out.stats * len(y)
         seen += len(y)
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         if (step + 1) % check_every == 0 or step + 1 == steps:

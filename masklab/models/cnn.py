@@ -1,5 +1,11 @@
-"""A small, fast convolutional net: three conv-BN-ReLU stages with max pooling, then
-global max pooling and a linear head. Built for time-to-accuracy on 28x28 images."""
+"""A small convolutional net built for time-to-accuracy on 28x28 images.
+
+Three conv-norm-ReLU stages (width w, 2w, 4w) with 2x2 max pooling after the first two,
+then a flattening MLP head. Choices measured on a 2-core CPU (bench/README.md):
+GroupNorm(1, C) instead of BatchNorm (BatchNorm's batch-wise reductions made the step
+1.9x slower there), channels_last memory (max pooling is 5x faster), and a flatten
+head instead of global pooling (about +1.5 points after two epochs on Fashion-MNIST).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +13,52 @@ import torch
 from torch import nn
 
 
-def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+def conv_block(c_in: int, c_out: int, norm: str) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"), norm_layer(norm, c_out), nn.ReLU(inplace=True)
+    )
 
 
 class CNN(nn.Module):
     def __init__(
-        self, shape: tuple[int, int, int], num_classes: int, width: int, dropout: float, standardize: nn.Module
+        self,
+        shape: tuple[int, int, int],
+        num_classes: int,
+        width: int,
+        hidden: int,
+        norm: str,
+        dropout: float,
+        standardize: nn.Module,
     ) -> None:
         super().__init__()
-        channels, height, _ = shape
+        channels, height, width_px = shape
         self.standardize = standardize
-        widths = [width, 2 * width, 4 * width]
         layers: list[nn.Module] = []
-        c_in, side = channels, height
-        for w in widths:
-            layers.append(conv_bn(c_in, w))
-            if side >= 4:  # pool while the map is large enough (28 -> 14 -> 7 -> 3; 8 -> 4 -> 2)
+        c_in, h, w = channels, height, width_px
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            layers.append(conv_block(c_in, c_out, norm))
+            if stage < 2 and min(h, w) >= 4:  # 28 -> 14 -> 7; 8 -> 4 -> 2
                 layers.append(nn.MaxPool2d(2))
-                side //= 2
-            c_in = w
+                h, w = h // 2, w // 2
+            c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, num_classes)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c_in * h * w, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(self.standardize(x))  # (B, 4w, h, w)
-        h = torch.amax(h, dim=(2, 3))  # (B, 4w)
-        return self.head(self.dropout(h))
+        x = self.standardize(x).contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
+        return self.head(self.features(x))  # (B, classes)

@@ -1,55 +1,86 @@
-"""Where a mask is drawn. Each function maps per-sample keys to a boolean mask
-(B, H, W), True = masked, drawing only from `keyed`; `fill` then writes the masked
-pixels. Exact-count masks take the round(rate * n) units with the smallest keyed
-uniforms, so masks are nested: a lower rate masks a subset of a higher rate's units.
+"""Where a mask is drawn. Each function maps per-sample keys to a `Mask` (True = masked),
+drawing only from `keyed`; `fill` then writes the masked pixels. Exact-count masks take
+the round(rate * n) units with the smallest keyed uniforms, so masks are nested: a lower
+rate masks a subset of a higher rate's units.
+
+A rate is a float (the same for every sample) or a per-sample tensor (B,) when it is
+drawn from a range or scheduled per step.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from masklab.ops import keyed
-from masklab.ops.keyed import EXTRA, FILL, UNITS
+from masklab.ops.keyed import EXTRA, FILL, UNITS, Keys
 
 INT32_MAX = 2**31 - 1
+Rate = float | torch.Tensor
 
 
-def exact_count(rate: torch.Tensor, n: int) -> torch.Tensor:
-    """round(rate * n) per sample (round half to even), as int64. (B,)"""
+@dataclass
+class Mask:
+    """A boolean mask on a grid of equal cells: (B, gh, gw), each cell size x size pixels."""
+
+    grid: torch.Tensor
+    size: int = 1
+
+    def pixels(self) -> torch.Tensor:
+        """The mask at pixel resolution. (B, gh*size, gw*size)"""
+        if self.size == 1:
+            return self.grid
+        b, gh, gw = self.grid.shape
+        s = self.size
+        return self.grid[:, :, None, :, None].expand(b, gh, s, gw, s).reshape(b, gh * s, gw * s)
+
+    def fraction(self) -> torch.Tensor:
+        """The realized masked fraction of each sample. (B,)"""
+        return self.grid.flatten(1).to(torch.float32).mean(1)
+
+    def only(self, applied: torch.Tensor) -> Mask:
+        """The mask kept only for samples where `applied` (B,) is True."""
+        return Mask(self.grid & applied[:, None, None], self.size)
+
+
+def exact_count(rate: Rate, n: int) -> int | torch.Tensor:
+    """round(rate * n) (round half to even): an int, or per sample (B,) int64."""
+    if isinstance(rate, float):
+        return min(n, max(0, round(rate * n)))
     return torch.round(rate * n).to(torch.int64).clamp(0, n)
 
 
-def select_smallest(values: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """True at the counts[b] smallest entries of each row of distinct values. (B, n)"""
+def select_smallest(values: torch.Tensor, counts: int | torch.Tensor) -> torch.Tensor:
+    """True at the counts smallest entries of each row of distinct values. (B, n)"""
+    if isinstance(counts, int):
+        if counts <= 0:
+            return torch.zeros_like(values, dtype=torch.bool)
+        if counts >= values.shape[1]:
+            return torch.ones_like(values, dtype=torch.bool)
+        return values <= values.kthvalue(counts, dim=1, keepdim=True).values
     ordered = values.sort(dim=1).values
     threshold = ordered.gather(1, (counts - 1).clamp(min=0)[:, None])
     return (values <= threshold) & (counts[:, None] > 0)
 
 
-def unit_mask(keys: torch.Tensor, rate: torch.Tensor, n: int, count: str = "exact") -> torch.Tensor:
+def unit_mask(keys: Keys, rate: Rate, n: int, count: str = "exact") -> torch.Tensor:
     """Masks `rate` of n units per sample: exactly round(rate * n), or each unit
     independently with probability `rate` (bernoulli). (B, n)"""
-    bits = keyed.unit_bits(keyed.stream(keys, UNITS), n)
+    bits = keyed.unit_bits(keys.stream(UNITS), n)
     if count == "bernoulli":
-        return keyed.uniform(bits) < rate[:, None]
+        return keyed.uniform(bits) < (rate if isinstance(rate, float) else rate[:, None])
     return select_smallest(keyed.sortable(bits), exact_count(rate, n))
 
 
-def pixel_mask(keys: torch.Tensor, rate: torch.Tensor, height: int, width: int, count: str) -> torch.Tensor:
-    return unit_mask(keys, rate, height * width, count).view(-1, height, width)
+def pixel_mask(keys: Keys, rate: Rate, height: int, width: int, count: str) -> Mask:
+    return Mask(unit_mask(keys, rate, height * width, count).view(-1, height, width))
 
 
-def upsample(grid: torch.Tensor, size: int) -> torch.Tensor:
-    """A patch-level mask (B, gh, gw) as a pixel mask (B, gh*size, gw*size)."""
-    b, gh, gw = grid.shape
-    return grid[:, :, None, :, None].expand(b, gh, size, gw, size).reshape(b, gh * size, gw * size)
-
-
-def patch_mask(keys: torch.Tensor, rate: torch.Tensor, height: int, width: int, size: int) -> torch.Tensor:
+def patch_mask(keys: Keys, rate: Rate, height: int, width: int, size: int) -> Mask:
     gh, gw = height // size, width // size
-    return upsample(unit_mask(keys, rate, gh * gw).view(-1, gh, gw), size)
+    return Mask(unit_mask(keys, rate, gh * gw).view(-1, gh, gw), size)
 
 
 def _boxes(
@@ -65,7 +96,7 @@ def _boxes(
 def _box_shape(
     area: torch.Tensor, log_aspect: torch.Tensor, height: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Height and width of a box of `area` units and aspect exp(log_aspect), clamped to fit."""
+    """Height and width of a box of `area` cells and aspect exp(log_aspect), clamped to fit."""
     aspect = torch.exp(log_aspect)
     h = torch.round(torch.sqrt(area * aspect)).clamp(1, height).to(torch.int64)
     w = torch.round(torch.sqrt(area / aspect)).clamp(1, width).to(torch.int64)
@@ -73,46 +104,37 @@ def _box_shape(
 
 
 def _place(
-    keys: torch.Tensor, sub: int, h: torch.Tensor, w: torch.Tensor, height: int, width: int
+    u_top: torch.Tensor, u_left: torch.Tensor, h: torch.Tensor, w: torch.Tensor, height: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A uniformly random top-left corner for a box of size h x w."""
-    u_top = keyed.sample_uniform(keys, EXTRA, sub)
-    u_left = keyed.sample_uniform(keys, EXTRA, sub + 1)
     top = torch.floor(u_top * (height - h + 1)).to(torch.int64)
     left = torch.floor(u_left * (width - w + 1)).to(torch.int64)
     return top, left
 
 
-def _log_aspect(keys: torch.Tensor, sub: int, aspect: list[float]) -> torch.Tensor:
+def _log_aspect(u: torch.Tensor, aspect: list[float]) -> torch.Tensor:
     lo, hi = math.log(aspect[0]), math.log(aspect[1])
-    return lo + (hi - lo) * keyed.sample_uniform(keys, EXTRA, sub)
+    return lo + (hi - lo) * u
 
 
-def rect_mask(
-    keys: torch.Tensor, height: int, width: int, area: list[float], aspect: list[float], n: int
-) -> torch.Tensor:
+def rect_mask(keys: Keys, height: int, width: int, area: list[float], aspect: list[float], n: int) -> Mask:
     """Random erasing: n boxes per sample, each of an area drawn from `area` (a fraction
     of the image) and an aspect drawn log-uniformly from `aspect`. A box larger than
     the image is clamped to it, never skipped."""
-    mask = torch.zeros(keys.shape[0], height, width, dtype=torch.bool, device=keys.device)
+    u = keys.uniforms(EXTRA, 4 * n)  # (4n, B): area, aspect, top, left of each box
+    mask = None
     for j in range(n):
-        frac = area[0] + (area[1] - area[0]) * keyed.sample_uniform(keys, EXTRA, 4 * j)
-        h, w = _box_shape(frac * (height * width), _log_aspect(keys, 4 * j + 1, aspect), height, width)
-        top, left = _place(keys, 4 * j + 2, h, w, height, width)
-        mask |= _boxes(top, left, h, w, height, width)
-    return mask
+        frac = area[0] + (area[1] - area[0]) * u[4 * j]
+        h, w = _box_shape(frac * (height * width), _log_aspect(u[4 * j + 1], aspect), height, width)
+        top, left = _place(u[4 * j + 2], u[4 * j + 3], h, w, height, width)
+        box = _boxes(top, left, h, w, height, width)
+        mask = box if mask is None else mask | box
+    return Mask(mask)
 
 
 def block_mask(
-    keys: torch.Tensor,
-    rate: torch.Tensor,
-    height: int,
-    width: int,
-    size: int,
-    min_patches: int,
-    aspect: list[float],
-    rounds: int = 16,
-) -> torch.Tensor:
+    keys: Keys, rate: Rate, height: int, width: int, size: int, min_patches: int, aspect: list[float], rounds: int = 16
+) -> Mask:
     """BEiT-style blockwise masking with an exact count of patches per sample.
 
     Each round proposes one block per sample (area in [min_patches, remaining], aspect
@@ -121,78 +143,86 @@ def block_mask(
     single patches of lowest keyed rank, so every sample ends with round(rate * n)."""
     gh, gw = height // size, width // size
     n = gh * gw
+    units = keys.stream(UNITS)
+    b, device = units.shape[0], units.device
     target = exact_count(rate, n)
-    mask = torch.zeros(keys.shape[0], gh, gw, dtype=torch.bool, device=keys.device)
+    if isinstance(target, int):
+        target = torch.full((b,), target, dtype=torch.int64, device=device)
+    mask = torch.zeros(b, gh, gw, dtype=torch.bool, device=device)
     count = torch.zeros_like(target)
+    u = keys.uniforms(EXTRA, 4 * rounds)  # (4 * rounds, B): area, aspect, top, left per round
     for r in range(rounds):
         remaining = target - count
         upper = remaining.clamp(min=min_patches).to(torch.float32)
-        area = min_patches + (upper - min_patches) * keyed.sample_uniform(keys, EXTRA, 4 * r)
-        h, w = _box_shape(area, _log_aspect(keys, 4 * r + 1, aspect), gh, gw)
-        top, left = _place(keys, 4 * r + 2, h, w, gh, gw)
+        area = min_patches + (upper - min_patches) * u[4 * r]
+        h, w = _box_shape(area, _log_aspect(u[4 * r + 1], aspect), gh, gw)
+        top, left = _place(u[4 * r + 2], u[4 * r + 3], h, w, gh, gw)
         box = _boxes(top, left, h, w, gh, gw)
         new = (box & ~mask).flatten(1).sum(1)
         keep = (new > 0) & (new <= remaining)
         mask |= box & keep[:, None, None]
         count = count + new * keep
-    rest = keyed.sortable(keyed.unit_bits(keyed.stream(keys, UNITS), n)).clamp(max=INT32_MAX - 1)
+    rest = keyed.sortable(keyed.unit_bits(units, n)).clamp(max=INT32_MAX - 1)
     rest = torch.where(mask.flatten(1), INT32_MAX, rest)
     mask |= select_smallest(rest, target - count).view(-1, gh, gw)
-    return upsample(mask, size)
+    return Mask(mask, size)
 
 
-def band_mask(keys: torch.Tensor, rate: torch.Tensor, length: int, max_width: int, sub: int) -> torch.Tensor:
+def band_mask(keys: Keys, rate: Rate, length: int, max_width: int, sub: int) -> torch.Tensor:
     """Bands along one axis covering exactly round(rate * length) lines. (B, length)
 
     The axis is cut into consecutive bands of random width 1..max_width; bands are
     taken in keyed random order until the target is met, the last one trimmed."""
     target = exact_count(rate, length)
-    width_bits = keyed.unit_bits(keyed.stream(keys, EXTRA, 200 + sub), length)
+    target = target[:, None] if isinstance(target, torch.Tensor) else target
+    width_bits = keyed.unit_bits(keys.stream(EXTRA, 200 + sub), length)
     widths = 1 + torch.floor(keyed.uniform(width_bits) * max_width).to(torch.int64)  # (B, L) bands
     starts = torch.cumsum(widths, dim=1) - widths
     widths = (length - starts).clamp(min=0).minimum(widths)  # bands past the end are empty
-    order_bits = keyed.sortable(keyed.unit_bits(keyed.stream(keys, UNITS, sub), length))
+    order_bits = keyed.sortable(keyed.unit_bits(keys.stream(UNITS, sub), length))
     order = torch.where(widths > 0, order_bits, INT32_MAX).argsort(dim=1)
     ranked = widths.gather(1, order)
-    take_ranked = (target[:, None] - (torch.cumsum(ranked, dim=1) - ranked)).clamp(min=0).minimum(ranked)
+    take_ranked = (target - (torch.cumsum(ranked, dim=1) - ranked)).clamp(min=0).minimum(ranked)
     take = torch.zeros_like(take_ranked).scatter(1, order, take_ranked)
-    lines = torch.arange(length, device=keys.device)
+    lines = torch.arange(length, device=order.device)
     band_of_line = (starts[:, None, :] <= lines[None, :, None]).sum(2) - 1  # (B, L)
     offset = lines[None, :] - starts.gather(1, band_of_line)
     return offset < take.gather(1, band_of_line)
 
 
-def stripes_mask(
-    keys: torch.Tensor, rate: torch.Tensor, height: int, width: int, axis: str, max_width: int
-) -> torch.Tensor:
-    b = keys.shape[0]
-    mask = torch.zeros(b, height, width, dtype=torch.bool, device=keys.device)
-    if axis in ("rows", "both"):
-        mask |= band_mask(keys, rate, height, max_width, 0)[:, :, None]
-    if axis in ("cols", "both"):
-        mask |= band_mask(keys, rate, width, max_width, 1)[:, None, :]
-    return mask
+def stripes_mask(keys: Keys, rate: Rate, height: int, width: int, axis: str, max_width: int) -> Mask:
+    rows = band_mask(keys, rate, height, max_width, 0)[:, :, None] if axis in ("rows", "both") else None
+    cols = band_mask(keys, rate, width, max_width, 1)[:, None, :] if axis in ("cols", "both") else None
+    if rows is not None and cols is not None:
+        return Mask(rows | cols)
+    lines = rows if rows is not None else cols
+    return Mask(lines.expand(-1, height, width))
 
 
-def region_mask(batch: int, height: int, width: int, box: list[int], device: torch.device) -> torch.Tensor:
+def region_mask(batch: int, height: int, width: int, box: list[int], device: torch.device) -> Mask:
     top, left, h, w = box
     mask = torch.zeros(height, width, dtype=torch.bool, device=device)
     mask[top : top + h, left : left + w] = True
-    return mask.expand(batch, height, width)
+    return Mask(mask.expand(batch, height, width))
 
 
-def fill(
-    x: torch.Tensor, mask: torch.Tensor, policy: str | float, keys: torch.Tensor, mean: float, std: float
-) -> torch.Tensor:
+def fill(x: torch.Tensor, mask: Mask, policy: str | float, keys: Keys, mean: float, std: float) -> torch.Tensor:
     """Write the masked pixels of x (B, C, H, W) by the fill policy."""
-    m = mask[:, None]
-    if policy == "zero":
-        return x.masked_fill(m, 0.0)
-    if policy == "mean":
-        return x.masked_fill(m, mean)
-    if isinstance(policy, float):
-        return x.masked_fill(m, policy)
-    bits = keyed.unit_bits(keyed.stream(keys, FILL), x[0].numel()).view_as(x)
+    if policy in ("zero", "mean") or isinstance(policy, float):
+        value = 0.0 if policy == "zero" else mean if policy == "mean" else policy
+        if mask.size == 1:
+            return x.masked_fill(mask.grid[:, None], value)
+        # patches: broadcast the cell mask over each cell instead of building a pixel mask
+        b, c, h, w = x.shape
+        gh, gw, s = h // mask.size, w // mask.size, mask.size
+        keep = (~mask.grid).to(x.dtype)[:, None, :, None, :, None]
+        out = x.reshape(b, c, gh, s, gw, s) * keep
+        if value:
+            out += (1.0 - keep) * value
+        return out.view(b, c, h, w)
+    m = mask.pixels()[:, None]
+    n = x[0].numel()
     if policy == "uniform":
-        return torch.where(m, keyed.uniform(bits), x)
-    return torch.where(m, (mean + std * keyed.normal(bits)).clamp(0.0, 1.0), x)  # gaussian
+        return torch.where(m, keyed.uniform(keyed.unit_bits(keys.stream(FILL), n)).view_as(x), x)
+    z = keyed.normal(keys.stream(FILL), n).view_as(x)
+    return torch.where(m, (mean + std * z).clamp(0.0, 1.0), x)  # gaussian

@@ -1,58 +1,65 @@
 """Where noise is drawn. Each function adds keyed noise to x (B, C, H, W) in [0, 1]
-units; strengths are per-sample tensors (B,) so that ranges and schedules need no
-special case. Clipping and `p` are applied by the pipeline."""
+units. A strength is a float, or a per-sample tensor (B,) when drawn from a range or
+scheduled per step. Clipping and `p` are applied by the pipeline."""
 
 from __future__ import annotations
 
 import torch
 
 from masklab.ops import keyed
-from masklab.ops.keyed import UNITS
-from masklab.ops.masks import exact_count
+from masklab.ops.keyed import UNITS, Keys
+from masklab.ops.masks import Rate, exact_count, select_smallest
 
 
-def _bits(x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    return keyed.unit_bits(keyed.stream(keys, UNITS), x[0].numel()).view_as(x)
+def _per_sample(v: Rate, x: torch.Tensor) -> float | torch.Tensor:
+    return v if isinstance(v, float) else v.view(-1, *([1] * (x.dim() - 1)))
 
 
-def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (x.dim() - 1)))
+def _normal(x: torch.Tensor, keys: Keys) -> torch.Tensor:
+    return keyed.normal(keys.stream(UNITS), x[0].numel()).view_as(x)
 
 
-def gaussian(x: torch.Tensor, keys: torch.Tensor, sigma: torch.Tensor, mean: float = 0.0) -> torch.Tensor:
-    return x + (mean + _per_sample(sigma, x) * keyed.normal(_bits(x, keys)))
+def _bits(x: torch.Tensor, keys: Keys) -> torch.Tensor:
+    return keyed.unit_bits(keys.stream(UNITS), x[0].numel()).view(x.shape[0], -1)
 
 
-def speckle(x: torch.Tensor, keys: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    return x + x * _per_sample(sigma, x) * keyed.normal(_bits(x, keys))
+def gaussian(x: torch.Tensor, keys: Keys, sigma: Rate, mean: float = 0.0) -> torch.Tensor:
+    noise = _normal(x, keys).mul_(_per_sample(sigma, x))
+    if mean:
+        noise += mean
+    return noise.add_(x)
 
 
-def uniform(x: torch.Tensor, keys: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    return x + _per_sample(width, x) * (keyed.uniform(_bits(x, keys)) - 0.5)
+def speckle(x: torch.Tensor, keys: Keys, sigma: Rate) -> torch.Tensor:
+    return _normal(x, keys).mul_(_per_sample(sigma, x)).mul_(x).add_(x)
 
 
-def salt_pepper(x: torch.Tensor, keys: torch.Tensor, amount: torch.Tensor, salt_ratio: float) -> torch.Tensor:
+def uniform(x: torch.Tensor, keys: Keys, width: Rate) -> torch.Tensor:
+    u = keyed.uniform(_bits(x, keys)).view_as(x)
+    return u.sub_(0.5).mul_(_per_sample(width, x)).add_(x)
+
+
+def salt_pepper(x: torch.Tensor, keys: Keys, amount: Rate, salt_ratio: float) -> torch.Tensor:
     """Exactly round(amount * n) pixels hit per sample; round(salt_ratio * hits) of them
     set to 1, the rest to 0. Salt pixels are the lowest-ranked hits."""
     b, n = x.shape[0], x[0].numel()
-    ranks = keyed.sortable(_bits(x, keys).view(b, n))
+    ranks = keyed.sortable(_bits(x, keys))
     hits = exact_count(amount, n)
-    salts = torch.round(hits.to(torch.float32) * salt_ratio).to(torch.int64)
-    ordered = ranks.sort(dim=1).values
-    hit_thr = ordered.gather(1, (hits - 1).clamp(min=0)[:, None])
-    salt_thr = ordered.gather(1, (salts - 1).clamp(min=0)[:, None])
-    hit = (ranks <= hit_thr) & (hits[:, None] > 0)
-    salt = (ranks <= salt_thr) & (salts[:, None] > 0)
-    out = x.reshape(b, n).masked_fill(hit, 0.0).masked_fill(salt, 1.0)
-    return out.view_as(x)
+    if isinstance(hits, int):
+        salts: int | torch.Tensor = round(hits * salt_ratio)
+    else:
+        salts = torch.round(hits.to(torch.float32) * salt_ratio).to(torch.int64)
+    hit, salt = select_smallest(ranks, hits), select_smallest(ranks, salts)
+    return x.reshape(b, n).masked_fill(hit, 0.0).masked_fill(salt, 1.0).view_as(x)
 
 
-def shot(x: torch.Tensor, keys: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def shot(x: torch.Tensor, keys: Keys, c: Rate) -> torch.Tensor:
     """Poisson(c * x) / c, drawn exactly by inverting the Poisson CDF at a keyed uniform."""
-    c = _per_sample(c, x).to(torch.float64)
-    lam = x.to(torch.float64).clamp(min=0.0) * c
-    u = keyed.uniform(_bits(x, keys)).to(torch.float64) + 2.0**-25  # in (0, 1)
-    return (poisson_inverse(lam, u) / c).to(x.dtype)
+    scale = _per_sample(c, x)
+    scale = scale.to(torch.float64) if isinstance(scale, torch.Tensor) else scale
+    lam = x.to(torch.float64).clamp(min=0.0) * scale
+    u = keyed.uniform(_bits(x, keys)).view_as(x).to(torch.float64) + 2.0**-25  # in (0, 1)
+    return (poisson_inverse(lam, u) / scale).to(x.dtype)
 
 
 def poisson_inverse(lam: torch.Tensor, u: torch.Tensor, max_steps: int = 200) -> torch.Tensor:

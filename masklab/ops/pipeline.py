@@ -27,20 +27,30 @@ EVAL_VIEW = -1  # a view no training epoch uses
 class Plan:
     """Per-epoch (or per-step) inputs of the pure apply function, already on the device."""
 
-    bases: torch.Tensor  # (n_ops,) int32
+    bases: torch.Tensor  # (n_ops, len(keyed.STREAMS)) int32
     values: torch.Tensor  # (n_scheduled,) float32
 
 
 @dataclass
 class OpResult:
     images: torch.Tensor  # (B, C, H, W) float in [0, 1] unless a noise op has clip: false
-    stats: torch.Tensor  # (n_ops,) batch sums of the realized masked fraction or noise magnitude
-    per_sample: torch.Tensor | None = None  # (B, n_ops) the same per sample
-    mask: torch.Tensor | None = None  # (B, H, W) union of the mask ops, True = masked
+    stats: torch.Tensor  # (n_ops,) batch means of the realized masked fraction or noise magnitude
+    per_sample: torch.Tensor | None = None  # (B, n_ops) the same per sample, unless stats are sampled
+    masks: list[masks.Mask] = field(default_factory=list)  # the mask ops' masks, in order
     token_mask: torch.Tensor | None = None  # (B, T) tokens chosen by a tokens op
     token_action: str | None = None
     attn_mask: torch.Tensor | None = None  # (B, heads or 1, T, T) True = link kept
     extras: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """The union of the mask ops at pixel resolution, True = masked. (B, H, W)"""
+        if not self.masks:
+            return None
+        union = self.masks[0].pixels()
+        for m in self.masks[1:]:
+            union = union | m.pixels()
+        return union
 
 
 class OpPipeline:
@@ -58,6 +68,7 @@ class OpPipeline:
         steps_per_epoch: int = 1,
         token_grid: tuple[int, int, int] | None = None,
         compile: bool = False,
+        stat_samples: int | None = None,
     ) -> None:
         self.ops = ops
         self.seed = seed
@@ -65,6 +76,7 @@ class OpPipeline:
         self.fill_mean, self.fill_std = fill_mean, fill_std
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.token_grid = token_grid  # (patch, tokens, heads) of a ViT
+        self.stat_samples = stat_samples  # noise magnitude from the first k samples of a batch (None: all)
         # (op index, param name) of every scheduled parameter, in a fixed order
         self.scheduled = [(i, k) for i, op in enumerate(ops) for k, v in op.items() if isinstance(v, dict)]
         self.per_step = any(ops[i][k]["over"] == "step" for i, k in self.scheduled)
@@ -79,7 +91,9 @@ class OpPipeline:
         return epoch % op["copies"] if op["mode"] == "static" else epoch
 
     def plan(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> Plan:
-        bases = [keyed.mix(self.seed, i, self.view(op, epoch)) for i, op in enumerate(self.ops)]
+        bases = [
+            [keyed.mix(self.seed, i, self.view(op, epoch), s) for s in keyed.STREAMS] for i, op in enumerate(self.ops)
+        ]
         at = max(epoch, 0)
         values = [
             schedule.value(self.ops[i][k], at, step, self.epochs, self.steps_per_epoch) for i, k in self.scheduled
@@ -105,48 +119,51 @@ class OpPipeline:
 
     def _apply(self, x: torch.Tensor, index: torch.Tensor, bases: torch.Tensor, values: torch.Tensor) -> OpResult:
         _, height, width = self.shape
-        stats, union = [], None
+        stats = []
         result = OpResult(images=x, stats=x.new_zeros(0))
+        table = keyed.batch_keys(index, bases)  # (n_ops, streams, B): every key of the batch at once
         for i, op in enumerate(self.ops):
-            keys = keyed.sample_keys(index, bases[i])
-            applied = keyed.sample_uniform(keys, keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
+            keys = keyed.Keys(table[i])
+            applied = keys.uniform(keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
             family = registry.OPS[op["op"]].family
             if family == "mask":
                 mask = self._mask(i, keys, values, height, width)
                 if applied is not None:
-                    mask = mask & applied[:, None, None]
-                stats.append(mask.flatten(1).to(torch.float32).mean(1))
+                    mask = mask.only(applied)
+                stats.append(mask.fraction())
                 x = masks.fill(x, mask, op["fill"], keys, self.fill_mean, self.fill_std)
-                union = mask if union is None else union | mask
+                result.masks.append(mask)
             elif family == "noise":
                 noisy = self._noise(i, x, keys, values)
                 if op["clip"]:
                     noisy = noisy.clamp(0.0, 1.0)
                 if applied is not None:
                     noisy = torch.where(applied[:, None, None, None], noisy, x)
-                stats.append((noisy - x).abs().flatten(1).mean(1))
+                k = self.stat_samples
+                change = noisy[:k] - x[:k] if k else noisy - x
+                stats.append(change.abs_().flatten(1).mean(1))
                 x = noisy
             else:
                 stats.append(self._token_op(i, keys, values, applied, result))
-        result.per_sample = torch.stack(stats, 1)
-        result.images, result.stats, result.mask = x, result.per_sample.sum(0), union
+        if all(len(v) == len(x) for v in stats):
+            result.per_sample = torch.stack(stats, 1)
+        result.images, result.stats = x, torch.stack([v.mean() for v in stats])
         return result
 
-    def _value(self, i: int, key: str, keys: torch.Tensor, values: torch.Tensor, sub: int = 0) -> torch.Tensor:
-        """Parameter `key` of op i as a per-sample float tensor (B,): constant, range or schedule."""
+    def _value(self, i: int, key: str, keys: keyed.Keys, values: torch.Tensor, sub: int = 0) -> float | torch.Tensor:
+        """Parameter `key` of op i: a float when constant, else per sample (B,) from a range or schedule."""
         v = self.ops[i][key]
-        b = keys.shape[0]
         if isinstance(v, dict):
-            return values[self.scheduled.index((i, key))].expand(b)
+            return values[self.scheduled.index((i, key))].expand(keys.table.shape[1])
         if isinstance(v, list):
-            return v[0] + (v[1] - v[0]) * keyed.sample_uniform(keys, keyed.VALUE, sub)
-        return torch.full((b,), float(v), device=keys.device)
+            return v[0] + (v[1] - v[0]) * keyed.uniform(keys.stream(keyed.VALUE, sub + 1))
+        return float(v)
 
-    def _mask(self, i: int, keys: torch.Tensor, values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    def _mask(self, i: int, keys: keyed.Keys, values: torch.Tensor, height: int, width: int) -> masks.Mask:
         op = self.ops[i]
         name = op["op"]
         if name == "region":
-            return masks.region_mask(keys.shape[0], height, width, op["box"], keys.device)
+            return masks.region_mask(keys.table.shape[1], height, width, op["box"], keys.table.device)
         if name == "rect":
             return masks.rect_mask(keys, height, width, op["area"], op["aspect"], op["n"])
         rate = self._value(i, "rate", keys, values)
@@ -158,7 +175,7 @@ class OpPipeline:
             return masks.block_mask(keys, rate, height, width, op["size"], op["min_patches"], op["aspect"])
         return masks.stripes_mask(keys, rate, height, width, op["axis"], op["max_width"])
 
-    def _noise(self, i: int, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def _noise(self, i: int, x: torch.Tensor, keys: keyed.Keys, values: torch.Tensor) -> torch.Tensor:
         op = self.ops[i]
         name = op["op"]
         strength = self._value(i, registry.OPS[name].strength or "width", keys, values)
@@ -173,6 +190,6 @@ class OpPipeline:
         return noise.uniform(x, keys, strength)
 
     def _token_op(
-        self, i: int, keys: torch.Tensor, values: torch.Tensor, applied: torch.Tensor | None, result: OpResult
+        self, i: int, keys: keyed.Keys, values: torch.Tensor, applied: torch.Tensor | None, result: OpResult
     ) -> torch.Tensor:
         raise NotImplementedError("token ops arrive with the ViT")
