@@ -82,18 +82,19 @@ class Normalized(Dataset):
         return (img - 0.1307) / 0.3081, int(self.labels[i])
 
 
-def examples_recipe(seed: int = 1):
+def examples_recipe(seed: int = 1, device: torch.device | str = "cpu"):
     """(model, optimizer, scheduler) exactly as pytorch/examples sets them up."""
     torch.manual_seed(seed)
-    model = ExamplesNet()
+    model = ExamplesNet().to(device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
     return model, optimizer, scheduler
 
 
-def examples_train_epoch(model, optimizer, loader) -> None:
+def examples_train_epoch(model, optimizer, loader, device: torch.device | str = "cpu") -> None:
     model.train()
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
         loss = F.nll_loss(model(x), y)
         loss.backward()
@@ -101,8 +102,8 @@ def examples_train_epoch(model, optimizer, loader) -> None:
 
 
 @torch.inference_mode()
-def examples_test_accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
+def examples_test_accuracy(model, images: np.ndarray, labels: np.ndarray, device: torch.device | str = "cpu") -> float:
     model.eval()
     loader = DataLoader(Normalized(images, labels), batch_size=1000)
-    correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in loader)
+    correct = sum(int((model(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in loader)
     return correct / len(labels)

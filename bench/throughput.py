@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer import per_sample_loader  # noqa: E402
-
 from masklab.data import registry  # noqa: E402
 from masklab.data.batches import DeviceSplit, epoch_shuffle_seed  # noqa: E402
 from masklab.ops import registry as ops  # noqa: E402
 from masklab.ops.pipeline import OpPipeline  # noqa: E402
+
+from peer import per_sample_loader  # noqa: E402
 
 
 def load_images():

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from masklab import schema, stats
-from masklab import spec as spec_mod
+from masklab import schema, spec as spec_mod, stats
 from masklab.errors import UsageError
 from masklab.runs import Run
 

@@ -16,7 +16,7 @@ import torch
 import masklab
 from masklab.data import npz
 from masklab.data.batches import DeviceSplit
-from masklab.data.registry import Dataset
+from masklab.data.registry import Dataset, pixel_stats
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
 
@@ -36,8 +36,8 @@ def corrupt_split(
     x = dataset.train_x if split == "train" else dataset.test_x
     y = dataset.train_y if split == "train" else dataset.test_y
     data = DeviceSplit(x, y, np.arange(len(y)), device)
-    pixels = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-    pipeline = OpPipeline(ops, seed, dataset.shape, fill_mean=float(pixels.mean()), fill_std=float(pixels.std()) or 1.0)
+    mean, std = pixel_stats(x)
+    pipeline = OpPipeline(ops, seed, dataset.shape, fill_mean=mean, fill_std=std)
     has_mask = any(registry.OPS[o["op"]].family == "mask" for o in ops)
     images, masks, stats = [], [], []
     for k in range(copies):
@@ -47,7 +47,8 @@ def corrupt_split(
         stats.append(np.concatenate([p[2] for p in parts]))
         if has_mask:
             masks.append(np.concatenate([p[1] for p in parts]))
-    return Corrupted(np.stack(images), np.stack(masks) if has_mask else None, y, np.stack(stats), pixels)
+    originals = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    return Corrupted(np.stack(images), np.stack(masks) if has_mask else None, y, np.stack(stats), originals)
 
 
 def _per_sample(pipeline: OpPipeline, x: torch.Tensor, idx: torch.Tensor, plan) -> tuple:

@@ -71,9 +71,9 @@ def classification_metrics(p: Predictions, classes: list[str]) -> dict:
 
 
 def _is_axis(value: object, kind: str) -> bool:
-    if not isinstance(value, list) or kind == "box":
+    if not isinstance(value, list):
         return False
-    return bool(value) and isinstance(value[0], list) if kind == "pair" else True
+    return bool(value) and isinstance(value[0], list) if kind in ("pair", "box") else True
 
 
 def expand_grid(op: dict) -> list[dict]:

@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 
 import masklab
-from masklab import evaluate
-from masklab import spec as spec_mod
+from masklab import evaluate, spec as spec_mod
 from masklab.data import registry as data_registry
 from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
 from masklab.models import build_model, count_parameters
@@ -49,10 +48,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_checked_data(spec: Spec) -> data_registry.Dataset:
-    """The spec's dataset, with every shape-dependent check of ops and model done."""
+def load_data(spec: Spec) -> data_registry.Dataset:
     d = spec.data
-    dataset = data_registry.limit(data_registry.load(d.dataset, d.root, d.download), d.train_limit, d.test_limit)
+    return data_registry.limit(data_registry.load(d.dataset, d.root, d.download), d.train_limit, d.test_limit)
+
+
+def check_against_data(spec: Spec, dataset: data_registry.Dataset) -> None:
+    """The checks that need the images: op and model shapes, a usable training split."""
     _, height, width = dataset.shape
     op_registry.check_image_shape(spec.train_ops, height, width, "train_ops")
     op_registry.check_image_shape(spec.eval.ops, height, width, "eval.ops")
@@ -60,10 +62,23 @@ def load_checked_data(spec: Spec) -> data_registry.Dataset:
         raise SpecError(f"model.patch: must divide the image size {height}x{width}, got {spec.model.patch}")
     if spec.train.objective == "classify" and len(dataset.train_y) < 2:
         raise SpecError("data: the training split holds fewer than 2 images")
+
+
+def load_checked_data(spec: Spec) -> data_registry.Dataset:
+    """The spec's dataset, with every shape-dependent check of ops and model done."""
+    dataset = load_data(spec)
+    check_against_data(spec, dataset)
     return dataset
 
 
 def use_compile(setting: bool | str, device: torch.device) -> bool:
+    """auto compiles on CUDA only. On CPU torch's inductor corrupts memory on masklab's
+    hash kernels (bench/inductor_cpu_repro.py), so compile: true is refused there."""
+    if setting is True and device.type != "cuda":
+        raise SpecError(
+            f"train.compile: true is not supported on {device.type} (torch's CPU compiler corrupts memory on "
+            "masklab's hash kernels; see bench/inductor_cpu_repro.py); use auto or false"
+        )
     return setting is True or (setting == "auto" and device.type == "cuda")
 
 
@@ -111,6 +126,7 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
     return {
         "id": run_id(spec.name, spec.group_hash(), seed),
         "name": spec.name,
+        "study": spec.study,
         "group": f"{spec.name}-{spec.group_hash()}",
         "spec_hash": spec.group_hash(),
         "seed": seed,
@@ -217,6 +233,8 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     data = build_data(dataset, spec.data.val_fraction, seed, device)
     model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std).to(device)
     compiled = use_compile(spec.train.compile, device)
+    if compiled:
+        model.compile()  # in place: forward is compiled, state_dict keys stay unchanged
     steps = data.train.num_batches(spec.train.batch_size, drop_last=True)
     pipeline = OpPipeline(
         spec.train_ops,
@@ -277,19 +295,43 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
     return summary
 
 
+def train_specs(
+    specs: list[Spec],
+    seeds: list[int] | None,
+    store: RunStore,
+    reporter: Reporter,
+    force=False,
+    resume=False,
+    on_done=None,
+) -> list[Outcome]:
+    """Train one run per seed of every spec (a spec file's variants), reusing finished
+    runs. Every spec is checked before the first run starts, and each distinct data
+    section is loaded once."""
+    datasets: dict[str, data_registry.Dataset] = {}
+    plans = []
+    for spec in specs:
+        key = repr(dataclasses.asdict(spec.data))
+        if key not in datasets:
+            datasets[key] = load_data(spec)
+        check_against_data(spec, datasets[key])
+        device = resolve_device(spec.train.device)
+        use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
+        plans.append((spec, datasets[key], device))
+    outcomes = []
+    for spec, dataset, device in plans:
+        for seed in seeds or spec.seeds:
+            outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume)
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+    return outcomes
+
+
 def train_spec(
     spec: Spec, seeds: list[int], store: RunStore, reporter: Reporter, force=False, resume=False, on_done=None
 ) -> list[Outcome]:
-    """Train one run per seed (finished runs are reused). Data is loaded once."""
-    dataset = load_checked_data(spec)
-    device = resolve_device(spec.train.device)
-    outcomes = []
-    for seed in seeds:
-        outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume)
-        outcomes.append(outcome)
-        if on_done:
-            on_done(outcome)
-    return outcomes
+    """Train one run per seed of one spec (finished runs are reused)."""
+    return train_specs([spec], seeds, store, reporter, force, resume, on_done)
 
 
 def load_trained(run: Run, device: torch.device) -> tuple[Spec, TrainData, torch.nn.Module, list[str]]:

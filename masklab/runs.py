@@ -13,6 +13,7 @@ atomically (write, then rename): a crash never leaves half a JSON file.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import os
@@ -68,7 +69,8 @@ def write_json(path: Path, body: Any) -> None:
 
 
 def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    """Local time with milliseconds, so runs made in the same second still sort in order."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -232,6 +234,7 @@ class RunStore:
         raise RunError(f"{ref}: no such run in {self.root}; `masklab runs` lists them (or pass --runs-dir)")
 
     def resolve_many(self, ref: str) -> list[Run]:
-        """A spec name or group (name-hash) names all its runs; anything else one run."""
-        by_name = [r for r in self.all() if r.info.get("name") == ref or r.info.get("group") == ref]
+        """A study (a spec file with variants), spec name or group (name-hash) names all
+        its runs; anything else names one run."""
+        by_name = [r for r in self.all() if ref in (r.info.get("name"), r.info.get("group"), r.info.get("study"))]
         return by_name or [self.resolve(ref)]

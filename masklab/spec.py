@@ -117,8 +117,9 @@ class CNNSpec:
     """A small convolutional net: three conv-norm-ReLU stages, a flattening MLP head."""
 
     arch: str = opt("cnn", "model family", lambda v, p: sc.as_choice(v, p, ("cnn",)))
-    width: int = opt(
-        16, "channels of the first stage (doubled at each later stage)", lambda v, p: sc.as_int(v, p, 4, 512)
+    width: int = opt(24, "channels of the first stage (doubled from the second)", lambda v, p: sc.as_int(v, p, 4, 512))
+    depth: int = opt(
+        2, "conv stages: the first two halve the size, later ones keep it", lambda v, p: sc.as_int(v, p, 1, 16)
     )
     hidden: int = opt(256, "width of the hidden layer of the head", lambda v, p: sc.as_int(v, p, 8, 65536))
     norm: str = opt(
@@ -177,8 +178,10 @@ class TrainSpec:
         "auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32",
         lambda v, p: sc.as_choice(v, p, ("auto", "bf16", "fp32")),
     )
-    compile: bool | str = opt("auto", "torch.compile the ops and model: auto (CUDA only) | true | false", _compile)
-    eval_batch_size: int = opt(2048, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
+    compile: bool | str = opt(
+        "auto", "torch.compile the ops and model: auto (CUDA only) | true (CUDA) | false", _compile
+    )
+    eval_batch_size: int = opt(1024, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
     objective: str = opt(
         "classify",
         "classify | masked-modeling (vit only)",
@@ -224,6 +227,7 @@ class Spec:
     model: CNNSpec | MLPSpec | ViTSpec = field(default_factory=CNNSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    study: str | None = field(default=None, repr=False, compare=False)  # the spec file's name when it has variants
 
     def __post_init__(self) -> None:
         if self.train.objective == "masked-modeling" and not isinstance(self.model, ViTSpec):
@@ -236,7 +240,9 @@ class Spec:
             raise SpecError(f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit, got {self.model.arch}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        body = dataclasses.asdict(self)
+        body.pop("study")
+        return body
 
     def group_hash(self) -> str:
         """8 hex digits naming everything but the seeds: runs sharing it form a group."""
@@ -267,8 +273,10 @@ def _build_model(raw: Any) -> Any:
 def resolve(raw: Any, default_name: str = "experiment") -> Spec:
     """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
     raw = sc.need_mapping(raw, "spec")
-    top = {f.name: f for f in dataclasses.fields(Spec)}
-    sc.reject_unknown(raw, list(top), "")
+    top = {f.name: f for f in dataclasses.fields(Spec) if f.name != "study"}
+    sc.reject_unknown(raw, [*top, "variants"], "")
+    if "variants" in raw:
+        raise SpecError("variants: only allowed at the top of a spec file (masklab train expands them)")
     values: dict[str, Any] = {"name": default_name}
     for key, value in raw.items():
         if key in SECTIONS:
@@ -278,16 +286,6 @@ def resolve(raw: Any, default_name: str = "experiment") -> Spec:
         else:
             values[key] = top[key].metadata["check"]([] if value is None and key == "train_ops" else value, key)
     return Spec(**values)
-
-
-def field_docs(cls: type = Spec, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key path, default, doc) for every field: the spec reference in README and --help."""
-    rows = []
-    for f in dataclasses.fields(cls):
-        if "doc" in f.metadata:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((prefix + f.name, json.dumps(default), f.metadata["doc"]))
-    return rows
 
 
 # --- YAML -----------------------------------------------------------------------------
@@ -373,41 +371,87 @@ def apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise UsageError(f"--set {assignment}: expected key.path=value, e.g. --set train.lr=0.01")
     path, text = assignment.split("=", 1)
-    tokens = _split_path(path.strip())
     value = parse_yaml_text(text, f"--set {path}") if text.strip() else None
+    set_path(raw, path.strip(), value, f"--set {path}")
+
+
+def set_path(raw: dict, path: str, value: Any, where: str) -> None:
+    """Set `train_ops[0].rate`-style key paths in a raw mapping, creating sections as needed."""
+    tokens = _split_path(path)
     node: Any = raw
     for i, token in enumerate(tokens[:-1]):
-        where = path if i == 0 else ".".join(map(str, tokens[: i + 1]))
+        here = ".".join(map(str, tokens[: i + 1]))
         if isinstance(token, int):
             if not isinstance(node, list) or token >= len(node):
-                raise UsageError(f"--set {path}: {where} has no item {token}")
+                raise UsageError(f"{where}: {here} has no item {token}")
             node = node[token]
         else:
             if not isinstance(node, dict):
-                raise UsageError(f"--set {path}: {where} is not a mapping")
+                raise UsageError(f"{where}: {here} is not a mapping")
             if node.get(token) is None:
                 node[token] = {}
             node = node[token]
     last = tokens[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last > len(node):
-            raise UsageError(f"--set {path}: no list item {last} to set")
+            raise UsageError(f"{where}: no list item {last} to set")
         if last == len(node):
             node.append(value)
         else:
             node[last] = value
     else:
         if not isinstance(node, dict):
-            raise UsageError(f"--set {path}: the parent of {last} is not a mapping")
+            raise UsageError(f"{where}: the parent of {last} is not a mapping")
         node[last] = value
 
 
-def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
-    """Read, override and validate a spec file. Errors name the file or the key path."""
+def load_study(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), only: list[str] | None = None
+) -> list[Spec]:
+    """A spec file as the specs it describes. With `variants: {label: {key.path: value}}`
+    there is one spec per variant, named `<name>-<label>`: the base, then the variant's
+    settings, then the command line's `--set`s. `only` keeps the named variants."""
     raw = read_spec_file(path)
-    for assignment in overrides:
-        apply_override(raw, assignment)
-    return resolve(raw, default_name=_default_name(Path(path)))
+    variants = raw.pop("variants", None)
+    name = raw.get("name") or _default_name(Path(path))
+    if variants is None:
+        if only:
+            raise UsageError(f"--variant: {path} has no variants")
+        for assignment in overrides:
+            apply_override(raw, assignment)
+        return [resolve(raw, default_name=name)]
+    variants = sc.need_mapping(variants, "variants")
+    if not variants:
+        raise SpecError(
+            "variants: must name at least one variant, e.g. variants: {dynamic: {train_ops[0].mode: dynamic}}"
+        )
+    for label in only or []:
+        if label not in variants:
+            raise UsageError(
+                f"--variant {label}: no such variant{sc.suggest(label, list(variants))} (variants: {', '.join(map(str, variants))})"
+            )
+    specs = []
+    for label, settings in variants.items():
+        if only and label not in only:
+            continue
+        sc.as_str(str(label), "variants", NAME_PATTERN, "a name of letters, digits, '.', '_' or '-'")
+        body = copy.deepcopy(raw)
+        for key, value in sc.need_mapping(settings if settings is not None else {}, f"variants.{label}").items():
+            set_path(body, str(key), value, f"variants.{label}.{key}")
+        for assignment in overrides:
+            apply_override(body, assignment)
+        body["name"] = f"{name}-{label}"
+        try:
+            spec = resolve(body, default_name=name)
+        except SpecError as exc:
+            raise SpecError(f"variants.{label}: {exc}") from None
+        specs.append(dataclasses.replace(spec, study=name))
+    return specs
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Read, override and validate a spec file (its first variant, if it has variants)."""
+    return load_study(path, overrides)[0]
 
 
 def _default_name(path: Path) -> str:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab.data.batches import DeviceSplit, epoch_shuffle_seed
-from masklab.data.registry import Dataset, validation_split
+from masklab.data.registry import Dataset, pixel_stats, validation_split
 from masklab.errors import Interrupted, TrainingFailed
 from masklab.evaluate import autocast, classification_metrics, predict
 from masklab.ops.pipeline import OpPipeline
@@ -55,8 +55,7 @@ class TrainData:
 def build_data(dataset: Dataset, val_fraction: float, seed: int, device: torch.device) -> TrainData:
     tr, va = validation_split(dataset.train_y, val_fraction, seed)
     train_x = dataset.train_x[tr]
-    pixels = train_x.astype(np.float32) / (255.0 if train_x.dtype == np.uint8 else 1.0)
-    mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
+    mean, std = pixel_stats(train_x)
     return TrainData(
         train=DeviceSplit(train_x, dataset.train_y[tr], tr, device),
         val=DeviceSplit(dataset.train_x[va], dataset.train_y[va], va, device) if len(va) else None,
@@ -91,7 +90,8 @@ def make_optimizer(model: torch.nn.Module, spec: Spec) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.99))
+    # fused: one kernel per step for all parameters (4.5 of 75 ms per step unfused on a 2-core CPU)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.99), fused=True)
 
 
 def classify_loss(
@@ -203,6 +203,8 @@ def train_epoch(
         if stop_requested():
             raise Interrupted(f"interrupted in epoch {epoch + 1}")
         reporter.step(epoch, step)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the clock must include the queued kernels
     return _epoch_row(epoch, loss_sum, correct, seen, op_sums, pipeline, lr, time.perf_counter() - began)
 
 

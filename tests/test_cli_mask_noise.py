@@ -8,9 +8,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import cli, run_dirs, tiny_spec
 
 from masklab.data.npz import read
+
+from conftest import cli, run_dirs, tiny_spec
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+
 from conftest import cli, run_dirs, tiny_spec
 
 
@@ -86,6 +87,7 @@ def test_seeds_option_trains_one_run_per_seed(workdir, write_spec):
             2,
             "train_ops[0].box: [20, 20, 10, 10] reaches outside the 28x28 image",
         ),
+        ({"train": {"compile": True, "device": "cpu"}}, 2, "train.compile: true is not supported on cpu"),
     ],
 )
 def test_bad_input_one_line_error_exit_code_and_no_folder(workdir, write_spec, change, code, message):

@@ -11,13 +11,13 @@ import time
 
 import pytest
 import torch
-from conftest import run_dirs, tiny_spec
 
-from masklab import experiment
-from masklab import spec as spec_mod
+from masklab import experiment, spec as spec_mod
 from masklab.errors import Interrupted, UsageError
 from masklab.runs import RunStore
 from masklab.train import Reporter
+
+from conftest import run_dirs, tiny_spec
 
 TIMING = {"seconds", "train_seconds", "samples_per_s"}
 

@@ -19,7 +19,7 @@ def test_defaults_are_filled_and_resolved_spec_round_trips():
         "train_limit": None,
         "test_limit": None,
     }
-    assert body["model"] == {"arch": "cnn", "width": 16, "hidden": 256, "norm": "group", "dropout": 0.0}
+    assert body["model"] == {"arch": "cnn", "width": 24, "depth": 2, "hidden": 256, "norm": "group", "dropout": 0.0}
     assert body["train"]["optimizer"] == "adamw" and body["train"]["schedule"] == "onecycle"
     assert body["seeds"] == [0] and body["train_ops"] == []
     assert spec_mod.resolve(body).to_dict() == body

@@ -11,20 +11,10 @@ import typer
 from masklab import __version__
 from masklab.cli import (
     compare as compare_cli,
-)
-from masklab.cli import (
     eval as eval_cli,
-)
-from masklab.cli import (
     mask as mask_cli,
-)
-from masklab.cli import (
     noise as noise_cli,
-)
-from masklab.cli import (
     runs as runs_cli,
-)
-from masklab.cli import (
     train as train_cli,
 )
 

@@ -12,8 +12,7 @@ from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command,
 
 def grid_ops(op_texts: list[str], ops_file: Path | None) -> list[dict]:
     """Ops from --op texts and/or an --ops YAML file (a list of ops, or a spec's eval.ops)."""
-    from masklab import schema
-    from masklab import spec as spec_mod
+    from masklab import schema, spec as spec_mod
     from masklab.errors import SpecError
     from masklab.ops import registry
 

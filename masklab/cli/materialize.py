@@ -88,8 +88,7 @@ def materialize(
     device,
     fmt: Format,
 ) -> None:
-    from masklab import corrupt
-    from masklab import spec as spec_mod
+    from masklab import corrupt, spec as spec_mod
     from masklab.data import registry as data_registry
     from masklab.errors import UsageError
     from masklab.experiment import resolve_device

@@ -41,6 +41,10 @@ def train(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (sets train.device).")
     ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", help="Train only these variants of a spec with variants: (repeatable)."),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue interrupted runs from their last completed epoch.")
     ] = False,
@@ -65,8 +69,7 @@ def train(
 
       masklab train experiments/fashion-cnn.yaml --device cuda --format json
     """
-    from masklab import experiment
-    from masklab import spec as spec_mod
+    from masklab import experiment, spec as spec_mod
     from masklab.cli.progress import make_reporter
     from masklab.errors import UsageError
     from masklab.report import columns, render
@@ -75,16 +78,21 @@ def train(
     if resume and force:
         raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
     sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
-    spec = spec_mod.load_spec(spec_path, sets)
-    seed_list = parse_seeds(seeds) if seeds else spec.seeds
+    specs = spec_mod.load_study(spec_path, sets, variant)
     store = RunStore(runs_dir)
 
     def announce(outcome) -> None:
         if outcome.reused:
             say(f"{outcome.run.id}: already done, reusing it (--force trains it again)")
 
-    outcomes = experiment.train_spec(
-        spec, seed_list, store, make_reporter(quiet), force=force, resume=resume, on_done=announce
+    outcomes = experiment.train_specs(
+        specs,
+        parse_seeds(seeds) if seeds else None,
+        store,
+        make_reporter(quiet),
+        force=force,
+        resume=resume,
+        on_done=announce,
     )
     rows = [
         {
@@ -100,4 +108,4 @@ def train(
         }
         for o in outcomes
     ]
-    render(rows, columns(*SUMMARY_COLUMNS, "path"), fmt.value, title=spec.name)
+    render(rows, columns(*SUMMARY_COLUMNS, "path"), fmt.value, title=specs[0].study or specs[0].name)

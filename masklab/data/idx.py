@@ -11,6 +11,7 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,42 +27,50 @@ _DTYPES = {
 }
 
 
-def _raw_bytes(path: Path) -> bytes:
+def _open(path: Path) -> BinaryIO:
+    """The file, transparently gunzipped when it starts with the gzip magic bytes."""
     try:
-        data = path.read_bytes()
+        fh = open(path, "rb")  # noqa: SIM115 - returned to the caller
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror}); check the file and its permissions") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data)
-        except (EOFError, OSError, zlib.error):
-            raise DataError(f"{path}: truncated or corrupt gzip file; download it again") from None
-    return data
+    if fh.read(2) == b"\x1f\x8b":
+        fh.close()
+        return gzip.open(path, "rb")
+    fh.seek(0)
+    return fh
 
 
 def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
-    """The array in an IDX file (optionally gzip-compressed), checked against its header."""
+    """The array in an IDX file (optionally gzip-compressed), checked against its header.
+    The data is read straight into the array: no second copy of a large file."""
     path = Path(path)
-    data = _raw_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise DataError(
-            f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'}); expected MNIST-style IDX data"
-        )
-    dims = data[3]
-    if ndim is not None and dims != ndim:
-        raise DataError(f"{path}: holds a {dims}-dimensional array, expected {ndim} dimensions")
+    try:
+        with _open(path) as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
+                raise DataError(
+                    f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'}); expected MNIST-style IDX data"
+                )
+            dims = head[3]
+            if ndim is not None and dims != ndim:
+                raise DataError(f"{path}: holds a {dims}-dimensional array, expected {ndim} dimensions")
+            raw_shape = fh.read(4 * dims)
+            if len(raw_shape) < 4 * dims:
+                raise DataError(f"{path}: truncated IDX header; download the file again")
+            shape = struct.unpack(f">{dims}I", raw_shape)
+            array = np.empty(shape, dtype=np.dtype(_DTYPES[head[2]]))
+            got = fh.readinto(memoryview(array).cast("B"))
+            extra = len(fh.read(1))
+    except (EOFError, OSError, zlib.error):
+        raise DataError(f"{path}: truncated or corrupt gzip file; download it again") from None
     header = 4 + 4 * dims
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header; download the file again")
-    shape = struct.unpack(f">{dims}I", data[4:header])
-    dtype = np.dtype(_DTYPES[data[2]])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        state = "truncated" if len(data) < expected else "longer than its header says"
+    if got != array.nbytes or extra:
+        state = "truncated" if got != array.nbytes else "longer than its header says"
+        size = header + got + extra
         raise DataError(
-            f"{path}: {state} ({len(data)} bytes, header {list(shape)} needs {expected}); download the file again"
+            f"{path}: {state} ({size}{'+' if extra else ''} bytes, header {list(shape)} needs {header + array.nbytes}); download the file again"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).copy()  # writable
+    return array
 
 
 def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:

@@ -68,8 +68,31 @@ class Dataset:
         h = hashlib.sha256()
         for array in (self.train_x, self.train_y, self.test_x, self.test_y):
             h.update(f"{array.dtype}{array.shape}".encode())
-            h.update(np.ascontiguousarray(array).tobytes())
+            h.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy when contiguous
         return h.hexdigest()[:16]
+
+
+def pixel_stats(images: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the pixels in [0, 1] units, without a float copy of the images:
+    uint8 images through a 256-bin histogram, float images in chunks."""
+    if images.dtype == np.uint8:
+        flat = images.reshape(-1)
+        counts = np.zeros(256, dtype=np.float64)
+        for i in range(0, len(flat), 1 << 20):  # bincount widens to int64: chunk it
+            counts += np.bincount(flat[i : i + (1 << 20)], minlength=256)
+        values = np.arange(256, dtype=np.float64) / 255.0
+        n = counts.sum()
+        mean = float(counts @ values / n)
+        var = float(counts @ (values - mean) ** 2 / n)
+    else:
+        flat = images.reshape(len(images), -1)
+        total = sum(float(flat[i : i + 4096].sum(dtype=np.float64)) for i in range(0, len(flat), 4096))
+        mean = total / flat.size
+        var = (
+            sum(float(((flat[i : i + 4096] - mean) ** 2).sum(dtype=np.float64)) for i in range(0, len(flat), 4096))
+            / flat.size
+        )
+    return mean, float(np.sqrt(var)) or 1.0
 
 
 def _classes(name: str, labels: np.ndarray) -> list[str]:

@@ -28,15 +28,8 @@ def build_model(model_spec, shape: tuple[int, int, int], num_classes: int, mean:
     if model_spec.arch == "cnn":
         from masklab.models.cnn import CNN
 
-        return CNN(
-            shape,
-            num_classes,
-            model_spec.width,
-            model_spec.hidden,
-            model_spec.norm,
-            model_spec.dropout,
-            Standardize(mean, std),
-        )
+        m = model_spec
+        return CNN(shape, num_classes, m.width, m.depth, m.hidden, m.norm, m.dropout, Standardize(mean, std))
     from masklab.models.vit import ViT
 
     return ViT(shape, num_classes, model_spec, Standardize(mean, std))

@@ -125,7 +125,9 @@ def normal(keys: torch.Tensor, n: int) -> torch.Tensor:
     # (bits >> 16) is the signed high half; + 32768.5 makes it k + 0.5 for k in 0..65535
     radius = (bits >> 16).to(torch.float32).add_(32768.5).mul_(1.0 / 65536.0).log_().mul_(-2.0).sqrt_()
     angle = (bits & 0xFFFF).to(torch.float32).mul_(_TWO_PI / 65536.0)
-    out = torch.empty(keys.shape[0], 2 * half, device=keys.device)
+    if torch.compiler.is_compiling():  # the compiler fuses this; out= views would break it
+        return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)[:, :n]
+    out = torch.empty(keys.shape[0], 2 * half, device=keys.device)  # eager: no concatenation copy
     torch.cos(angle, out=out[:, :half]).mul_(radius)
     torch.sin(angle, out=out[:, half:]).mul_(radius)
     return out[:, :n]

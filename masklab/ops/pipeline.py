@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from masklab.ops import keyed, masks, noise, registry, schedule
+from masklab.errors import SpecError
+from masklab.ops import keyed, masks, noise, registry, schedule, transforms
 
 EVAL_VIEW = -1  # a view no training epoch uses
 
@@ -133,7 +134,7 @@ class OpPipeline:
                 stats.append(mask.fraction())
                 x = masks.fill(x, mask, op["fill"], keys, self.fill_mean, self.fill_std)
                 result.masks.append(mask)
-            elif family == "noise":
+            elif family in ("noise", "transform"):
                 noisy = self._noise(i, x, keys, values)
                 if op["clip"]:
                     noisy = noisy.clamp(0.0, 1.0)
@@ -178,6 +179,8 @@ class OpPipeline:
     def _noise(self, i: int, x: torch.Tensor, keys: keyed.Keys, values: torch.Tensor) -> torch.Tensor:
         op = self.ops[i]
         name = op["op"]
+        if registry.OPS[name].family == "transform":
+            return self._transform(i, x, keys, values)
         strength = self._value(i, registry.OPS[name].strength or "width", keys, values)
         if name == "gaussian":
             return noise.gaussian(x, keys, strength, op["mean"])
@@ -188,6 +191,22 @@ class OpPipeline:
         if name == "speckle":
             return noise.speckle(x, keys, strength)
         return noise.uniform(x, keys, strength)
+
+    def _transform(self, i: int, x: torch.Tensor, keys: keyed.Keys, values: torch.Tensor) -> torch.Tensor:
+        op = self.ops[i]
+        name = op["op"]
+        if name in ("dotted_line", "zigzag"):
+            return getattr(transforms, name)(x, keys)
+        if name == "inverse_stripe":
+            return transforms.inverse_stripe(x, keys, op["fraction"])
+        if name == "motion_blur":
+            return transforms.motion_blur(x, keys, op["radius"], op["sigma"], op["angle"])
+        strength = self._value(i, registry.OPS[name].strength, keys, values)
+        if not isinstance(strength, float):
+            raise SpecError(
+                f"{name}.{registry.OPS[name].strength}: ranges and schedules are not supported for {name}; give one number"
+            )
+        return getattr(transforms, name)(x, keys, strength)
 
     def _token_op(
         self, i: int, keys: keyed.Keys, values: torch.Tensor, applied: torch.Tensor | None, result: OpResult

@@ -183,6 +183,77 @@ OPS: dict[str, OpDef] = {
             example="{op: uniform, width: 0.2}",
         ),
         OpDef(
+            "rotate",
+            "transform",
+            "rotation about the centre, direction chosen per image (MNIST-C rotate)",
+            {"degrees": Param("nonneg", REQUIRED, "rotation angle in degrees", 0.0, 180.0, varies=True)},
+            strength="degrees",
+            severities=(11.46, 22.92, 34.38, 45.84, 57.3),
+            example="{op: rotate, degrees: 22.9}",
+        ),
+        OpDef(
+            "shear",
+            "transform",
+            "horizontal shear about the centre, direction chosen per image (MNIST-C shear)",
+            {"degrees": Param("nonneg", REQUIRED, "shear angle in degrees", 0.0, 80.0, varies=True)},
+            strength="degrees",
+            severities=(11.46, 22.92, 34.38, 45.84, 57.3),
+            example="{op: shear, degrees: 22.9}",
+        ),
+        OpDef(
+            "scale",
+            "transform",
+            "content scaled about the centre (MNIST-C scale)",
+            {"factor": Param("positive", REQUIRED, "scale of the content (0.7: 70%)", 0.0, 10.0, varies=True)},
+            strength="factor",
+            severities=(0.9, 0.8, 0.7, 0.6, 0.5),
+            example="{op: scale, factor: 0.7}",
+        ),
+        OpDef(
+            "translate",
+            "transform",
+            "a shift along both axes, directions chosen per image (MNIST-C translate)",
+            {"pixels": Param("nonneg", REQUIRED, "shift in pixels along each axis", 0.0, 1024.0, varies=True)},
+            strength="pixels",
+            severities=(1.0, 2.0, 3.0, 4.0, 5.0),
+            example="{op: translate, pixels: 3}",
+        ),
+        OpDef(
+            "brightness",
+            "transform",
+            "x + delta (MNIST-C brightness on grey images)",
+            {"delta": Param("real", REQUIRED, "added intensity", -1.0, 1.0, varies=True)},
+            strength="delta",
+            severities=(0.1, 0.2, 0.3, 0.4, 0.5),
+            example="{op: brightness, delta: 0.5}",
+        ),
+        OpDef(
+            "inverse_stripe",
+            "transform",
+            "the outer column bands inverted (MNIST-C stripe)",
+            {"fraction": Param("fraction", 0.25, "share of the width inverted on each side", 0.0, 0.5)},
+            example="{op: inverse_stripe}",
+        ),
+        OpDef(
+            "motion_blur",
+            "transform",
+            "one-sided motion blur along a direction drawn per image (MNIST-C motion_blur)",
+            {
+                "radius": Param("int", 10, "blur length in pixels", 1, 64),
+                "sigma": Param("positive", 3.0, "Gaussian fall-off along the blur", 0.0, 64.0),
+                "angle": Param("pair", [-45.0, 45.0], "direction range in degrees", -180.0, 180.0),
+            },
+            example="{op: motion_blur, radius: 10, sigma: 3}",
+        ),
+        OpDef(
+            "dotted_line",
+            "transform",
+            "a dashed line across the image (MNIST-C dotted_line)",
+            {},
+            example="{op: dotted_line}",
+        ),
+        OpDef("zigzag", "transform", "a zigzag line across the image (MNIST-C zigzag)", {}, example="{op: zigzag}"),
+        OpDef(
             "tokens",
             "token",
             "masks ViT patch tokens: mask ([MASK] embedding), drop (removed, MAE) or mlm (BERT 80/10/10)",
@@ -226,7 +297,7 @@ def allowed_params(op: OpDef, grid: bool) -> dict[str, Param]:
     params = dict(op.params)
     if op.family == "mask":
         params.update(_MASK_EXTRA)
-    if op.family == "noise":
+    if op.family in ("noise", "transform"):
         params.update(_NOISE_EXTRA)
     if op.severities:
         params["severity"] = _SEVERITY
@@ -288,12 +359,12 @@ def _check_mode(out: dict, path: str) -> None:
 
 
 def _check_value(value: Any, where: str, param: Param, grid: bool) -> Any:
-    axis = param.varies or param is _SEVERITY
-    if param.kind == "pair":
+    if param.kind in ("pair", "box"):
+        check = _check_pair if param.kind == "pair" else _check_scalar
         if grid and isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-            return [_check_pair(v, sc.join(where, i), param) for i, v in enumerate(value)]
-        return _check_pair(value, where, param)
-    if grid and axis and isinstance(value, list):
+            return [check(v, sc.join(where, i), param) for i, v in enumerate(value)]  # a grid axis of ranges or boxes
+        return check(value, where, param)
+    if grid and isinstance(value, list):  # in eval.ops any list of scalars is a grid axis
         items = sc.as_list(value, where, min_len=1)
         return [_check_scalar(v, sc.join(where, i), param) for i, v in enumerate(items)]
     if not grid and param.varies and isinstance(value, list):

@@ -1,0 +1,42 @@
+"""Named corruption suites for `masklab eval --suite`.
+
+`mnist-c`: the corruptions of MNIST-C (Mu & Gilmer, 2019, google-research/mnist-c)
+that can be written as batched tensor ops, each at the fixed severity MNIST-C's
+corruption functions use. Left out, because they are per-image iterative algorithms
+that do not map onto batched tensor ops without changing what they compute: glass_blur
+(sequential random pixel swaps), fog (a diamond-square plasma fractal), spatter
+(thresholded blurred liquid masks drawn with OpenCV) and canny_edges (hysteresis edge
+tracking). `identity` is the clean test set, always reported.
+"""
+
+from __future__ import annotations
+
+from masklab.errors import UsageError
+from masklab.ops import registry
+
+MNIST_C = [
+    {"op": "shot", "c": 3.0},  # severity 5
+    {"op": "salt_pepper", "amount": 0.17},  # impulse_noise, severity 4
+    {"op": "motion_blur", "radius": 10, "sigma": 3.0, "angle": [-45.0, 45.0]},  # severity 1
+    {"op": "shear", "degrees": 22.92},  # 0.4 rad, severity 2
+    {"op": "scale", "factor": 0.7},  # severity 3
+    {"op": "rotate", "degrees": 22.92},  # 0.4 rad, severity 2
+    {"op": "brightness", "delta": 0.5},  # severity 5
+    {"op": "translate", "pixels": 3.0},  # severity 3
+    {"op": "inverse_stripe", "fraction": 0.25},  # stripe: columns 0-6 and 21-27 of 28
+    {"op": "dotted_line"},
+    {"op": "zigzag"},
+]
+
+LEFT_OUT = {
+    "glass_blur": "sequential random pixel swaps",
+    "fog": "diamond-square plasma fractal",
+    "spatter": "thresholded blurred liquid masks",
+    "canny_edges": "hysteresis edge tracking",
+}
+
+
+def suite_ops(name: str, shape: tuple[int, int, int]) -> list[dict]:
+    if name != "mnist-c":
+        raise UsageError(f"--suite {name}: unknown suite; the suite masklab knows is mnist-c")
+    return [registry.validate(op, f"mnist-c[{i}]", grid=True) for i, op in enumerate(MNIST_C)]
