@@ -57,6 +57,22 @@ def predict(
     return Predictions(split.y.cpu().numpy(), predicted, float(loss_sum) / max(1, len(split)))
 
 
+@torch.inference_mode()
+def reconstruction_loss(
+    model: torch.nn.Module, split: DeviceSplit, batch_size: int, precision: str, pipeline: OpPipeline
+) -> float:
+    """Mean masked-modeling loss over a split, the token masks drawn at the eval view."""
+    model.eval()
+    plan = pipeline.plan(EVAL_VIEW, device=split.device)
+    total, count = torch.zeros((), device=split.device), 0
+    for x, _, idx in split.batches(batch_size):
+        out = pipeline(x, idx, plan)
+        with autocast(split.device, precision):
+            total += model.reconstruction_loss(out.images, **out.model_inputs()).float() * len(idx)
+        count += len(idx)
+    return float(total) / max(1, count)
+
+
 def classification_metrics(p: Predictions, classes: list[str]) -> dict:
     from sklearn.metrics import accuracy_score, f1_score, recall_score
 

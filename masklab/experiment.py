@@ -25,7 +25,7 @@ import masklab
 from masklab import evaluate, spec as spec_mod
 from masklab.data import registry as data_registry
 from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
-from masklab.models import build_model, count_parameters
+from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.ops import registry as op_registry
 from masklab.ops.pipeline import OpPipeline
 from masklab.runs import Run, RunStore, now, run_id
@@ -72,14 +72,16 @@ def load_checked_data(spec: Spec) -> data_registry.Dataset:
 
 
 def use_compile(setting: bool | str, device: torch.device) -> bool:
-    """auto compiles on CUDA only. On CPU torch's inductor corrupts memory on masklab's
-    hash kernels (bench/inductor_cpu_repro.py), so compile: true is refused there."""
+    """true compiles (CUDA only); auto leaves it off: on an H100 compiling cost more than it
+    saved for masklab's shipped recipes (bench/README.md). On CPU torch's inductor
+    corrupts memory on masklab's hash kernels (bench/inductor_cpu_repro.py), so
+    compile: true is refused there."""
     if setting is True and device.type != "cuda":
         raise SpecError(
             f"train.compile: true is not supported on {device.type} (torch's CPU compiler corrupts memory on "
             "masklab's hash kernels; see bench/inductor_cpu_repro.py); use auto or false"
         )
-    return setting is True or (setting == "auto" and device.type == "cuda")
+    return setting is True
 
 
 @dataclass
@@ -203,7 +205,15 @@ def find_or_create(
 
 
 def train_one(
-    spec: Spec, seed: int, dataset, store: RunStore, device: torch.device, reporter: Reporter, force=False, resume=False
+    spec: Spec,
+    seed: int,
+    dataset,
+    store: RunStore,
+    device: torch.device,
+    reporter: Reporter,
+    force=False,
+    resume=False,
+    init: Run | None = None,
 ) -> Outcome:
     run, reused, resuming = find_or_create(store, spec, seed, dataset, device, force, resume)
     if reused:
@@ -212,7 +222,9 @@ def train_one(
         run.update_info(status="running", pid=os.getpid(), started=now(), device=str(device))
         began = time.perf_counter()
         try:
-            summary = _train_and_test(spec, seed, dataset, run, device, reporter, lambda: stop.requested, resuming)
+            summary = _train_and_test(
+                spec, seed, dataset, run, device, reporter, lambda: stop.requested, resuming, init
+            )
         except (Interrupted, KeyboardInterrupt) as exc:
             run.update_info(status="interrupted", finished=now(), error=str(exc) or "interrupted")
             raise Interrupted(
@@ -228,10 +240,16 @@ def train_one(
     return Outcome(run, summary=summary)
 
 
-def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resuming) -> dict:
+def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resuming, init: Run | None = None) -> dict:
     torch.manual_seed(seed)  # model init and dropout; recorded as the run's seed
     data = build_data(dataset, spec.data.val_fraction, seed, device)
-    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std).to(device)
+    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
+    if init is not None:
+        state = torch.load(init.path / "model.pt", map_location=device, weights_only=True)
+        loaded = load_matching(model, state)
+        run.update_info(init_from={"run": init.id, "tensors_loaded": len(loaded)})
+    if spec.train.freeze == "encoder":
+        freeze_all_but_head(model)
     compiled = use_compile(spec.train.compile, device)
     if compiled:
         model.compile()  # in place: forward is compiled, state_dict keys stay unchanged
@@ -244,18 +262,58 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
         fill_std=data.std,
         epochs=spec.train.epochs,
         steps_per_epoch=steps,
+        token_grid=(model.tokens, model.heads) if spec.model.arch == "vit" else None,
         compile=compiled,
         stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
     )
     run.update_info(
         parameters=count_parameters(model),
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         normalization={"mean": data.mean, "std": data.std},
         n_val=len(data.val) if data.val else 0,
         compile=compiled,
     )
     fit(spec, seed, data, model, pipeline, run, device, reporter, stop, resume=resuming)
     save_model(run, model)
-    return finish_summary(spec, run, model, data)
+    return finish_summary(spec, run, model, data, pipeline)
+
+
+ENCODER_KEYS = {
+    "vit": ("patch", "dim", "depth", "heads", "mlp_ratio", "pool"),
+    "cnn": ("width", "depth", "norm"),
+    "mlp": ("hidden",),
+}
+
+
+def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
+    """The finished run whose weights initialise this one: train.init_from names a run,
+    or a group, spec name or study, in which case its run with this run's seed."""
+    ref = spec.train.init_from
+    if not ref:
+        return None
+    runs = store.resolve_many(ref)
+    if len(runs) > 1:
+        same = [r for r in runs if r.info.get("seed") == seed]
+        if not same:
+            seeds = sorted({r.info.get("seed") for r in runs})
+            raise RunError(
+                f"train.init_from: {ref} has no run with seed {seed} (its seeds: {seeds}); train it with --seeds {seed}"
+            )
+        runs = same[-1:]
+    (source,) = runs
+    if source.status != "done" or not (source.path / "model.pt").is_file():
+        raise RunError(f"train.init_from: run {source.id} is not finished (status {source.status}); train it first")
+    theirs, mine = source.spec.get("model", {}), dataclasses.asdict(spec.model)
+    if theirs.get("arch") != mine["arch"]:
+        raise SpecError(
+            f"train.init_from: run {source.id} is a {theirs.get('arch')}, this spec's model.arch is {mine['arch']}"
+        )
+    for key in ENCODER_KEYS[mine["arch"]]:
+        if theirs.get(key) != mine[key]:
+            raise SpecError(
+                f"train.init_from: run {source.id} has model.{key} {theirs.get(key)}, this spec has {mine[key]}; they must match"
+            )
+    return source
 
 
 def save_model(run: Run, model: torch.nn.Module) -> None:
@@ -264,25 +322,40 @@ def save_model(run: Run, model: torch.nn.Module) -> None:
     tmp.replace(run.path / "model.pt")
 
 
-def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData) -> dict:
-    metrics = test_metrics(model, data, spec)
+def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData, pipeline: OpPipeline) -> dict:
+    metrics = test_metrics(model, data, spec, pipeline)
     rows = run.metrics()
     summary = {
         "schema_version": 1,
         "run_id": run.id,
-        "test_acc": metrics["acc"],
-        "test_macro_f1": metrics["macro_f1"],
-        "test_loss": metrics["loss"],
-        "per_class_recall": metrics["per_class_recall"],
-        "val_acc": rows[-1].get("val_acc") if rows else None,
         "epochs": len(rows),
         "train_seconds": round(sum(r["train_seconds"] for r in rows), 3),
     }
-    if spec.eval.ops:
+    if spec.train.objective == "masked-modeling":
+        summary.update(
+            test_recon_loss=metrics["recon_loss"],
+            test_loss=metrics["recon_loss"],
+            val_loss=rows[-1].get("val_loss") if rows else None,
+        )
+        run.write_summary(summary)
+        return summary
+    summary.update(
+        test_acc=metrics["acc"],
+        test_macro_f1=metrics["macro_f1"],
+        test_loss=metrics["loss"],
+        per_class_recall=metrics["per_class_recall"],
+        val_acc=rows[-1].get("val_acc") if rows else None,
+    )
+    grid = list(spec.eval.ops)
+    if spec.eval.suite:
+        from masklab.corruptions import suite_ops
+
+        grid += suite_ops(spec.eval.suite, data.shape)
+    if grid:
         cells = evaluate.robustness_grid(
             model,
             data.test,
-            spec.eval.ops,
+            grid,
             spec.eval.seed,
             data.classes,
             spec.train.eval_batch_size,
@@ -316,11 +389,12 @@ def train_specs(
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
-        plans.append((spec, datasets[key], device))
+        inits = {seed: init_source(store, spec, seed) for seed in seeds or spec.seeds}
+        plans.append((spec, datasets[key], device, inits))
     outcomes = []
-    for spec, dataset, device in plans:
+    for spec, dataset, device, inits in plans:
         for seed in seeds or spec.seeds:
-            outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume)
+            outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume, inits[seed])
             outcomes.append(outcome)
             if on_done:
                 on_done(outcome)
@@ -348,7 +422,7 @@ def load_trained(run: Run, device: torch.device) -> tuple[Spec, TrainData, torch
             f"{run.id}: the data differs from what it was trained on (fingerprint {dataset.fingerprint()} != {trained_on})"
         )
     data = build_data(dataset, spec.data.val_fraction, int(run.info.get("seed", 0)), device)
-    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std).to(device)
+    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
     state = torch.load(run.path / "model.pt", map_location=device, weights_only=True)
     model.load_state_dict(state)
     model.eval()

@@ -59,6 +59,10 @@ def evaluate_run(
 ) -> tuple[dict, list[str]]:
     """Clean metrics plus the grid for one run; returns (stored body, warnings)."""
     spec, data, model, warnings = load_trained(run, device)
+    if spec.train.objective == "masked-modeling":
+        raise UsageError(
+            f"run {run.id} is a masked-modeling run without a classifier; fine-tune it (train.init_from: {run.id}) and evaluate that"
+        )
     precision, batch = spec.train.precision, spec.train.eval_batch_size
     clean = evaluate.classification_metrics(evaluate.predict(model, data.test, batch, precision), data.classes)
     grid_ops = list(ops)

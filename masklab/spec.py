@@ -179,7 +179,9 @@ class TrainSpec:
         lambda v, p: sc.as_choice(v, p, ("auto", "bf16", "fp32")),
     )
     compile: bool | str = opt(
-        "auto", "torch.compile the ops and model: auto (CUDA only) | true (CUDA) | false", _compile
+        "auto",
+        "torch.compile the ops and model: auto (off: it did not pay on our recipes) | true (CUDA) | false",
+        _compile,
     )
     eval_batch_size: int = opt(1024, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
     objective: str = opt(
@@ -234,6 +236,14 @@ class Spec:
             raise SpecError(f"train.objective: masked-modeling needs model.arch vit, got {self.model.arch}")
         if self.train.freeze == "encoder" and not self.train.init_from:
             raise SpecError("train.freeze: encoder needs train.init_from (a pretrained run)")
+        for name in op_registry.TOKEN_OPS:
+            where = [i for i, o in enumerate(self.train_ops) if o["op"] == name]
+            if len(where) > 1:
+                raise SpecError(f"train_ops[{where[1]}].op: only one {name} op per spec, got {len(where)}")
+        if self.train.objective == "masked-modeling" and not any(o["op"] == "tokens" for o in self.train_ops):
+            raise SpecError(
+                "train.objective: masked-modeling needs a tokens op in train_ops, e.g. {op: tokens, rate: 0.75, action: drop}"
+            )
         uses_tokens = [i for i, o in enumerate(self.train_ops) if o["op"] in op_registry.TOKEN_OPS]
         if uses_tokens and not isinstance(self.model, ViTSpec):
             i = uses_tokens[0]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from masklab.data.batches import DeviceSplit, epoch_shuffle_seed
 from masklab.data.registry import Dataset, pixel_stats, validation_split
 from masklab.errors import Interrupted, TrainingFailed
-from masklab.evaluate import autocast, classification_metrics, predict
+from masklab.evaluate import autocast, classification_metrics, predict, reconstruction_loss
 from masklab.ops.pipeline import OpPipeline
 from masklab.runs import Run
 from masklab.spec import Spec
@@ -149,7 +149,9 @@ def fit(
         for epoch in range(start, t.epochs):
             began = time.perf_counter()
             row = train_epoch(spec, seed, epoch, data, model, optimizer, pipeline, device, reporter, stop_requested)
-            if data.val is not None:
+            if data.val is not None and t.objective == "masked-modeling":
+                row["val_loss"] = reconstruction_loss(model, data.val, t.eval_batch_size, t.precision, pipeline)
+            elif data.val is not None:
                 val = predict(model, data.val, t.eval_batch_size, t.precision)
                 row["val_loss"], row["val_acc"] = val.loss, float((val.predicted == val.labels).mean())
             row["seconds"] = round(time.perf_counter() - began, 4)
@@ -188,7 +190,10 @@ def train_epoch(
             group["lr"] = lr
         out = pipeline(x, idx, plan)  # the train-time ops, (B, C, H, W)
         with autocast(device, t.precision):
-            loss, n_correct = classify_loss(model, out.images, y, t.label_smoothing)
+            if t.objective == "masked-modeling":
+                loss, n_correct = model.reconstruction_loss(out.images, **out.model_inputs()), 0
+            else:
+                loss, n_correct = classify_loss(model, out.images, y, t.label_smoothing, **out.model_inputs())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -205,7 +210,10 @@ def train_epoch(
         reporter.step(epoch, step)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the clock must include the queued kernels
-    return _epoch_row(epoch, loss_sum, correct, seen, op_sums, pipeline, lr, time.perf_counter() - began)
+    row = _epoch_row(epoch, loss_sum, correct, seen, op_sums, pipeline, lr, time.perf_counter() - began)
+    if t.objective == "masked-modeling":
+        row.pop("train_acc")  # reconstruction has no accuracy
+    return row
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int, lr: float) -> None:
@@ -236,6 +244,14 @@ def _epoch_row(
     return row
 
 
-def test_metrics(model: torch.nn.Module, data: TrainData, spec: Spec) -> dict:
+def test_metrics(model: torch.nn.Module, data: TrainData, spec: Spec, pipeline: OpPipeline) -> dict:
+    """Classification metrics on the test split; for masked modeling, the test
+    reconstruction loss under the spec's tokens op (drawn once, as in evaluation)."""
+    if spec.train.objective == "masked-modeling":
+        return {
+            "recon_loss": reconstruction_loss(
+                model, data.test, spec.train.eval_batch_size, spec.train.precision, pipeline
+            )
+        }
     p = predict(model, data.test, spec.train.eval_batch_size, spec.train.precision)
     return classification_metrics(p, data.classes)

@@ -35,7 +35,7 @@ def tiny_spec(**changes) -> dict:
     """TINY with section-level changes: tiny_spec(train={"epochs": 3})."""
     body = copy.deepcopy(TINY)
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(body.get(key), dict):
+        if isinstance(value, dict) and isinstance(body.get(key), dict) and key != "model":  # a model is replaced whole
             body[key].update(value)
         else:
             body[key] = value

@@ -8,9 +8,13 @@ from masklab.cli.common import err_console, say
 
 
 def epoch_text(row: dict, epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}", f"acc {row['train_acc']:.4f}"]
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    if "train_acc" in row:
+        parts.append(f"acc {row['train_acc']:.4f}")
     if "val_acc" in row:
         parts.append(f"val_acc {row['val_acc']:.4f}")
+    elif "val_loss" in row:
+        parts.append(f"val_loss {row['val_loss']:.4f}")
     for op in row.get("ops", []):
         parts.append(f"{op['op']} {op['realized']:.4f}")
     parts.append(f"{row['seconds']:.1f}s")
@@ -77,7 +81,9 @@ class RichReporter:
         self.progress.update(self.task, completed=epoch * self.steps + step + 1)
 
     def epoch(self, row: dict) -> None:
-        info = f"epoch {row['epoch']}/{self.epochs} loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+        info = f"epoch {row['epoch']}/{self.epochs} loss {row['train_loss']:.4f}"
+        if "train_acc" in row:
+            info += f" acc {row['train_acc']:.4f}"
         if "val_acc" in row:
             info += f" val {row['val_acc']:.4f}"
         self.progress.update(self.task, info=info)

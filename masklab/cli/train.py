@@ -9,7 +9,17 @@ import typer
 
 from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
 
-SUMMARY_COLUMNS = ("run", "seed", "status", "epochs", "test_acc", "test_macro_f1", "val_acc", "train_seconds")
+SUMMARY_COLUMNS = (
+    "run",
+    "seed",
+    "status",
+    "epochs",
+    "test_acc",
+    "test_macro_f1",
+    "test_loss",
+    "val_acc",
+    "train_seconds",
+)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -102,6 +112,7 @@ def train(
             "epochs": o.summary.get("epochs"),
             "test_acc": o.summary.get("test_acc"),
             "test_macro_f1": o.summary.get("test_macro_f1"),
+            "test_loss": o.summary.get("test_loss"),
             "val_acc": o.summary.get("val_acc"),
             "train_seconds": o.summary.get("train_seconds"),
             "path": str(o.run.path),

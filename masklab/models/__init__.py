@@ -19,8 +19,11 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def build_model(model_spec, shape: tuple[int, int, int], num_classes: int, mean: float, std: float) -> nn.Module:
-    """The network a spec's `model` section describes, for images of `shape` (C, H, W)."""
+def build_model(
+    model_spec, shape: tuple[int, int, int], num_classes: int, mean: float, std: float, objective: str = "classify"
+) -> nn.Module:
+    """The network a spec's `model` section describes, for images of `shape` (C, H, W).
+    A ViT for masked modeling also gets its light decoder."""
     if model_spec.arch == "mlp":
         from masklab.models.mlp import MLP
 
@@ -32,8 +35,29 @@ def build_model(model_spec, shape: tuple[int, int, int], num_classes: int, mean:
         return CNN(shape, num_classes, m.width, m.depth, m.hidden, m.norm, m.dropout, Standardize(mean, std))
     from masklab.models.vit import ViT
 
-    return ViT(shape, num_classes, model_spec, Standardize(mean, std))
+    return ViT(shape, num_classes, model_spec, Standardize(mean, std), decoder=objective == "masked-modeling")
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_matching(
+    model: nn.Module, state: dict[str, torch.Tensor], skip: tuple[str, ...] = ("head.", "decoder.")
+) -> list[str]:
+    """Copy the tensors of `state` whose names and shapes match into `model`, except the
+    task-specific parts (`skip` prefixes). Returns the names copied."""
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if not k.startswith(skip) and k in own and own[k].shape == v.shape]
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return loaded
+
+
+def freeze_all_but_head(model: nn.Module) -> int:
+    """Train only the head (a linear probe); returns the number of frozen tensors."""
+    frozen = 0
+    for name, p in model.named_parameters():
+        if not name.startswith("head."):
+            p.requires_grad_(False)
+            frozen += 1
+    return frozen

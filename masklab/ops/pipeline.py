@@ -43,6 +43,15 @@ class OpResult:
     attn_mask: torch.Tensor | None = None  # (B, heads or 1, T, T) True = link kept
     extras: dict = field(default_factory=dict)
 
+    def model_inputs(self) -> dict:
+        """What a ViT's forward needs from the token and attention ops (empty otherwise)."""
+        inputs: dict = {}
+        if self.token_mask is not None:
+            inputs.update(token_mask=self.token_mask, token_action=self.token_action, **self.extras)
+        if self.attn_mask is not None:
+            inputs["attn_mask"] = self.attn_mask
+        return inputs
+
     @property
     def mask(self) -> torch.Tensor | None:
         """The union of the mask ops at pixel resolution, True = masked. (B, H, W)"""
@@ -67,7 +76,7 @@ class OpPipeline:
         fill_std: float = 1.0,
         epochs: int = 1,
         steps_per_epoch: int = 1,
-        token_grid: tuple[int, int, int] | None = None,
+        token_grid: tuple[int, int] | None = None,
         compile: bool = False,
         stat_samples: int | None = None,
     ) -> None:
@@ -76,7 +85,7 @@ class OpPipeline:
         self.shape = image_shape
         self.fill_mean, self.fill_std = fill_mean, fill_std
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        self.token_grid = token_grid  # (patch, tokens, heads) of a ViT
+        self.token_grid = token_grid  # (tokens, heads) of a ViT
         self.stat_samples = stat_samples  # noise magnitude from the first k samples of a batch (None: all)
         # (op index, param name) of every scheduled parameter, in a fixed order
         self.scheduled = [(i, k) for i, op in enumerate(ops) for k, v in op.items() if isinstance(v, dict)]
@@ -211,4 +220,36 @@ class OpPipeline:
     def _token_op(
         self, i: int, keys: keyed.Keys, values: torch.Tensor, applied: torch.Tensor | None, result: OpResult
     ) -> torch.Tensor:
-        raise NotImplementedError("token ops arrive with the ViT")
+        """Token and attention masks for a ViT; returns the realized fraction per sample."""
+        op = self.ops[i]
+        tokens, heads = self.token_grid
+        rate = self._value(i, "rate", keys, values)
+        b = keys.table.shape[1]
+        if op["op"] == "tokens":
+            chosen = masks.unit_mask(keys, rate, tokens, op["count"])  # (B, T)
+            if applied is not None:
+                chosen = chosen & applied[:, None]
+            result.token_mask, result.token_action = chosen, op["action"]
+            if op["action"] == "mlm":
+                result.extras = mlm_plan(keys, tokens, b)
+            return chosen.to(torch.float32).mean(1)
+        h = heads if op["per_head"] else 1
+        removed = masks.unit_mask(keys, rate, h * tokens * tokens).view(b, h, tokens, tokens)
+        removed &= ~torch.eye(tokens, dtype=torch.bool, device=removed.device)  # a token always sees itself
+        if applied is not None:
+            removed &= applied[:, None, None, None]
+        result.attn_mask = ~removed
+        return removed.flatten(1).to(torch.float32).mean(1)
+
+
+def mlm_plan(keys: keyed.Keys, tokens: int, batch: int) -> dict:
+    """BERT's 80/10/10 for chosen tokens: [MASK], a token from another sample, unchanged.
+    The other sample is the batch position `offset` ahead, 1 <= offset < batch; this one
+    draw depends on the batch's composition, as "another sample in the batch" must."""
+    from masklab.models.vit import MLM_KEEP, MLM_MASK, MLM_RANDOM
+
+    u = keyed.uniform(keyed.unit_bits(keys.stream(keyed.FILL), tokens))  # (B, T)
+    kind = torch.where(u < 0.8, MLM_MASK, torch.where(u < 0.9, MLM_RANDOM, MLM_KEEP))
+    offset = 1 + torch.floor(keys.uniform(keyed.EXTRA) * max(batch - 1, 1)).to(torch.int64)
+    source = (torch.arange(batch, device=kind.device) + offset) % batch
+    return {"mlm_kind": kind, "mlm_source": source}
