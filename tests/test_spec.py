@@ -156,3 +156,21 @@ def test_every_shipped_experiment_validates():
         first = path.read_text().splitlines()[0]
         assert first.startswith("# masklab "), f"{path.name} must start with the command that runs it"
         spec_mod.load_spec(path)
+
+
+def test_every_model_builds_for_every_input_size():
+    import torch
+
+    from masklab.models import build_model
+
+    for model in (
+        {"arch": "cnn", "depth": 1},
+        {"arch": "cnn", "depth": 2},
+        {"arch": "cnn", "depth": 4, "width": 8},
+        {"arch": "mlp"},
+        {"arch": "vit", "patch": 4, "dim": 16, "depth": 1, "heads": 2},
+    ):
+        spec = spec_mod.resolve({"name": "m", "model": model})
+        for side in (8, 28):
+            net = build_model(spec.model, (1, side, side), 10, 0.1, 0.3)
+            assert net(torch.rand(3, 1, side, side)).shape == (3, 10), (model, side)

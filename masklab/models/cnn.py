@@ -48,7 +48,8 @@ class CNN(nn.Module):
             stride = 2 if stage < 2 and min(h, w) >= 4 else 1
             c_out = width if stage == 0 else 2 * width
             layers.append(conv_block(c_in, c_out, stride, norm))
-            h, w = (h + 1) // stride, (w + 1) // stride
+            if stride == 2:  # 3x3, padding 1, stride 2: ceil(n / 2)
+                h, w = (h + 1) // 2, (w + 1) // 2
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(

@@ -89,11 +89,10 @@ class Decoder(nn.Module):
         """h: (B, L, dim) encoded patch tokens; kept: (B, L) their positions (drop) or None."""
         h = self.embed(h)
         if kept is not None:  # scatter the kept tokens back, [MASK] in the dropped places
-            b = h.shape[0]
-            full = self.mask_token.expand(b, tokens, -1).clone()
-            valid = kept >= 0
-            full[torch.arange(b, device=h.device)[:, None].expand_as(kept)[valid], kept[valid]] = h[valid]
-            h = full
+            b, _, d = h.shape
+            slots = torch.where(kept >= 0, kept, tokens)  # padding lands in a spare slot
+            full = self.mask_token.to(h.dtype).expand(b, tokens + 1, d).clone()
+            h = full.scatter(1, slots[..., None].expand(-1, -1, d), h)[:, :tokens]
         h = h + self.pos
         for block in self.blocks:
             h = block(h)
@@ -137,6 +136,7 @@ class ViT(nn.Module):
         attn_mask: torch.Tensor | None = None,
         mlm_kind: torch.Tensor | None = None,
         mlm_source: torch.Tensor | None = None,
+        kept_tokens: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(encoded tokens (B, L, dim) without the cls token, their positions (B, L) when
         tokens were dropped (-1 = padding), the cls output (B, dim) or None)."""
@@ -151,12 +151,12 @@ class ViT(nn.Module):
         kept = real = None
         link = attn_mask  # (B, heads | 1, T, T), True = the query may attend to the key
         if token_mask is not None and token_action == "drop":
-            tok, kept, link, real = self._drop(tok, token_mask, link)
+            tok, kept, link, real = self._drop(tok, token_mask, link, kept_tokens)
         if self.use_cls:
             tok = torch.cat([self.cls.expand(tok.shape[0], -1, -1).to(tok.dtype), tok], dim=1)
             link = None if link is None else F.pad(link, (1, 0, 1, 0), value=True)
             real = None if real is None else F.pad(real, (1, 0), value=True)
-        if real is not None and not bool(real.all()):  # rows of different lengths: mask the padding keys
+        if real is not None:  # rows of different lengths: mask the padding keys
             b, length = real.shape
             link = (
                 link if link is not None else torch.ones(b, 1, length, length, dtype=torch.bool, device=real.device)
@@ -169,16 +169,25 @@ class ViT(nn.Module):
             return tok[:, 1:], kept, tok[:, 0]
         return tok, kept, None
 
-    def _drop(self, tok, token_mask, link):
+    def _drop(self, tok, token_mask, link, kept_tokens: int | None):
         """Keep the unmasked tokens (in order), padding rows to the longest, and cut an
-        attention mask to the kept positions. Returns (tokens, positions, link, real)."""
+        attention mask to the kept positions. Returns (tokens, positions, link, real).
+        With an exact count (`kept_tokens`, known on the host) every row keeps the same
+        number: no padding and no device-to-host sync."""
         b, t, _ = tok.shape
-        keep = ~token_mask
-        counts = keep.sum(1)
-        longest = int(counts.max()) if b else 0
-        order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :longest]  # kept first
-        real = torch.arange(longest, device=tok.device)[None, :] < counts[:, None]  # (B, L)
-        kept = torch.where(real, order, -1)
+        order = torch.sort(token_mask.to(torch.int8), dim=1, stable=True).indices  # kept first, in order
+        if kept_tokens is not None:
+            order, real = order[:, :kept_tokens], None
+            kept = order
+        else:
+            counts = (~token_mask).sum(1)
+            longest = int(counts.max()) if b else 0  # a host sync: rows differ in length
+            order = order[:, :longest]
+            real = torch.arange(longest, device=tok.device)[None, :] < counts[:, None]  # (B, L)
+            if bool(real.all()):
+                real = None
+            kept = order if real is None else torch.where(real, order, -1)
+        longest = order.shape[1]
         tok = tok.gather(1, order[..., None].expand(-1, -1, tok.shape[-1]))
         if link is not None:
             h = link.shape[1]

@@ -232,6 +232,8 @@ class OpPipeline:
             result.token_mask, result.token_action = chosen, op["action"]
             if op["action"] == "mlm":
                 result.extras = mlm_plan(keys, tokens, b)
+            if op["action"] == "drop" and op["count"] == "exact" and isinstance(rate, float) and applied is None:
+                result.extras = {"kept_tokens": tokens - masks.exact_count(rate, tokens)}  # the same in every row
             return chosen.to(torch.float32).mean(1)
         h = heads if op["per_head"] else 1
         removed = masks.unit_mask(keys, rate, h * tokens * tokens).view(b, h, tokens, tokens)
