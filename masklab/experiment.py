@@ -129,6 +129,7 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
         "id": run_id(spec.name, spec.group_hash(), seed),
         "name": spec.name,
         "study": spec.study,
+        "variant": spec.variant,
         "group": f"{spec.name}-{spec.group_hash()}",
         "spec_hash": spec.group_hash(),
         "seed": seed,

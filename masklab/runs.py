@@ -237,4 +237,6 @@ class RunStore:
         """A study (a spec file with variants), spec name or group (name-hash) names all
         its runs; anything else names one run."""
         by_name = [r for r in self.all() if ref in (r.info.get("name"), r.info.get("group"), r.info.get("study"))]
+        if any(r.info.get("study") == ref for r in by_name):  # a study: its variants in the file's order
+            by_name.sort(key=lambda r: r.info.get("variant") or 0)
         return by_name or [self.resolve(ref)]

@@ -230,6 +230,7 @@ class Spec:
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     study: str | None = field(default=None, repr=False, compare=False)  # the spec file's name when it has variants
+    variant: int | None = field(default=None, repr=False, compare=False)  # this variant's place in the file
 
     def __post_init__(self) -> None:
         if self.train.objective == "masked-modeling" and not isinstance(self.model, ViTSpec):
@@ -252,6 +253,7 @@ class Spec:
     def to_dict(self) -> dict:
         body = dataclasses.asdict(self)
         body.pop("study")
+        body.pop("variant")
         return body
 
     def group_hash(self) -> str:
@@ -283,7 +285,7 @@ def _build_model(raw: Any) -> Any:
 def resolve(raw: Any, default_name: str = "experiment") -> Spec:
     """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
     raw = sc.need_mapping(raw, "spec")
-    top = {f.name: f for f in dataclasses.fields(Spec) if f.name != "study"}
+    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant")}
     sc.reject_unknown(raw, [*top, "variants"], "")
     if "variants" in raw:
         raise SpecError("variants: only allowed at the top of a spec file (masklab train expands them)")
@@ -455,7 +457,7 @@ def load_study(
             spec = resolve(body, default_name=name)
         except SpecError as exc:
             raise SpecError(f"variants.{label}: {exc}") from None
-        specs.append(dataclasses.replace(spec, study=name))
+        specs.append(dataclasses.replace(spec, study=name, variant=list(variants).index(label)))
     return specs
 
 

@@ -3,7 +3,8 @@
 Seeds are a replication axis. For two groups: the difference of means, a percentile
 bootstrap 95% CI, and a p-value from a paired test (seeds matched: t-test on the
 differences, plus Wilcoxon's signed-rank test from n = 5) or Welch's t-test otherwise
-(scipy.stats). The verdict is written in words from the CI and n, never from p alone.
+(scipy.stats). The verdict is written in words: a difference is called only when the
+bootstrap CI excludes 0 and the test agrees; small n is said out loud.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 10_000
-MIN_N = 3  # below this per group, no conclusion is offered
+MIN_N = 3  # below this per group, no conclusion is offered; below 5 a caution is added
 
 
 @dataclass
@@ -109,17 +110,23 @@ def compare_values(
             p = float(stats.ttest_ind(other, ref, equal_var=False).pvalue)
     p = None if p is None or math.isnan(p) else p
     return Difference(
-        diff, ci, p, "paired-t" if paired else "welch-t", p_w, paired, n, verdict(diff, ci, n, higher_is_better)
+        diff, ci, p, "paired-t" if paired else "welch-t", p_w, paired, n, verdict(diff, ci, p, n, higher_is_better)
     )
 
 
-def verdict(diff: float, ci: tuple[float, float], n: tuple[int, int], higher_is_better: bool) -> str:
-    small = min(n) < MIN_N
-    if ci[0] > 0 or ci[1] < 0:
-        direction = "higher" if diff > 0 else "lower"
-        better = (diff > 0) == higher_is_better
-        text = f"{direction} ({'better' if better else 'worse'}): the 95% CI excludes 0"
-        return text + f", but n={min(n)} is too few seeds to be sure; add seeds" if small else text
-    if small:
-        return f"inconclusive: n={min(n)} is too few seeds to tell this from seed noise; add seeds"
-    return "no clear difference: the 95% CI includes 0"
+def verdict(diff: float, ci: tuple[float, float], p: float | None, n: tuple[int, int], higher_is_better: bool) -> str:
+    """Words for a difference: conclusive only when the bootstrap CI and the test agree."""
+    few = min(n)
+    if few < MIN_N:
+        return f"inconclusive: n={few} is too few seeds to tell this from seed noise; add seeds"
+    excludes = ci[0] > 0 or ci[1] < 0
+    significant = p is not None and p < 0.05
+    direction = "higher" if diff > 0 else "lower"
+    quality = "better" if (diff > 0) == higher_is_better else "worse"
+    p_text = f"p={p:.3g}" if p is not None else "no p-value"
+    if excludes and significant:
+        caution = f"; only {few} seeds, confirm with more" if few < 5 else ""
+        return f"{direction} ({quality}): the 95% CI excludes 0 and {p_text}{caution}"
+    if excludes or significant:
+        return f"suggestive, {direction}: the bootstrap CI and the test disagree ({p_text}); with {few} seeds add more"
+    return f"no clear difference: the 95% CI includes 0 ({p_text})"

@@ -33,7 +33,7 @@ def test_paired_difference_uses_the_paired_tests():
     assert d.p == pytest.approx(sps.ttest_rel(a, b).pvalue)
     assert d.p_wilcoxon == pytest.approx(sps.wilcoxon(a, b).pvalue)
     assert d.ci[0] > 0 and d.ci[0] < d.diff < d.ci[1]
-    assert d.verdict.startswith("higher (better): the 95% CI excludes 0")
+    assert d.verdict.startswith("higher (better): the 95% CI excludes 0 and p=")
     assert stats.compare_values(ref, other).ci == d.ci  # the bootstrap is seeded: stable output
 
 
@@ -41,13 +41,15 @@ def test_unpaired_small_and_single_runs():
     d = stats.compare_values({0: 0.9, 1: 0.91, 2: 0.92}, {5: 0.905, 6: 0.915, 7: 0.925})
     assert not d.paired and d.test == "welch-t"
     assert d.p == pytest.approx(sps.ttest_ind([0.905, 0.915, 0.925], [0.9, 0.91, 0.92], equal_var=False).pvalue)
-    assert d.verdict == "no clear difference: the 95% CI includes 0"
+    assert d.verdict.startswith("no clear difference: the 95% CI includes 0 (p=")
     two = stats.compare_values({0: 0.9, 1: 0.91}, {0: 0.95, 1: 0.96})
-    assert "n=2 is too few seeds" in two.verdict
+    assert two.verdict.startswith("inconclusive: n=2 is too few seeds")
     one = stats.compare_values({0: 0.9}, {0: 0.95})
     assert one.p is None and one.ci is None and "n=1" in one.verdict
     loss = stats.compare_values({0: 0.5, 1: 0.52, 2: 0.51}, {0: 0.40, 1: 0.41, 2: 0.42}, higher_is_better=False)
-    assert loss.verdict.startswith("lower (better)")
+    assert loss.verdict.startswith("lower (better)") and "only 3 seeds" in loss.verdict
+    mixed = stats.verdict(0.001, (0.0002, 0.002), 0.16, (3, 3), True)
+    assert mixed.startswith("suggestive, higher: the bootstrap CI and the test disagree (p=0.16)")
 
 
 def test_gate_parsing():
