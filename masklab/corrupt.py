@@ -79,9 +79,9 @@ def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dic
                     "n": int(keep.sum()),
                     "measure": what,
                     "requested": requested,
-                    "realized": float(values.mean()),
-                    "min": float(values.min()),
-                    "max": float(values.max()),
+                    "realized": round(float(values.mean()), 6),
+                    "min": round(float(values.min()), 6),
+                    "max": round(float(values.max()), 6),
                 }
             )
     return rows
