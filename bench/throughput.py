@@ -7,13 +7,15 @@ masklab: the device-resident split, one randperm per epoch, one gather + convers
 per batch, then `patch(rate=0.25, size=4)` and `gaussian(sigma=0.1)` as keyed tensor ops
 (the path `masklab train` takes). Peer: `bench/peer.py`'s per-sample Dataset drawing
 the same ops in __getitem__, DataLoader batch 64, with 0 and 2 workers (the faster
-counts). Fashion-MNIST's training images when installed, else mnist-mini.
+counts). Each side is the median of 3 repeats. Fashion-MNIST's training images when
+installed, else mnist-mini.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -91,15 +93,16 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     name, images, labels = load_images()
-    peer_samples = 6_000 if args.quick else 30_000
-    ours_samples = 60_000 if args.quick else 300_000
+    peer_samples = 4_000 if args.quick else 30_000
+    ours_samples = 40_000 if args.quick else 300_000
     print(
         f"data: {name} train {images.shape}; device {device}; torch {torch.__version__}; threads {torch.get_num_threads()}; cores {os.cpu_count()}"
     )
-    peers = {w: peer_rate(images, labels, peer_samples, w) for w in (0, 2)}
+    # the median of 3 repeats per side: this machine's speed drifts between runs
+    peers = {w: statistics.median(peer_rate(images, labels, peer_samples, w) for _ in range(3)) for w in (0, 2)}
     for w, r in peers.items():
         print(f"peer per-sample Dataset, DataLoader batch 64, {w} workers: {r:12,.0f} samples/s")
-    ours = masklab_rate(images, labels, args.batch_size, ours_samples, device)
+    ours = statistics.median(masklab_rate(images, labels, args.batch_size, ours_samples, device) for _ in range(3))
     print(f"masklab keyed ops, batch {args.batch_size}, eager:              {ours:12,.0f} samples/s")
     if args.compile:
         compiled = masklab_rate(images, labels, args.batch_size, ours_samples, device, compile=True)
