@@ -90,7 +90,11 @@ class DataSpec:
     """Where the images come from and how the training split is divided."""
 
     dataset: str = opt("mnist-mini", "mnist-mini | mnist | fashion-mnist | digits | idx:DIR | npz:FILE", _dataset_name)
-    root: str | None = opt(None, "folder holding the IDX files (searched first)", _optional(sc.as_str))
+    root: str | None = opt(
+        None,
+        "folder holding the IDX files (searched first; a folder that does not exist is an error)",
+        _optional(sc.as_str),
+    )
     download: bool = opt(False, "download mnist/fashion-mnist (SHA-256 checked) when not found", sc.as_bool)
     val_fraction: float = opt(
         0.1, "stratified share of the training split held out for validation", lambda v, p: sc.as_float(v, p, 0.0, 0.5)
@@ -282,10 +286,22 @@ def _build_model(raw: Any) -> Any:
     return build_section(MODEL_SPECS[arch], raw, "model")
 
 
+def _point_to_the_section(raw: dict, allowed: list[str]) -> None:
+    """A section key written at the top level (`epochs: 5`) gets pointed to its section."""
+    sections = [*SECTIONS.items(), *(("model", cls) for cls in MODEL_SPECS.values())]
+    for key in raw:
+        if key in allowed or sc.suggest(key, allowed):
+            continue
+        owner = next((name for name, cls in sections if key in {f.name for f in dataclasses.fields(cls)}), None)
+        if owner:
+            raise SpecError(f"{key}: unknown key at the top level; did you mean '{owner}.{key}'?")
+
+
 def resolve(raw: Any, default_name: str = "experiment") -> Spec:
     """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
     raw = sc.need_mapping(raw, "spec")
     top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant")}
+    _point_to_the_section(raw, [*top, "variants"])
     sc.reject_unknown(raw, [*top, "variants"], "")
     if "variants" in raw:
         raise SpecError("variants: only allowed at the top of a spec file (masklab train expands them)")
@@ -339,6 +355,8 @@ def parse_yaml_text(text: str, source: str) -> Any:
 def read_spec_file(path: str | Path) -> Any:
     """The YAML mapping in a spec file, or a SpecError saying why there is none."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: a folder, not a spec file; pass the path of a YAML spec (see experiments/)")
     if not path.is_file():
         raise UsageError(f"{path}: no such spec file; pass the path of a YAML spec (see experiments/)")
     data = path.read_bytes()
@@ -395,7 +413,11 @@ def set_path(raw: dict, path: str, value: Any, where: str) -> None:
         here = ".".join(map(str, tokens[: i + 1]))
         if isinstance(token, int):
             if not isinstance(node, list) or token >= len(node):
-                raise UsageError(f"{where}: {here} has no item {token}")
+                parent = ".".join(map(str, tokens[:i]))
+                size = f"{len(node)} item{'s' * (len(node) != 1)}" if isinstance(node, list) else "no list"
+                raise UsageError(
+                    f"{where}: {parent} has {size}, so no item [{token}]; set the whole list: --set '{parent}=[...]'"
+                )
             node = node[token]
         else:
             if not isinstance(node, dict):

@@ -44,12 +44,39 @@ def test_module_entry_point_and_version():
         (["show", "nope"], 1),
         (["compare", "nope"], 1),
         (["frobnicate"], 2),
+        (["train", "x.yaml", "--bogus"], 2),
+        (["compare"], 2),
     ],
 )
 def test_usage_errors_and_missing_runs(workdir, args, code):
     result = cli(*args)
     assert result.exit_code == code
     assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_usage_error_names_the_problem_and_the_help_to_read(workdir):
+    result = cli("compare")
+    assert result.stderr == "Error: Missing argument 'RUN_OR_GROUP...'; see 'masklab compare --help'\n"
+
+
+def test_help_prose_is_reflowed_and_examples_kept():
+    from masklab.cli.common import reflow_help
+
+    doc = """Summary line.
+
+    A paragraph wrapped
+    over two lines.
+
+    Examples:
+
+      masklab train a.yaml
+      masklab train b.yaml
+    """
+    assert reflow_help(doc) == (
+        "Summary line.\n\nA paragraph wrapped over two lines.\n\nExamples:\n\n"
+        "  masklab train a.yaml\n  masklab train b.yaml"
+    )
 
 
 def test_compare_fail_if_must_parse(workdir):

@@ -76,7 +76,8 @@ def test_seeds_option_trains_one_run_per_seed(workdir, write_spec):
         ({"train": {"lr": -0.1}}, 2, "train.lr: must be > 0, got -0.1"),
         ({"trian": {}}, 2, "trian: unknown key; did you mean 'train'?"),
         ({"data": {"dataset": "npz:missing.npz"}}, 1, "missing.npz: no such file"),
-        ({"data": {"dataset": "mnist", "root": "nowhere"}}, 1, "mnist: IDX files not found"),
+        ({"data": {"dataset": "mnist"}}, 1, "mnist: IDX files not found"),
+        ({"data": {"dataset": "mnist", "root": "nowhere"}}, 1, "data.root nowhere: no such folder"),
         (
             {"train_ops": [{"op": "patch", "rate": 0.5, "size": 5}]},
             2,

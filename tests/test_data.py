@@ -97,9 +97,13 @@ def test_idx_folder_and_public_lookup(workdir, monkeypatch):
 
 
 def test_missing_public_data_says_how_to_get_it(workdir):
+    (workdir / "empty").mkdir()
     with pytest.raises(DataError) as err:
-        registry.load("mnist", root=str(workdir / "nothing"))
+        registry.load("mnist", root=str(workdir / "empty"))
     assert "IDX files not found" in str(err.value) and "data.download: true" in str(err.value)
+    # a data.root that does not exist is a typo, not a reason to search elsewhere
+    with pytest.raises(DataError, match=r"data.root .*nothing: no such folder"):
+        registry.load("fashion-mnist", root=str(workdir / "nothing"))
     with pytest.raises(DataError, match="missing IDX files"):
         (workdir / "half").mkdir()
         registry.load(f"idx:{workdir / 'half'}")
@@ -140,7 +144,7 @@ def test_download_from_a_mirror_checks_sha256(workdir, loopback_server, monkeypa
     sums = {name: hashlib.sha256((served / name).read_bytes()).hexdigest() for name in download.IDX_FILES}
     monkeypatch.setitem(download.SOURCES, "mnist", {"mirrors": ("http://127.0.0.1:9/unreachable/",), "sha256": sums})
     monkeypatch.setenv("MASKLAB_MIRROR", url)
-    ds = registry.load("mnist", root=str(workdir / "nowhere"), download=True)
+    ds = registry.load("mnist", download=True)
     assert len(ds.train_y) == 30 and len(ds.test_y) == 10
     cached = workdir / "cache" / "mnist"
     assert sorted(p.name for p in cached.iterdir()) == sorted(download.IDX_FILES)
@@ -156,7 +160,7 @@ def test_download_rejects_a_wrong_checksum(workdir, loopback_server, monkeypatch
     monkeypatch.setitem(download.SOURCES, "mnist", {"mirrors": (), "sha256": sums})
     monkeypatch.setenv("MASKLAB_MIRROR", url)
     with pytest.raises(DataError, match="does not match the expected"):
-        registry.load("mnist", root=str(workdir / "nowhere"), download=True)
+        registry.load("mnist", download=True)
     assert not any((workdir / "cache" / "mnist").glob("*.gz"))  # nothing half-written kept
 
 

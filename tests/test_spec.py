@@ -63,6 +63,7 @@ def test_set_overrides_parse_yaml_scalars_and_paths(tmp_path):
     [
         ({"name": "x", "train": {"lrr": 0.1}}, "train.lrr: unknown key; did you mean 'lr'?"),
         ({"name": "x", "trian": {}}, "trian: unknown key; did you mean 'train'?"),
+        ({"name": "x", "epochs": 5}, "epochs: unknown key at the top level; did you mean 'train.epochs'?"),
         ({"name": "x", "train": {"lr": -1}}, "train.lr: must be > 0, got -1.0"),
         ({"name": "x", "train": {"epochs": "five"}}, "train.epochs: must be an integer, got a string 'five'"),
         ({"name": "x", "train": {"epochs": True}}, "train.epochs: must be an integer, got a boolean true"),

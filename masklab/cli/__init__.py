@@ -4,9 +4,11 @@ Importing this package does not import torch: `masklab --help` starts at once.""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from masklab import __version__
 from masklab.cli import (
@@ -17,9 +19,37 @@ from masklab.cli import (
     runs as runs_cli,
     train as train_cli,
 )
+from masklab.cli.common import say
+
+# click's base exception, reached through a public name: typer vendors click in recent
+# releases and imports it in older ones.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a missing argument, an unknown option) as one `Error: ...` line on
+    stderr with exit 2, like masklab's own errors, instead of a boxed usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed already
+                ctx = getattr(exc, "ctx", None)
+                hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+                say(f"Error: {exc.format_message().rstrip('.')}{hint}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            say("Interrupted.")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="masklab",
+    cls=_OneLineErrors,
     help=(
         "Does masking or noise help, which kind, and is the difference real? "
         "Train small models on masked or noised data from YAML specs and compare runs over seeds.\n\n"

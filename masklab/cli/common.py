@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from enum import Enum
@@ -42,8 +43,20 @@ def say(message: str) -> None:
     err_console.print(message, markup=False, soft_wrap=True)
 
 
+def reflow_help(doc: str | None) -> str | None:
+    """Join the wrapped lines of each prose paragraph of a docstring; keep indented
+    lines (examples) as written. Typer's rich help prints single newlines verbatim."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split("\n")) for p in paragraphs
+    )
+
+
 def cli_command(fn):
-    """Turn masklab's errors into `Error: ...` on stderr and the documented exit code."""
+    """Turn masklab's errors into `Error: ...` on stderr and the documented exit code;
+    reflow the docstring that --help shows."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -69,4 +82,5 @@ def cli_command(fn):
             )
             raise typer.Exit(1) from None
 
+    wrapper.__doc__ = reflow_help(fn.__doc__)
     return wrapper

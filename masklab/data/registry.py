@@ -104,6 +104,10 @@ def _classes(name: str, labels: np.ndarray) -> list[str]:
 def _search_folders(name: str, root: str | None) -> list[Path]:
     folders = []
     if root:
+        if not Path(root).is_dir():
+            raise DataError(
+                f"data.root {root}: no such folder; fix the path, or remove data.root to search the usual places"
+            )
         folders += [Path(root), Path(root) / name]
     if os.environ.get("MASKLAB_DATA"):
         folders.append(Path(os.environ["MASKLAB_DATA"]) / name)
