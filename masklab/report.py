@@ -1,7 +1,7 @@
 """Where a table is rendered: rows -> table | json | jsonl | csv | md.
 
 Every listing command feeds its rows through `render`, so the formats agree: the same
-columns, the same rows. Tables use rich (colour on a TTY, plain text in a pipe); the
+columns, the same rows. Tables use rich on a TTY and plain aligned text in a pipe; the
 other formats are plain and stable, and JSON carries `schema_version`.
 """
 
@@ -85,8 +85,10 @@ def render(
         out.write(csv_text(rows, cols))
     elif fmt == "md":
         out.write(markdown(rows, cols))
-    else:
+    elif out.isatty():
         rich_table(rows, cols, title, out)
+    else:
+        out.write(plain_table(rows, cols, title))
 
 
 def csv_text(rows: list[dict], cols: list[Column]) -> str:
@@ -113,6 +115,19 @@ def markdown(rows: list[dict], cols: list[Column]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plain_table(rows: list[dict], cols: list[Column], title: str | None) -> str:
+    """The table for a pipe or a file: aligned columns two spaces apart, no box drawing,
+    no padding past the last column, so grep, awk and column -t read it."""
+    cells = [[c.title for c in cols]] + [[cell_text(r.get(c.key), c.digits) for c in cols] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
+    right = [_numeric(rows, c.key) for c in cols]
+    lines = [title] if title else []
+    for line in cells:
+        padded = (t.rjust(w) if r else t.ljust(w) for t, w, r in zip(line, widths, right))
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def rich_table(rows: list[dict], cols: list[Column], title: str | None, out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -122,7 +137,7 @@ def rich_table(rows: list[dict], cols: list[Column], title: str | None, out: Tex
         table.add_column(c.title, justify="right" if _numeric(rows, c.key) else "left", overflow="fold")
     for r in rows:
         table.add_row(*(cell_text(r.get(c.key), c.digits) for c in cols))
-    console = Console(file=out, width=None if out.isatty() else 200)
+    console = Console(file=out)
     console.print(table)
 
 

@@ -82,3 +82,19 @@ def test_help_prose_is_reflowed_and_examples_kept():
 def test_compare_fail_if_must_parse(workdir):
     result = cli("compare", "a", "--fail-if", "test_acc is low")
     assert result.exit_code == 2 and "expected METRIC" in result.stderr
+
+
+def test_table_in_a_pipe_is_plain_aligned_text():
+    import io
+
+    from masklab.report import columns, render
+
+    out = io.StringIO()  # not a TTY
+    rows = [{"run": "a-s0", "seed": 0, "test_acc": 0.91234}, {"run": "bb-s1", "seed": 1, "test_acc": None}]
+    render(rows, columns("run", "seed", "test_acc"), "table", title="runs", out=out)
+    assert out.getvalue().splitlines() == [
+        "runs",
+        "run    seed  test_acc",
+        "a-s0      0    0.9123",
+        "bb-s1     1         -",
+    ]

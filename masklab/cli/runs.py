@@ -110,6 +110,7 @@ def show(
     rows = [{"key": k, "value": v} for k, v in facts.items() if v is not None]
     render(rows, [Column("key"), Column("value")], fmt.value, title=run.id)
     if metrics:
+        print()
         keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
         render(metrics, [Column(k) for k in keys if k in metrics[0]], fmt.value, title="per epoch")
 
