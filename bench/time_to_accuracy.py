@@ -26,11 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torch.utils.data import DataLoader  # noqa: E402
 
-from masklab import experiment, spec as spec_mod  # noqa: E402
+from masklab import spec as spec_mod  # noqa: E402
 from masklab.data.batches import DeviceSplit  # noqa: E402
-from masklab.evaluate import predict  # noqa: E402
+from masklab.data.checks import load_checked_data  # noqa: E402
+from masklab.evaluation.metrics import predict  # noqa: E402
 from masklab.models import build_model  # noqa: E402
-from masklab.runs import RunStore  # noqa: E402
+from masklab.store.runs import RunStore  # noqa: E402
+from masklab.study import runner as experiment  # noqa: E402
 from masklab.train import Reporter  # noqa: E402
 
 from peer import Normalized, examples_recipe, examples_test_accuracy, examples_train_epoch  # noqa: E402
@@ -78,7 +80,7 @@ class TestEachEpoch(Reporter):
 
 def run_masklab(spec_path: Path, seed: int, device: torch.device) -> tuple[list[tuple[int, float, float]], dict]:
     spec = spec_mod.load_spec(spec_path, [f"train.device={device}"])
-    ds = experiment.load_checked_data(spec)
+    ds = load_checked_data(spec)
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp)
         reporter = TestEachEpoch(spec, ds, store, device)

@@ -12,19 +12,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from masklab.data.batches import DeviceSplit, epoch_shuffle_seed
-from masklab.data.registry import Dataset, pixel_stats, validation_split
+from masklab.data.batches import epoch_shuffle_seed
+from masklab.data.splits import TrainData
 from masklab.errors import Interrupted, TrainingFailed
-from masklab.evaluate import autocast, classification_metrics, predict, reconstruction_loss
+from masklab.evaluation.metrics import autocast, classification_metrics, predict, reconstruction_loss
 from masklab.ops.pipeline import OpPipeline
-from masklab.runs import Run
 from masklab.spec import Spec
+from masklab.store.runs import Run
 
 
 class Reporter:
@@ -37,34 +35,6 @@ class Reporter:
     def epoch(self, row: dict) -> None: ...
 
     def finish(self) -> None: ...
-
-
-@dataclass
-class TrainData:
-    """The three splits on the device, plus what the model and fills need to know."""
-
-    train: DeviceSplit
-    val: DeviceSplit | None
-    test: DeviceSplit
-    classes: list[str]
-    shape: tuple[int, int, int]
-    mean: float
-    std: float
-
-
-def build_data(dataset: Dataset, val_fraction: float, seed: int, device: torch.device) -> TrainData:
-    tr, va = validation_split(dataset.train_y, val_fraction, seed)
-    train_x = dataset.train_x[tr]
-    mean, std = pixel_stats(train_x)
-    return TrainData(
-        train=DeviceSplit(train_x, dataset.train_y[tr], tr, device),
-        val=DeviceSplit(dataset.train_x[va], dataset.train_y[va], va, device) if len(va) else None,
-        test=DeviceSplit(dataset.test_x, dataset.test_y, np.arange(len(dataset.test_y)), device),
-        classes=dataset.classes,
-        shape=dataset.shape,
-        mean=mean,
-        std=std,
-    )
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:

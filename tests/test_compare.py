@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from masklab import compare as cmp, stats
+from masklab.analysis import compare as cmp, stats
 from masklab.errors import UsageError
 
 from conftest import cli, tiny_spec

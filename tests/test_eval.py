@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from masklab import evaluate
-from masklab.corruptions import MNIST_C, suite_ops
+from masklab.evaluation import grid as evaluate
+from masklab.evaluation.suites import MNIST_C, suite_ops
 from masklab.ops import registry
 from masklab.ops.pipeline import EVAL_VIEW, OpPipeline
 

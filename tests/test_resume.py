@@ -12,9 +12,10 @@ import time
 import pytest
 import torch
 
-from masklab import experiment, spec as spec_mod
+from masklab import spec as spec_mod
 from masklab.errors import Interrupted, UsageError
-from masklab.runs import RunStore
+from masklab.store.runs import RunStore
+from masklab.study import runner as experiment
 from masklab.train import Reporter
 
 from conftest import run_dirs, tiny_spec

@@ -70,10 +70,10 @@ def compare(
 
       masklab compare patch-static patch-dynamic --curve val_acc --plot curves.png
     """
-    from masklab import compare as cmp
+    from masklab.analysis import compare as cmp
+    from masklab.analysis.tables import Column, render
     from masklab.errors import GateTripped
-    from masklab.report import Column, render
-    from masklab.runs import RunStore
+    from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
     gates = [cmp.parse_gate(g) for g in fail_if or []]
@@ -94,11 +94,11 @@ def compare(
     cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k) for k in STAT_COLUMNS]
     render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
     if curves and fmt.value == "table":
-        from masklab.plots import text_curves
+        from masklab.analysis.plots import text_curves
 
         typer.echo(text_curves(curves, curve), nl=False)
     if plot:
-        from masklab.plots import bars_png, curves_png
+        from masklab.analysis.plots import bars_png, curves_png
 
         curves_png(curves, curve, plot) if curves else bars_png(rows, metrics[0], plot)
         say(f"wrote {plot}")

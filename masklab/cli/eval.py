@@ -66,10 +66,10 @@ def eval(  # noqa: A001 - the command is called eval
 
       masklab eval run-a run-b --suite mnist-c --baseline run-a --format json
     """
+    from masklab.devices import resolve_device
     from masklab.errors import UsageError
-    from masklab.experiment import resolve_device
-    from masklab.run_eval import evaluate_run
-    from masklab.runs import RunStore
+    from masklab.evaluation.stored import evaluate_run
+    from masklab.store.runs import RunStore
 
     if suite not in (None, "mnist-c"):
         raise UsageError(f"--suite {suite}: unknown suite; the suite masklab knows is mnist-c")
@@ -92,7 +92,7 @@ def eval(  # noqa: A001 - the command is called eval
         bodies.append(body)
     _render(bodies, fmt.value)
     if plot:
-        from masklab.plots import robustness_plot
+        from masklab.analysis.plots import robustness_plot
 
         robustness_plot(bodies, plot)
         say(f"wrote {plot}")
@@ -103,7 +103,7 @@ def _own_grid(run, wanted: bool) -> list[dict]:
 
 
 def _render(bodies: list[dict], fmt: str) -> None:
-    from masklab.report import Column, render
+    from masklab.analysis.tables import Column, render
 
     if fmt == "json":
         render([], [], "json", json_body={"evals": bodies})

@@ -88,12 +88,12 @@ def materialize(
     device,
     fmt: Format,
 ) -> None:
-    from masklab import corrupt, spec as spec_mod
-    from masklab.data import registry as data_registry
+    from masklab import spec as spec_mod
+    from masklab.analysis.tables import columns, render
+    from masklab.data import materialize as corrupt, registry as data_registry
+    from masklab.devices import resolve_device
     from masklab.errors import UsageError
-    from masklab.experiment import resolve_device
     from masklab.ops import registry as op_registry
-    from masklab.report import columns, render
 
     if split not in ("train", "test"):
         raise UsageError(f"--split {split}: must be train or test")
@@ -121,7 +121,7 @@ def materialize(
     if preview:
         import numpy as np
 
-        from masklab.plots import image_grid_png
+        from masklab.analysis.plots import image_grid_png
 
         pick = np.linspace(0, len(result.labels) - 1, 16).round().astype(int)  # spread over the classes
         image_grid_png(

@@ -48,8 +48,8 @@ def runs(
 
       masklab runs --format json | python -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))'
     """
-    from masklab.report import columns, render
-    from masklab.runs import RunStore
+    from masklab.analysis.tables import columns, render
+    from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
     rows = [run_row(r) for r in store.all()]
@@ -71,8 +71,8 @@ def show(
 
       masklab show runs/quickstart-1a2b3c4d-s0 --format json
     """
-    from masklab.report import Column, render
-    from masklab.runs import RunStore
+    from masklab.analysis.tables import Column, render
+    from masklab.store.runs import RunStore
 
     run = RunStore(runs_dir).resolve(run_ref)
     info, summary, metrics = run.info, run.summary, run.metrics()

@@ -79,11 +79,12 @@ def train(
 
       masklab train experiments/fashion-cnn.yaml --device cuda --format json
     """
-    from masklab import experiment, spec as spec_mod
+    from masklab import spec as spec_mod
+    from masklab.analysis.tables import columns, render
     from masklab.cli.progress import make_reporter
     from masklab.errors import UsageError
-    from masklab.report import columns, render
-    from masklab.runs import RunStore
+    from masklab.store.runs import RunStore
+    from masklab.study import runner as experiment
 
     if resume and force:
         raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from masklab.errors import DataError
-from masklab.runs import readable
+from masklab.store.runs import readable
 
 SCHEMA_VERSION = 1
 SPLIT_KEYS = ("train_images", "train_labels", "test_images", "test_labels")

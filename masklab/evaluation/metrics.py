@@ -1,14 +1,12 @@
-"""Metrics and the robustness grid.
+"""Predictions and clean metrics of a model on a split.
 
-Clean metrics come from scikit-learn (accuracy, macro F1, per-class recall). The grid
-evaluates a model on test images corrupted by the same keyed ops as training, drawn
-once with the eval seed: every model sees the identical corrupted test set.
+Clean metrics come from scikit-learn (accuracy, macro F1, per-class recall); a split may
+be corrupted on the fly by an `OpPipeline` (the robustness grid does that, in `grid`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from masklab.data.batches import DeviceSplit
-from masklab.ops import registry
 from masklab.ops.pipeline import EVAL_VIEW, OpPipeline
 
 
@@ -84,67 +81,3 @@ def classification_metrics(p: Predictions, classes: list[str]) -> dict:
         "loss": p.loss,
         "per_class_recall": {c: float(r) for c, r in zip(classes, recall)},
     }
-
-
-def _is_axis(value: object, kind: str) -> bool:
-    if not isinstance(value, list):
-        return False
-    return bool(value) and isinstance(value[0], list) if kind in ("pair", "box") else True
-
-
-def expand_grid(op: dict) -> list[dict]:
-    """An eval.ops entry with list-valued axes -> one concrete op per grid cell.
-    Severity lists move together with the strength they set."""
-    definition = registry.OPS[op["op"]]
-    rest = {k: v for k, v in op.items() if k != "op"}
-    linked: list[dict] = [{}]
-    if isinstance(op.get("severity"), list):
-        strength = definition.strength
-        linked = [{"severity": s, strength: v} for s, v in zip(op["severity"], op[strength])]
-        rest.pop("severity")
-        rest.pop(strength)
-    params = registry.allowed_params(definition, grid=True)
-    axes = [[(k, x) for x in v] if _is_axis(v, params[k].kind) else [(k, v)] for k, v in rest.items()]
-    cells = []
-    for link in linked:
-        for combo in itertools.product(*axes):
-            cells.append({"op": op["op"], **dict(combo), **link, "mode": "static", "copies": 1})
-    return cells
-
-
-def cell_name(op: dict) -> str:
-    if op.get("severity") is not None:
-        return f"{op['op']}(severity={op['severity']})"
-    return registry.label(op)
-
-
-def robustness_grid(
-    model: torch.nn.Module,
-    split: DeviceSplit,
-    ops: list[dict],
-    seed: int,
-    classes: list[str],
-    batch_size: int,
-    precision: str = "auto",
-    fill: tuple[float, float] = (0.0, 1.0),
-) -> list[dict]:
-    """Accuracy per corruption cell: [{name, op, acc, macro_f1}] in grid order."""
-    shape = tuple(split.x.shape[1:])
-    cells = []
-    for op in ops:
-        for cell in expand_grid(op):
-            pipeline = OpPipeline([cell], seed, shape, fill_mean=fill[0], fill_std=fill[1])
-            metrics = classification_metrics(predict(model, split, batch_size, precision, pipeline), classes)
-            public = {k: v for k, v in cell.items() if k not in ("mode", "copies")}
-            cells.append(
-                {"name": cell_name(cell), "op": public, "acc": metrics["acc"], "macro_f1": metrics["macro_f1"]}
-            )
-    return cells
-
-
-def grid_summary(cells: list[dict]) -> dict:
-    """Flat metrics for compare: `acc@<cell>` per cell and their mean, `robust_acc`."""
-    flat = {f"acc@{c['name']}": c["acc"] for c in cells}
-    if cells:
-        flat["robust_acc"] = float(np.mean([c["acc"] for c in cells]))
-    return flat

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from masklab import schema, spec as spec_mod, stats
+from masklab import schema, spec as spec_mod
+from masklab.analysis import stats
 from masklab.errors import UsageError
-from masklab.runs import Run
+from masklab.store.runs import Run
 
 ALIASES = {"acc": "test_acc", "f1": "test_macro_f1", "macro_f1": "test_macro_f1"}
 _GATE = re.compile(

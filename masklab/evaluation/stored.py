@@ -10,10 +10,10 @@ import json
 import numpy as np
 import torch
 
-from masklab import evaluate
 from masklab.errors import UsageError
-from masklab.experiment import load_trained
-from masklab.runs import Run, now
+from masklab.evaluation import grid as eval_grid, metrics as eval_metrics
+from masklab.store.reload import load_trained
+from masklab.store.runs import Run, now
 
 
 def eval_name(ops: list[dict], suite: str | None, seed: int) -> str:
@@ -64,20 +64,20 @@ def evaluate_run(
             f"run {run.id} is a masked-modeling run without a classifier; fine-tune it (train.init_from: {run.id}) and evaluate that"
         )
     precision, batch = spec.train.precision, spec.train.eval_batch_size
-    clean = evaluate.classification_metrics(evaluate.predict(model, data.test, batch, precision), data.classes)
+    clean = eval_metrics.classification_metrics(eval_metrics.predict(model, data.test, batch, precision), data.classes)
     grid_ops = list(ops)
     if suite:
-        from masklab.corruptions import suite_ops
+        from masklab.evaluation.suites import suite_ops
 
         grid_ops += suite_ops(suite, data.shape)
-    cells = evaluate.robustness_grid(
+    cells = eval_grid.robustness_grid(
         model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std)
     )
     metrics = {
         "test_acc": clean["acc"],
         "test_macro_f1": clean["macro_f1"],
         "test_loss": clean["loss"],
-        **evaluate.grid_summary(cells),
+        **eval_grid.grid_summary(cells),
     }
     body = {
         "schema_version": 1,

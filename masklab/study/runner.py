@@ -1,4 +1,4 @@
-"""From a validated spec to finished runs: data checks, run folders, statuses, signals.
+"""From validated specs to finished runs (the in-process executor): data checks, run folders, statuses, signals.
 
 Everything that can fail because of the input (data, op shapes, model shapes) is
 checked before a run folder exists, so bad input never leaves a folder behind. Once a
@@ -22,66 +22,18 @@ from pathlib import Path
 import torch
 
 import masklab
-from masklab import evaluate, spec as spec_mod
+from masklab import spec as spec_mod
 from masklab.data import registry as data_registry
+from masklab.data.checks import check_against_data, load_data
+from masklab.data.splits import TrainData, build_data
+from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
+from masklab.evaluation import grid as eval_grid
 from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
-from masklab.ops import registry as op_registry
 from masklab.ops.pipeline import OpPipeline
-from masklab.runs import Run, RunStore, now, run_id
 from masklab.spec import Spec
-from masklab.train import Reporter, TrainData, build_data, fit, test_metrics
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto: cuda, then mps, then cpu. An explicit device that is absent is a usage error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"train.device: {name} asked for, but no CUDA device is available; use auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("train.device: mps asked for, but MPS is not available; use auto or cpu")
-    return torch.device(name)
-
-
-def load_data(spec: Spec) -> data_registry.Dataset:
-    d = spec.data
-    return data_registry.limit(data_registry.load(d.dataset, d.root, d.download), d.train_limit, d.test_limit)
-
-
-def check_against_data(spec: Spec, dataset: data_registry.Dataset) -> None:
-    """The checks that need the images: op and model shapes, a usable training split."""
-    _, height, width = dataset.shape
-    op_registry.check_image_shape(spec.train_ops, height, width, "train_ops")
-    op_registry.check_image_shape(spec.eval.ops, height, width, "eval.ops")
-    if spec.model.arch == "vit" and (height % spec.model.patch or width % spec.model.patch):
-        raise SpecError(f"model.patch: must divide the image size {height}x{width}, got {spec.model.patch}")
-    if spec.train.objective == "classify" and len(dataset.train_y) < 2:
-        raise SpecError("data: the training split holds fewer than 2 images")
-
-
-def load_checked_data(spec: Spec) -> data_registry.Dataset:
-    """The spec's dataset, with every shape-dependent check of ops and model done."""
-    dataset = load_data(spec)
-    check_against_data(spec, dataset)
-    return dataset
-
-
-def use_compile(setting: bool | str, device: torch.device) -> bool:
-    """true compiles (CUDA only); auto leaves it off: on an H100 compiling cost more than it
-    saved for masklab's shipped recipes (bench/README.md). On CPU torch's inductor
-    corrupts memory on masklab's hash kernels (bench/inductor_cpu_repro.py), so
-    compile: true is refused there."""
-    if setting is True and device.type != "cuda":
-        raise SpecError(
-            f"train.compile: true is not supported on {device.type} (torch's CPU compiler corrupts memory on "
-            "masklab's hash kernels; see bench/inductor_cpu_repro.py); use auto or false"
-        )
-    return setting is True
+from masklab.store.runs import Run, RunStore, now, run_id
+from masklab.train import Reporter, fit, test_metrics
 
 
 @dataclass
@@ -349,11 +301,11 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
     )
     grid = list(spec.eval.ops)
     if spec.eval.suite:
-        from masklab.corruptions import suite_ops
+        from masklab.evaluation.suites import suite_ops
 
         grid += suite_ops(spec.eval.suite, data.shape)
     if grid:
-        cells = evaluate.robustness_grid(
+        cells = eval_grid.robustness_grid(
             model,
             data.test,
             grid,
@@ -364,7 +316,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             (data.mean, data.std),
         )
         summary["robustness"] = cells
-        summary.update(evaluate.grid_summary(cells))
+        summary.update(eval_grid.grid_summary(cells))
     run.write_summary(summary)
     return summary
 
@@ -407,24 +359,3 @@ def train_spec(
 ) -> list[Outcome]:
     """Train one run per seed of one spec (finished runs are reused)."""
     return train_specs([spec], seeds, store, reporter, force, resume, on_done)
-
-
-def load_trained(run: Run, device: torch.device) -> tuple[Spec, TrainData, torch.nn.Module, list[str]]:
-    """A finished run's spec, data splits (as in training) and model with its weights.
-    The last item lists warnings, e.g. data that changed since training."""
-    if not (run.path / "model.pt").is_file():
-        raise RunError(f"run {run.id} has no model.pt (status {run.status}); only finished runs can be evaluated")
-    spec = spec_mod.spec_from_dict(run.spec)
-    dataset = load_checked_data(spec)
-    warnings = []
-    trained_on = run.info.get("data", {}).get("fingerprint")
-    if trained_on and trained_on != dataset.fingerprint():
-        warnings.append(
-            f"{run.id}: the data differs from what it was trained on (fingerprint {dataset.fingerprint()} != {trained_on})"
-        )
-    data = build_data(dataset, spec.data.val_fraction, int(run.info.get("seed", 0)), device)
-    model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
-    state = torch.load(run.path / "model.pt", map_location=device, weights_only=True)
-    model.load_state_dict(state)
-    model.eval()
-    return spec, data, model, warnings

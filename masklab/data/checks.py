@@ -1,0 +1,32 @@
+"""A spec's dataset, loaded and checked against the spec before any run folder exists:
+op and model shapes, a usable training split."""
+
+from __future__ import annotations
+
+from masklab.data import registry as data_registry
+from masklab.errors import SpecError
+from masklab.ops import registry as op_registry
+from masklab.spec import Spec
+
+
+def load_data(spec: Spec) -> data_registry.Dataset:
+    d = spec.data
+    return data_registry.limit(data_registry.load(d.dataset, d.root, d.download), d.train_limit, d.test_limit)
+
+
+def check_against_data(spec: Spec, dataset: data_registry.Dataset) -> None:
+    """The checks that need the images: op and model shapes, a usable training split."""
+    _, height, width = dataset.shape
+    op_registry.check_image_shape(spec.train_ops, height, width, "train_ops")
+    op_registry.check_image_shape(spec.eval.ops, height, width, "eval.ops")
+    if spec.model.arch == "vit" and (height % spec.model.patch or width % spec.model.patch):
+        raise SpecError(f"model.patch: must divide the image size {height}x{width}, got {spec.model.patch}")
+    if spec.train.objective == "classify" and len(dataset.train_y) < 2:
+        raise SpecError("data: the training split holds fewer than 2 images")
+
+
+def load_checked_data(spec: Spec) -> data_registry.Dataset:
+    """The spec's dataset, with every shape-dependent check of ops and model done."""
+    dataset = load_data(spec)
+    check_against_data(spec, dataset)
+    return dataset
