@@ -55,7 +55,9 @@ def imported(tree: ast.AST, here: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("masklab"):
             for a in node.names:  # `from masklab.ops import keyed` imports masklab.ops.keyed
                 full = f"{node.module}.{a.name}"
-                names.add(full if (PACKAGE.parent / full.replace(".", "/")).with_suffix(".py").exists() else node.module)
+                names.add(
+                    full if (PACKAGE.parent / full.replace(".", "/")).with_suffix(".py").exists() else node.module
+                )
     return names - {here}
 
 
