@@ -25,7 +25,7 @@ from masklab.errors import SpecError, UsageError
 from masklab.ops import registry as op_registry
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits")
+DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits", "kjv-mini", "fortunes")
 
 
 def opt(default: Any, doc: str, check: Callable[[Any, str], Any]) -> Any:
@@ -42,9 +42,9 @@ def _optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
 
 def _dataset_name(value: Any, path: str) -> str:
     value = sc.as_str(value, path)
-    if value in DATASET_NAMES or re.fullmatch(r"(idx|npz):.+", value):
+    if value in DATASET_NAMES or re.fullmatch(r"(idx|npz|text):.+", value):
         return value
-    allowed = ", ".join(DATASET_NAMES) + ", idx:DIR, npz:FILE"
+    allowed = ", ".join(DATASET_NAMES) + ", idx:DIR, npz:FILE, text:DIR, text:FILE.jsonl"
     hint = sc.suggest(value, DATASET_NAMES)
     raise SpecError(f"{path}: unknown dataset {sc.show(value)}{hint} (allowed: {allowed})")
 
@@ -89,7 +89,11 @@ def _ops(grid: bool) -> Callable[[Any, str], list[dict]]:
 class DataSpec:
     """Where the images come from and how the training split is divided."""
 
-    dataset: str = opt("mnist-mini", "mnist-mini | mnist | fashion-mnist | digits | idx:DIR | npz:FILE", _dataset_name)
+    dataset: str = opt(
+        "mnist-mini",
+        "mnist-mini | mnist | fashion-mnist | digits | idx:DIR | npz:FILE; text: kjv-mini | fortunes | text:DIR | text:FILE.jsonl",
+        _dataset_name,
+    )
     root: str | None = opt(
         None,
         "folder holding the IDX files (searched first; a folder that does not exist is an error)",
@@ -154,7 +158,39 @@ class ViTSpec:
             raise SpecError(f"model.heads: must divide model.dim ({self.dim}), got {self.heads}")
 
 
-MODEL_SPECS = {"mlp": MLPSpec, "cnn": CNNSpec, "vit": ViTSpec}
+@dataclass
+class BertSpec:
+    """A small BERT-style encoder on word pieces (text datasets); the tokenizer is part of it."""
+
+    arch: str = opt("bert", "model family", lambda v, p: sc.as_choice(v, p, ("bert",)))
+    dim: int = opt(64, "token width", lambda v, p: sc.as_int(v, p, 8, 2048))
+    depth: int = opt(2, "number of transformer blocks", lambda v, p: sc.as_int(v, p, 1, 48))
+    heads: int = opt(4, "attention heads (must divide dim)", lambda v, p: sc.as_int(v, p, 1, 64))
+    mlp_ratio: float = opt(4.0, "MLP hidden width as a multiple of dim", lambda v, p: sc.as_float(v, p, 0.25, 16))
+    pool: str = opt(
+        "cls", "the [CLS] output or the mean of the real tokens", lambda v, p: sc.as_choice(v, p, ("cls", "mean"))
+    )
+    dropout: float = opt(0.1, "dropout in blocks and before the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
+    vocab_size: int = opt(
+        4000, "word pieces in the vocabulary, special tokens included", lambda v, p: sc.as_int(v, p, 64, 1 << 18)
+    )
+    max_len: int = opt(
+        64, "tokens per sequence with [CLS] and [SEP]; longer texts are cut", lambda v, p: sc.as_int(v, p, 4, 4096)
+    )
+    tokenizer: str = opt(
+        "bpe",
+        "bpe (Hugging Face tokenizers, trained on the training split; deterministic, unlike its WordPiece trainer)",
+        lambda v, p: sc.as_choice(v, p, ("bpe",)),
+    )
+    lowercase: bool = opt(True, "lowercase (and strip accents) before tokenizing", sc.as_bool)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise SpecError(f"model.heads: must divide model.dim ({self.dim}), got {self.heads}")
+
+
+MODEL_SPECS = {"mlp": MLPSpec, "cnn": CNNSpec, "vit": ViTSpec, "bert": BertSpec}
+TRANSFORMERS = (ViTSpec, BertSpec)
 
 
 @dataclass
@@ -190,7 +226,7 @@ class TrainSpec:
     eval_batch_size: int = opt(1024, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
     objective: str = opt(
         "classify",
-        "classify | masked-modeling (vit only)",
+        "classify | masked-modeling (vit, bert)",
         lambda v, p: sc.as_choice(v, p, ("classify", "masked-modeling")),
     )
     init_from: str | None = opt(
@@ -230,15 +266,15 @@ class Spec:
     seeds: list[int] = opt([0], "one run per seed; seeds replicate, they do not tune", _seeds)
     data: DataSpec = field(default_factory=DataSpec)
     train_ops: list[dict] = opt([], "ops applied in order to every training batch", _ops(grid=False))
-    model: CNNSpec | MLPSpec | ViTSpec = field(default_factory=CNNSpec)
+    model: CNNSpec | MLPSpec | ViTSpec | BertSpec = field(default_factory=CNNSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     study: str | None = field(default=None, repr=False, compare=False)  # the spec file's name when it has variants
     variant: int | None = field(default=None, repr=False, compare=False)  # this variant's place in the file
 
     def __post_init__(self) -> None:
-        if self.train.objective == "masked-modeling" and not isinstance(self.model, ViTSpec):
-            raise SpecError(f"train.objective: masked-modeling needs model.arch vit, got {self.model.arch}")
+        if self.train.objective == "masked-modeling" and not isinstance(self.model, TRANSFORMERS):
+            raise SpecError(f"train.objective: masked-modeling needs model.arch vit or bert, got {self.model.arch}")
         if self.train.freeze == "encoder" and not self.train.init_from:
             raise SpecError("train.freeze: encoder needs train.init_from (a pretrained run)")
         for name in op_registry.TOKEN_OPS:
@@ -250,9 +286,12 @@ class Spec:
                 "train.objective: masked-modeling needs a tokens op in train_ops, e.g. {op: tokens, rate: 0.75, action: drop}"
             )
         uses_tokens = [i for i, o in enumerate(self.train_ops) if o["op"] in op_registry.TOKEN_OPS]
-        if uses_tokens and not isinstance(self.model, ViTSpec):
+        if uses_tokens and not isinstance(self.model, TRANSFORMERS):
             i = uses_tokens[0]
-            raise SpecError(f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit, got {self.model.arch}")
+            raise SpecError(
+                f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit or bert, got {self.model.arch}"
+            )
+        _check_text_or_images(self)
 
     def to_dict(self) -> dict:
         body = dataclasses.asdict(self)
@@ -266,6 +305,41 @@ class Spec:
         body.pop("seeds")
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _check_text_or_images(spec: Spec) -> None:
+    """A text dataset needs the text model and text ops; an image dataset the image ones."""
+    from masklab.data.text import is_text_dataset
+
+    name = spec.data.dataset
+    text = is_text_dataset(name)
+    bert = isinstance(spec.model, BertSpec)
+    if text and not bert:
+        raise SpecError(f"model.arch: {name} is a text dataset; use model.arch bert, got {spec.model.arch}")
+    if bert and not text:
+        raise SpecError(
+            f"model.arch: bert reads text; {name} is an image dataset (text: kjv-mini, fortunes, text:DIR, text:FILE.jsonl)"
+        )
+    kind = "a text" if text else "an image"
+    for i, op in enumerate(spec.train_ops):
+        if not text:
+            for key, default in op_registry.TEXT_ONLY.items():
+                if op["op"] == "tokens" and op[key] != default:
+                    raise SpecError(f"train_ops[{i}].{key}: needs a text dataset; {name} is an image dataset")
+        elif op["op"] not in op_registry.TOKEN_OPS:
+            raise SpecError(f"train_ops[{i}].op: {op['op']} works on images; {name} is a text dataset (use tokens)")
+    for i, op in enumerate(spec.eval.ops):
+        if (op["op"] == "tokens") != text:
+            fix = "use tokens" if text else "tokens at test time needs a text dataset"
+            raise SpecError(f"eval.ops[{i}].op: {op['op']} does not apply to {kind} dataset ({name}); {fix}")
+    if text and spec.eval.suite:
+        raise SpecError(f"eval.suite: {spec.eval.suite} corrupts images; {name} is a text dataset")
+    if text and spec.train.objective == "masked-modeling":
+        action = next(o["action"] for o in spec.train_ops if o["op"] == "tokens")
+        if action == "drop":
+            raise SpecError(
+                "train_ops: masked-modeling on text predicts the chosen pieces; use action mlm or mask, not drop"
+            )
 
 
 SECTIONS = {"data": DataSpec, "train": TrainSpec, "eval": EvalSpec}

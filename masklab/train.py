@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from masklab.data.batches import epoch_shuffle_seed
 from masklab.data.splits import TrainData
 from masklab.errors import Interrupted, TrainingFailed
-from masklab.evaluation.metrics import autocast, classification_metrics, predict, reconstruction_loss
+from masklab.evaluation.metrics import autocast, classification_metrics, masked_modeling_metrics, predict
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store.runs import Run
@@ -120,7 +120,8 @@ def fit(
             began = time.perf_counter()
             row = train_epoch(spec, seed, epoch, data, model, optimizer, pipeline, device, reporter, stop_requested)
             if data.val is not None and t.objective == "masked-modeling":
-                row["val_loss"] = reconstruction_loss(model, data.val, t.eval_batch_size, t.precision, pipeline)
+                val = masked_modeling_metrics(model, data.val, t.eval_batch_size, t.precision, pipeline)
+                row.update({"val_loss": val["loss"]} | ({"val_mlm_acc": val["acc"]} if "acc" in val else {}))
             elif data.val is not None:
                 val = predict(model, data.val, t.eval_batch_size, t.precision)
                 row["val_loss"], row["val_acc"] = val.loss, float((val.predicted == val.labels).mean())
@@ -216,12 +217,10 @@ def _epoch_row(
 
 def test_metrics(model: torch.nn.Module, data: TrainData, spec: Spec, pipeline: OpPipeline) -> dict:
     """Classification metrics on the test split; for masked modeling, the test
-    reconstruction loss under the spec's tokens op (drawn once, as in evaluation)."""
+    reconstruction loss (text: masked-token loss and accuracy) under the spec's tokens
+    op (drawn once, as in evaluation)."""
     if spec.train.objective == "masked-modeling":
-        return {
-            "recon_loss": reconstruction_loss(
-                model, data.test, spec.train.eval_batch_size, spec.train.precision, pipeline
-            )
-        }
+        test = masked_modeling_metrics(model, data.test, spec.train.eval_batch_size, spec.train.precision, pipeline)
+        return {"recon_loss": test["loss"]} | ({"mlm_acc": test["acc"]} if "acc" in test else {})
     p = predict(model, data.test, spec.train.eval_batch_size, spec.train.precision)
     return classification_metrics(p, data.classes)

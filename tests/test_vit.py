@@ -25,10 +25,13 @@ def vit(pool: str = "cls", objective: str = "classify"):
     return build_model(spec.model, (1, 28, 28), 10, 0.1, 0.3, objective)
 
 
-def token_ops(*ops: dict, batch: int = 16, epoch: int = 0):
-    pipe = OpPipeline([registry.validate(o, "t") for o in ops], 0, (1, 28, 28), token_grid=(49, 4))
+POOL = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+
+
+def token_ops(*ops: dict, batch: int = 16, epoch: int = 0, index: torch.Tensor | None = None):
+    pipe = OpPipeline([registry.validate(o, "t") for o in ops], 0, (1, 28, 28), token_grid=(49, 4), mlm_pool=POOL)
     x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    return x, pipe(x, torch.arange(batch), pipe.plan(epoch))
+    return x, pipe(x, torch.arange(batch) if index is None else index, pipe.plan(epoch))
 
 
 @pytest.mark.parametrize("pool", ["cls", "mean"])
@@ -66,8 +69,26 @@ def test_mlm_proportions_are_bert_like():
     for value, p in ((MLM_MASK, 0.8), (MLM_RANDOM, 0.1), (MLM_KEEP, 0.1)):
         share = float((kind == value).float().mean())
         assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n), (value, share)
-    source = out.extras["mlm_source"]
-    assert bool((source != torch.arange(400)).all())  # always another sample
+    patches = out.extras["mlm_patches"]  # (B, T, 16): the same-position patch of a keyed training image
+    from masklab.models.vit import patchify
+
+    pool = patchify(POOL.float().mul_(1.0 / 255.0), 4)  # (300, 49, 16)
+    t = 5
+    matches = (patches[:, t, None, :] == pool[None, :, t, :]).all(-1)  # (B, 300): which pool images fit
+    assert bool(matches.any(1).all())  # every replacement is a real training patch at that position
+    sources = matches.float().argmax(1)
+    assert len(set(sources.tolist())) > 200  # drawn over the whole pool, not a few batch neighbours
+
+
+def test_mlm_replacements_do_not_depend_on_the_batch():
+    op = {"op": "tokens", "rate": 0.5, "action": "mlm"}
+    _, full = token_ops(op, batch=16)
+    order = torch.tensor([11, 3, 7])
+    _, small = token_ops(op, batch=3, index=order)  # other batch size, order and neighbours
+    for row, i in enumerate(order.tolist()):
+        assert torch.equal(small.extras["mlm_patches"][row], full.extras["mlm_patches"][i])
+        assert torch.equal(small.extras["mlm_kind"][row], full.extras["mlm_kind"][i])
+        assert torch.equal(small.token_mask[row], full.token_mask[i])
 
 
 def test_attention_masks_block_the_masked_links():

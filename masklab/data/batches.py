@@ -58,9 +58,11 @@ class DeviceSplit:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float32 in [0, 1]; float images pass through."""
+    """uint8 images to float32 in [0, 1]; float images pass through, and so do token ids (int64)."""
     if x.dtype == torch.uint8:
         return x.to(torch.float32).mul_(1.0 / 255.0)
+    if x.dtype == torch.int64:
+        return x
     return x.to(torch.float32)
 
 

@@ -3,7 +3,10 @@ op and model shapes, a usable training split."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from masklab.data import registry as data_registry
+from masklab.data.text import is_text_dataset, load_text
 from masklab.errors import SpecError
 from masklab.ops import registry as op_registry
 from masklab.spec import Spec
@@ -11,11 +14,24 @@ from masklab.spec import Spec
 
 def load_data(spec: Spec) -> data_registry.Dataset:
     d = spec.data
+    if is_text_dataset(d.dataset):
+        return load_text(spec)
     return data_registry.limit(data_registry.load(d.dataset, d.root, d.download), d.train_limit, d.test_limit)
+
+
+def data_key(spec: Spec) -> str:
+    """What decides a spec's loaded dataset: its data section, and for text the tokenizer settings."""
+    key = repr(dataclasses.asdict(spec.data))
+    if is_text_dataset(spec.data.dataset):
+        m = spec.model
+        key += repr((m.tokenizer, m.vocab_size, m.lowercase, m.max_len))
+    return key
 
 
 def check_against_data(spec: Spec, dataset: data_registry.Dataset) -> None:
     """The checks that need the images: op and model shapes, a usable training split."""
+    if dataset.text is not None:
+        return
     _, height, width = dataset.shape
     op_registry.check_image_shape(spec.train_ops, height, width, "train_ops")
     op_registry.check_image_shape(spec.eval.ops, height, width, "eval.ops")

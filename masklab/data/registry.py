@@ -20,7 +20,7 @@ import numpy as np
 
 from masklab.data import download as dl
 from masklab.data.idx import read_idx_pair
-from masklab.errors import DataError
+from masklab.errors import DataError, UsageError
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "data"
 IDX_NAMES = {
@@ -54,6 +54,7 @@ class Dataset:
     test_y: np.ndarray
     source: str
     classes: list[str]
+    text: object | None = None  # text datasets: the tokenizer (data.tokenize.Tokenized); x holds token ids (N, L)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -194,6 +195,10 @@ def load_digits() -> Dataset:
 def load(name: str, root: str | None = None, download: bool = False) -> Dataset:
     """Load a dataset by its spec name. Raises DataError naming the problem and the fix."""
     from masklab.data import npz  # imported here: npz loads source datasets through load()
+    from masklab.data.text import is_text_dataset
+
+    if is_text_dataset(name):
+        raise UsageError(f"{name} is a text dataset; this command works on image datasets (train it with model.arch bert)")
 
     if name == "mnist-mini":
         return load_mnist_mini()

@@ -9,6 +9,7 @@ import torch
 
 from masklab.data.batches import DeviceSplit
 from masklab.data.registry import Dataset, pixel_stats, validation_split
+from masklab.ops.text import Vocabulary
 
 
 @dataclass
@@ -22,12 +23,13 @@ class TrainData:
     shape: tuple[int, int, int]
     mean: float
     std: float
+    vocab: Vocabulary | None = None  # text: what the token ops need to know about the tokenizer
 
 
 def build_data(dataset: Dataset, val_fraction: float, seed: int, device: torch.device) -> TrainData:
     tr, va = validation_split(dataset.train_y, val_fraction, seed)
     train_x = dataset.train_x[tr]
-    mean, std = pixel_stats(train_x)
+    mean, std = pixel_stats(train_x) if dataset.text is None else (0.0, 1.0)
     return TrainData(
         train=DeviceSplit(train_x, dataset.train_y[tr], tr, device),
         val=DeviceSplit(dataset.train_x[va], dataset.train_y[va], va, device) if len(va) else None,
@@ -36,4 +38,14 @@ def build_data(dataset: Dataset, val_fraction: float, seed: int, device: torch.d
         shape=dataset.shape,
         mean=mean,
         std=std,
+        vocab=None if dataset.text is None else vocabulary(dataset.text, device),
+    )
+
+
+def vocabulary(info, device: torch.device) -> Vocabulary:
+    """A tokenizer's vocabulary facts (data.tokenize.Tokenized) as tensors on the device."""
+    return Vocabulary(
+        size=info.vocab_size,
+        continuation=torch.from_numpy(info.continuation).to(device),
+        counts=torch.from_numpy(info.counts).to(device, torch.float32),
     )

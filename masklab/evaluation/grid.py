@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 from masklab.data.batches import DeviceSplit
+from masklab.errors import SpecError
 from masklab.evaluation.metrics import classification_metrics, predict
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
+from masklab.ops.text import TextOpPipeline, Vocabulary
 
 
 def _is_axis(value: object, kind: str) -> bool:
@@ -58,19 +60,37 @@ def robustness_grid(
     batch_size: int,
     precision: str = "auto",
     fill: tuple[float, float] = (0.0, 1.0),
+    vocab: Vocabulary | None = None,
 ) -> list[dict]:
-    """Accuracy per corruption cell: [{name, op, acc, macro_f1}] in grid order."""
+    """Accuracy per corruption cell: [{name, op, acc, macro_f1}] in grid order. Text
+    (a `vocab` given) takes tokens cells, images every other op."""
+    check_grid_fits(ops, vocab is not None)
     shape = tuple(split.x.shape[1:])
     cells = []
     for op in ops:
         for cell in expand_grid(op):
-            pipeline = OpPipeline([cell], seed, shape, fill_mean=fill[0], fill_std=fill[1])
+            if vocab is not None:
+                pipeline = TextOpPipeline([cell], seed, vocab)
+            else:
+                pipeline = OpPipeline([cell], seed, shape, fill_mean=fill[0], fill_std=fill[1])
             metrics = classification_metrics(predict(model, split, batch_size, precision, pipeline), classes)
             public = {k: v for k, v in cell.items() if k not in ("mode", "copies")}
             cells.append(
                 {"name": cell_name(cell), "op": public, "acc": metrics["acc"], "macro_f1": metrics["macro_f1"]}
             )
     return cells
+
+
+def check_grid_fits(ops: list[dict], text: bool) -> None:
+    """Text runs are corrupted by tokens ops only, image runs by every other op."""
+    for op in ops:
+        if (op["op"] == "tokens") != text:
+            kind, fix = (
+                ("a text", "use tokens, e.g. --op tokens:rate=0.1,0.3")
+                if text
+                else ("an image", "tokens corrupts text")
+            )
+            raise SpecError(f"--op {op['op']}: does not apply to {kind} run; {fix}")
 
 
 def grid_summary(cells: list[dict]) -> dict:

@@ -55,19 +55,30 @@ def predict(
 
 
 @torch.inference_mode()
-def reconstruction_loss(
+def masked_modeling_metrics(
     model: torch.nn.Module, split: DeviceSplit, batch_size: int, precision: str, pipeline: OpPipeline
-) -> float:
-    """Mean masked-modeling loss over a split, the token masks drawn at the eval view."""
+) -> dict:
+    """The masked-modeling loss over a split, the token masks drawn at the eval view:
+    {"loss"} for a ViT (mean over batches of the masked-patch MSE), {"loss", "acc"} for
+    text (cross-entropy and accuracy over every masked token of the split)."""
     model.eval()
     plan = pipeline.plan(EVAL_VIEW, device=split.device)
-    total, count = torch.zeros((), device=split.device), 0
+    text = hasattr(model, "masked_token_logits")
+    total, correct, count = torch.zeros((), device=split.device), torch.zeros((), device=split.device), 0
     for x, _, idx in split.batches(batch_size):
         out = pipeline(x, idx, plan)
         with autocast(split.device, precision):
-            total += model.reconstruction_loss(out.images, **out.model_inputs()).float() * len(idx)
-        count += len(idx)
-    return float(total) / max(1, count)
+            if text:
+                logits, target = model.masked_token_logits(out.images, **out.model_inputs())
+                total += F.cross_entropy(logits.float(), target, reduction="sum")
+                correct += (logits.argmax(1) == target).sum()
+                count += len(target)
+            else:
+                total += model.reconstruction_loss(out.images, **out.model_inputs()).float() * len(idx)
+                count += len(idx)
+    if not text:
+        return {"loss": float(total) / max(1, count)}
+    return {"loss": float(total) / max(1, count), "acc": float(correct) / max(1, count)}
 
 
 def classification_metrics(p: Predictions, classes: list[str]) -> dict:

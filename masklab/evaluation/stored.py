@@ -66,12 +66,14 @@ def evaluate_run(
     precision, batch = spec.train.precision, spec.train.eval_batch_size
     clean = eval_metrics.classification_metrics(eval_metrics.predict(model, data.test, batch, precision), data.classes)
     grid_ops = list(ops)
+    if suite and data.vocab is not None:
+        raise UsageError(f"--suite {suite}: corrupts images; run {run.id} is a text run (use --op tokens:rate=...)")
     if suite:
         from masklab.evaluation.suites import suite_ops
 
         grid_ops += suite_ops(suite, data.shape)
     cells = eval_grid.robustness_grid(
-        model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std)
+        model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std), data.vocab
     )
     metrics = {
         "test_acc": clean["acc"],

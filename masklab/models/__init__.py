@@ -22,8 +22,9 @@ class Standardize(nn.Module):
 def build_model(
     model_spec, shape: tuple[int, int, int], num_classes: int, mean: float, std: float, objective: str = "classify"
 ) -> nn.Module:
-    """The network a spec's `model` section describes, for images of `shape` (C, H, W).
-    A ViT for masked modeling also gets its light decoder."""
+    """The network a spec's `model` section describes, for images of `shape` (C, H, W)
+    or token ids of `shape` (max_len,). A ViT or bert for masked modeling also gets its
+    decoder (the ViT's light pixel decoder, bert's masked-token head)."""
     if model_spec.arch == "mlp":
         from masklab.models.mlp import MLP
 
@@ -33,6 +34,10 @@ def build_model(
 
         m = model_spec
         return CNN(shape, num_classes, m.width, m.depth, m.hidden, m.norm, m.dropout, Standardize(mean, std))
+    if model_spec.arch == "bert":
+        from masklab.models.bert import TextEncoder
+
+        return TextEncoder(shape[0], num_classes, model_spec, decoder=objective == "masked-modeling")
     from masklab.models.vit import ViT
 
     return ViT(shape, num_classes, model_spec, Standardize(mean, std), decoder=objective == "masked-modeling")

@@ -5,58 +5,20 @@ Token actions (drawn by the `tokens` op, applied here):
 - mask: chosen tokens' embeddings become a learned [MASK] embedding (BERT, SimMIM).
 - drop: chosen tokens are removed before the encoder (MAE): the encoder sees fewer
   tokens; rows are padded to the batch's longest and padding is masked out of attention.
-- mlm: BERT's 80/10/10: [MASK], the same-position patch of another sample in the batch,
-  or unchanged.
+- mlm: BERT's 80/10/10: [MASK], the same-position patch of a training image drawn by
+  the keyed hash (`mlm_patches`, from the op pipeline), or unchanged.
 Attention masks (the `attention` op) remove query-key links in every block; a token
 always keeps the link to itself so no row is empty.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from masklab.models.encoder import Block, Encoder, init_trunc_normal, masked_mean
+
 MLM_MASK, MLM_RANDOM, MLM_KEEP = 0, 1, 2
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block on torch's scaled_dot_product_attention."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = max(1, int(dim * mlp_ratio))
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-        self.drop = nn.Dropout(dropout)
-        self.dropout = dropout
-
-    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, length, dim = x.shape
-        qkv = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, dim // self.heads)
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, L, head_dim)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        b, length, dim = x.shape
-        q, k, v = self._qkv(x)
-        p = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, heads, L, head_dim)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, length, dim)))
-        return x + self.drop(self.mlp(self.norm2(x)))
-
-    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The attention probabilities this block uses (for inspection and tests). (B, heads, L, L)"""
-        q, k, _ = self._qkv(x)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(-1)
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -64,11 +26,6 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     b, c, h, w = x.shape
     gh, gw = h // patch, w // patch
     return x.reshape(b, c, gh, patch, gw, patch).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c * patch * patch)
-
-
-def _init(*params: nn.Parameter) -> None:
-    for p in params:
-        nn.init.trunc_normal_(p, std=0.02)
 
 
 class Decoder(nn.Module):
@@ -79,7 +36,7 @@ class Decoder(nn.Module):
         self.embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.pos = nn.Parameter(torch.zeros(1, tokens, decoder_dim))
-        _init(self.mask_token, self.pos)
+        init_trunc_normal(self.mask_token, self.pos)
         heads = heads if decoder_dim % heads == 0 else 1
         self.blocks = nn.ModuleList(Block(decoder_dim, heads, 2.0, 0.0) for _ in range(depth))
         self.norm = nn.LayerNorm(decoder_dim)
@@ -99,7 +56,7 @@ class Decoder(nn.Module):
         return self.out(self.norm(h))  # (B, T, patch_dim)
 
 
-class ViT(nn.Module):
+class ViT(Encoder):
     def __init__(
         self, shape: tuple[int, int, int], num_classes: int, spec, standardize: nn.Module, decoder: bool = False
     ) -> None:
@@ -114,11 +71,8 @@ class ViT(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, self.tokens, spec.dim))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.dim))
         self.cls = nn.Parameter(torch.zeros(1, 1, spec.dim)) if self.use_cls else None
-        _init(self.pos, self.mask_token, *([self.cls] if self.use_cls else []))
-        self.blocks = nn.ModuleList(
-            Block(spec.dim, spec.heads, spec.mlp_ratio, spec.dropout) for _ in range(spec.depth)
-        )
-        self.norm = nn.LayerNorm(spec.dim)
+        init_trunc_normal(self.pos, self.mask_token, *([self.cls] if self.use_cls else []))
+        self._build_encoder(spec)
         self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.dim, num_classes))
         self.decoder = (
             Decoder(self.tokens, spec.dim, spec.decoder_dim, spec.decoder_depth, spec.heads, self.patch_dim)
@@ -135,7 +89,7 @@ class ViT(nn.Module):
         token_action: str | None = None,
         attn_mask: torch.Tensor | None = None,
         mlm_kind: torch.Tensor | None = None,
-        mlm_source: torch.Tensor | None = None,
+        mlm_patches: torch.Tensor | None = None,
         kept_tokens: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(encoded tokens (B, L, dim) without the cls token, their positions (B, L) when
@@ -144,7 +98,7 @@ class ViT(nn.Module):
         if token_mask is not None and token_action == "mask":
             tok = torch.where(token_mask[..., None], self.mask_token.to(tok.dtype), tok)
         elif token_mask is not None and token_action == "mlm":
-            swap = tok[mlm_source]  # the same positions of another sample in the batch
+            swap = self.embed(self.standardize(mlm_patches.to(tok.dtype)))  # (B, T, dim) keyed training patches
             tok = torch.where((token_mask & (mlm_kind == MLM_RANDOM))[..., None], swap, tok)
             tok = torch.where((token_mask & (mlm_kind == MLM_MASK))[..., None], self.mask_token.to(tok.dtype), tok)
         tok = tok + self.pos
@@ -152,22 +106,8 @@ class ViT(nn.Module):
         link = attn_mask  # (B, heads | 1, T, T), True = the query may attend to the key
         if token_mask is not None and token_action == "drop":
             tok, kept, link, real = self._drop(tok, token_mask, link, kept_tokens)
-        if self.use_cls:
-            tok = torch.cat([self.cls.expand(tok.shape[0], -1, -1).to(tok.dtype), tok], dim=1)
-            link = None if link is None else F.pad(link, (1, 0, 1, 0), value=True)
-            real = None if real is None else F.pad(real, (1, 0), value=True)
-        if real is not None:  # rows of different lengths: mask the padding keys
-            b, length = real.shape
-            link = (
-                link if link is not None else torch.ones(b, 1, length, length, dtype=torch.bool, device=real.device)
-            ) & real[:, None, None, :]
-        mask = self._sdpa_mask(link, tok.shape[1], tok.device)
-        for block in self.blocks:
-            tok = block(tok, mask)
-        tok = self.norm(tok)
-        if self.use_cls:
-            return tok[:, 1:], kept, tok[:, 0]
-        return tok, kept, None
+        tok, cls = self._transform(tok, link, real)
+        return tok, kept, cls
 
     def _drop(self, tok, token_mask, link, kept_tokens: int | None):
         """Keep the unmasked tokens (in order), padding rows to the longest, and cut an
@@ -195,23 +135,11 @@ class ViT(nn.Module):
             link = link.gather(2, rows).gather(3, order[:, None, None, :].expand(b, h, longest, longest))
         return tok, kept, link, real
 
-    @staticmethod
-    def _sdpa_mask(link: torch.Tensor | None, length: int, device: torch.device) -> torch.Tensor | None:
-        if link is None:
-            return None
-        return link | torch.eye(length, dtype=torch.bool, device=device)  # a token always sees itself
-
     # --- heads ---------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, **tokens) -> torch.Tensor:
         h, kept, cls = self.encode(x, **tokens)
-        if cls is not None:
-            pooled = cls
-        elif kept is not None:
-            real = (kept >= 0).to(h.dtype)[..., None]
-            pooled = (h * real).sum(1) / real.sum(1).clamp(min=1.0)
-        else:
-            pooled = h.mean(1)
+        pooled = cls if cls is not None else masked_mean(h, None if kept is None else kept >= 0)
         return self.head(pooled)  # (B, classes)
 
     def reconstruction_loss(self, x: torch.Tensor, token_mask: torch.Tensor, **tokens) -> torch.Tensor:

@@ -79,6 +79,7 @@ class OpPipeline:
         token_grid: tuple[int, int] | None = None,
         compile: bool = False,
         stat_samples: int | None = None,
+        mlm_pool: torch.Tensor | None = None,
     ) -> None:
         self.ops = ops
         self.seed = seed
@@ -87,6 +88,8 @@ class OpPipeline:
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.token_grid = token_grid  # (tokens, heads) of a ViT
         self.stat_samples = stat_samples  # noise magnitude from the first k samples of a batch (None: all)
+        self.mlm_pool = mlm_pool  # (N, C, H, W) training images that mlm draws replacement patches from
+        self._patch_pool: torch.Tensor | None = None
         # (op index, param name) of every scheduled parameter, in a fixed order
         self.scheduled = [(i, k) for i, op in enumerate(ops) for k, v in op.items() if isinstance(v, dict)]
         self.per_step = any(ops[i][k]["over"] == "step" for i, k in self.scheduled)
@@ -124,6 +127,17 @@ class OpPipeline:
         if not self.ops:
             return OpResult(images=x, stats=x.new_zeros(0))
         return self._apply_fn(x, index, plan.bases, plan.values)
+
+    def patch_pool(self, tokens: int) -> torch.Tensor:
+        """The mlm pool as patches (N, T, patch_dim), cut once (as uint8 for uint8 images)."""
+        if self.mlm_pool is None:
+            raise SpecError("tokens.action: mlm needs the training images to draw replacement patches from")
+        if self._patch_pool is None:
+            n, c, h, w = self.mlm_pool.shape
+            p = round((h * w / tokens) ** 0.5)
+            grid = self.mlm_pool.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+            self._patch_pool = grid.reshape(n, tokens, c * p * p)
+        return self._patch_pool
 
     # --- the pure part: tensors in, tensors out --------------------------------------
 
@@ -231,7 +245,7 @@ class OpPipeline:
                 chosen = chosen & applied[:, None]
             result.token_mask, result.token_action = chosen, op["action"]
             if op["action"] == "mlm":
-                result.extras = mlm_plan(keys, tokens, b)
+                result.extras = mlm_plan(keys, tokens, self.patch_pool(tokens))
             if op["action"] == "drop" and op["count"] == "exact" and isinstance(rate, float) and applied is None:
                 result.extras = {"kept_tokens": tokens - masks.exact_count(rate, tokens)}  # the same in every row
             return chosen.to(torch.float32).mean(1)
@@ -244,14 +258,19 @@ class OpPipeline:
         return removed.flatten(1).to(torch.float32).mean(1)
 
 
-def mlm_plan(keys: keyed.Keys, tokens: int, batch: int) -> dict:
-    """BERT's 80/10/10 for chosen tokens: [MASK], a token from another sample, unchanged.
-    The other sample is the batch position `offset` ahead, 1 <= offset < batch; this one
-    draw depends on the batch's composition, as "another sample in the batch" must."""
+def mlm_plan(keys: keyed.Keys, tokens: int, pool: torch.Tensor) -> dict:
+    """BERT's 80/10/10 for chosen patch tokens: [MASK], the same-position patch of a
+    training image, or unchanged. The training image is a keyed draw over the whole
+    split (seed, op, view, sample index, position), so a sample's replacements do not
+    depend on which other samples share its batch. pool: (N, T, patch_dim) uint8 or float."""
     from masklab.models.vit import MLM_KEEP, MLM_MASK, MLM_RANDOM
 
     u = keyed.uniform(keyed.unit_bits(keys.stream(keyed.FILL), tokens))  # (B, T)
     kind = torch.where(u < 0.8, MLM_MASK, torch.where(u < 0.9, MLM_RANDOM, MLM_KEEP))
-    offset = 1 + torch.floor(keys.uniform(keyed.EXTRA) * max(batch - 1, 1)).to(torch.int64)
-    source = (torch.arange(batch, device=kind.device) + offset) % batch
-    return {"mlm_kind": kind, "mlm_source": source}
+    n = pool.shape[0]
+    draw = keyed.uniform(keyed.unit_bits(keys.stream(keyed.EXTRA), tokens))  # (B, T)
+    source = (draw * n).to(torch.int64).clamp_(max=n - 1)
+    patches = pool[source, torch.arange(tokens, device=pool.device)]  # (B, T, patch_dim)
+    if patches.dtype == torch.uint8:
+        patches = patches.to(torch.float32).mul_(1.0 / 255.0)
+    return {"mlm_kind": kind, "mlm_patches": patches}

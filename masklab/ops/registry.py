@@ -22,6 +22,13 @@ MODES = ("dynamic", "static", "scheduled")
 FILLS = ("zero", "mean", "uniform", "gaussian")
 SCHEDULES = ("constant", "linear", "cosine", "step")
 TOKEN_OPS = ("tokens", "attention")
+TEXT_UNITS = ("token", "word", "span")
+TEXT_ONLY = {
+    "unit": "token",
+    "span_p": 0.2,
+    "max_span": 10,
+    "rarity": 0.0,
+}  # tokens params that need text, at their defaults
 
 
 @dataclass(frozen=True)
@@ -256,11 +263,24 @@ OPS: dict[str, OpDef] = {
         OpDef(
             "tokens",
             "token",
-            "masks ViT patch tokens: mask ([MASK] embedding), drop (removed, MAE) or mlm (BERT 80/10/10)",
+            "masks tokens (ViT patches or word pieces): mask ([MASK]), drop (removed) or mlm (BERT 80/10/10)",
             {
                 "rate": _rate("fraction of tokens chosen"),
                 "action": Param("choice", "mask", "mask | drop | mlm", choices=("mask", "drop", "mlm")),
                 "count": Param("choice", "exact", "exact | bernoulli", choices=("exact", "bernoulli")),
+                "unit": Param(
+                    "choice",
+                    "token",
+                    "text: token | word (whole words) | span (SpanBERT spans of words)",
+                    choices=TEXT_UNITS,
+                ),
+                "span_p": Param(
+                    "fraction", 0.2, "text, unit span: p of the geometric span length in words", 0.01, 0.99
+                ),
+                "max_span": Param("int", 10, "text, unit span: longest span, in words", 1, 512),
+                "rarity": Param(
+                    "nonneg", 0.0, "text: choose a piece with weight (count + 1) ** -rarity (0: uniform)", 0.0, 4.0
+                ),
             },
             example="{op: tokens, rate: 0.75, action: drop}",
         ),
@@ -316,8 +336,8 @@ def validate(raw: Any, path: str, grid: bool = False) -> dict:
         raise SpecError(f"{path}.op: required; one of {', '.join(OPS)}")
     name = sc.as_choice(raw["op"], f"{path}.op", tuple(OPS))
     op = OPS[name]
-    if grid and op.family in ("token", "attention"):
-        raise SpecError(f"{path}.op: {name} is a training op; eval.ops takes image masks and noise")
+    if grid and op.family == "attention":
+        raise SpecError(f"{path}.op: {name} is a training op; eval.ops takes masks, noise and (for text) tokens")
     params = allowed_params(op, grid)
     sc.reject_unknown({k: v for k, v in raw.items() if k != "op"}, list(params), path)
     out: dict[str, Any] = {"op": name}
@@ -337,6 +357,10 @@ def validate(raw: Any, path: str, grid: bool = False) -> dict:
         out[key] = _check_value(raw[key], where, param, grid)
     if not grid:
         _check_mode(out, path)
+    if name == "tokens" and out["unit"] == "span" and out["count"] != "exact":
+        raise SpecError(f"{path}.count: unit span draws exact counts; drop count: {out['count']}")
+    if name == "tokens" and out["unit"] == "span" and out["rarity"]:
+        raise SpecError(f"{path}.rarity: works with unit token or word, not span")
     return out
 
 

@@ -24,7 +24,7 @@ import torch
 import masklab
 from masklab import spec as spec_mod
 from masklab.data import registry as data_registry
-from masklab.data.checks import check_against_data, load_data
+from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
@@ -33,6 +33,7 @@ from masklab.models import build_model, count_parameters, freeze_all_but_head, l
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store.runs import Run, RunStore, now, run_id
+from masklab.study.text import check_same_tokenizer, text_info, text_pipeline
 from masklab.train import Reporter, fit, test_metrics
 
 
@@ -101,6 +102,7 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
             "classes": dataset.classes,
             "n_train": int(len(dataset.train_y)),
             "n_test": int(len(dataset.test_y)),
+            **text_info(dataset),
         },
         "ops_fingerprint": op_fingerprint(spec.train_ops),
         "epochs_done": 0,
@@ -207,7 +209,8 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     if compiled:
         model.compile()  # in place: forward is compiled, state_dict keys stay unchanged
     steps = data.train.num_batches(spec.train.batch_size, drop_last=True)
-    pipeline = OpPipeline(
+    pipeline = text_pipeline(spec, seed, data, model, steps, compiled) if data.vocab else None
+    pipeline = pipeline or OpPipeline(
         spec.train_ops,
         seed,
         data.shape,
@@ -218,6 +221,7 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
         token_grid=(model.tokens, model.heads) if spec.model.arch == "vit" else None,
         compile=compiled,
         stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
+        mlm_pool=data.train.x if spec.model.arch == "vit" else None,
     )
     run.update_info(
         parameters=count_parameters(model),
@@ -235,6 +239,7 @@ ENCODER_KEYS = {
     "vit": ("patch", "dim", "depth", "heads", "mlp_ratio", "pool"),
     "cnn": ("width", "depth", "norm"),
     "mlp": ("hidden",),
+    "bert": ("dim", "depth", "heads", "mlp_ratio", "pool", "vocab_size", "max_len", "tokenizer", "lowercase"),
 }
 
 
@@ -288,6 +293,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
         summary.update(
             test_recon_loss=metrics["recon_loss"],
             test_loss=metrics["recon_loss"],
+            **({"test_mlm_acc": metrics["mlm_acc"]} if "mlm_acc" in metrics else {}),
             val_loss=rows[-1].get("val_loss") if rows else None,
         )
         run.write_summary(summary)
@@ -314,6 +320,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             spec.train.eval_batch_size,
             spec.train.precision,
             (data.mean, data.std),
+            data.vocab,
         )
         summary["robustness"] = cells
         summary.update(eval_grid.grid_summary(cells))
@@ -336,13 +343,14 @@ def train_specs(
     datasets: dict[str, data_registry.Dataset] = {}
     plans = []
     for spec in specs:
-        key = repr(dataclasses.asdict(spec.data))
+        key = data_key(spec)
         if key not in datasets:
             datasets[key] = load_data(spec)
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
         inits = {seed: init_source(store, spec, seed) for seed in seeds or spec.seeds}
+        check_same_tokenizer(inits.values(), datasets[key])
         plans.append((spec, datasets[key], device, inits))
     outcomes = []
     for spec, dataset, device, inits in plans:

@@ -1,0 +1,247 @@
+"""Text datasets: labelled texts read from files, checked, and split into train and test.
+
+| name | where it comes from |
+|------|---------------------|
+| kjv-mini | `data/kjv-mini.jsonl`, 2,000 King James Bible verses in 5 groups of books, shipped with masklab |
+| fortunes | Debian's `fortunes` package (`/usr/share/games/fortunes`): 8 topical categories, one entry per text |
+| text:DIR | one sub-folder per class holding `.txt` files (scikit-learn's `load_files` layout), or `train/` and `test/` folders that each hold such sub-folders |
+| text:FILE.jsonl | one JSON object per line: `{"text": ..., "label": ...}`, optionally `"split": "train" \\| "test"` |
+
+Without a given split, texts are split 80/20, stratified by class, with a fixed seed
+(0): the same test set for every run. Every problem with the input is a one-line
+`DataError` naming the file (and line) and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from masklab.errors import DataError
+
+EMBEDDED = Path(__file__).resolve().parents[2] / "data"
+TEST_FRACTION = 0.2
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+# The topical categories with at least 500 entries. Left out: the grab-bags (cookie,
+# miscellaneous, fortunes, platitudes, wisdom), whose names say nothing about their
+# content, and the single-voice collections (zippy, knghtbrd), which a classifier
+# would tell apart by style; the smaller files give too few texts per class.
+FORTUNE_CATEGORIES = ("computers", "definitions", "men-women", "people", "politics", "science", "songs-poems", "work")
+TEXT_NAMES = ("kjv-mini", "fortunes")
+
+
+def is_text_dataset(name: str) -> bool:
+    return name in TEXT_NAMES or name.startswith("text:")
+
+
+@dataclass
+class TextCorpus:
+    """Labelled texts, split: labels are indices into `classes`."""
+
+    name: str
+    train_texts: list[str]
+    train_y: np.ndarray
+    test_texts: list[str]
+    test_y: np.ndarray
+    classes: list[str]
+    source: str
+
+    def limit(self, train_limit: int | None, test_limit: int | None) -> TextCorpus:
+        """The same corpus cut to stratified subsets (fixed, independent of the run seed)."""
+        from masklab.data.registry import stratified_subset
+
+        out = self
+        if train_limit:
+            keep = stratified_subset(out.train_y, train_limit)
+            out = replace(out, train_texts=[out.train_texts[i] for i in keep], train_y=out.train_y[keep])
+        if test_limit:
+            keep = stratified_subset(out.test_y, test_limit)
+            out = replace(out, test_texts=[out.test_texts[i] for i in keep], test_y=out.test_y[keep])
+        return out
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8") from None
+
+
+def _label_names(labels: list) -> list[str]:
+    """Class names in a stable order: numbers numerically, text alphabetically."""
+    unique = set(labels)
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in unique):
+        return [str(v) for v in sorted(unique)]
+    return sorted(str(v) for v in unique)
+
+
+def _split(name: str, texts: list[str], labels: list, splits: list[str | None], source: str, where: str) -> TextCorpus:
+    """A corpus from labelled texts: the given split, or a fixed stratified 80/20 one."""
+    classes = _label_names(labels)
+    if len(classes) < 2:
+        raise DataError(f"{where}: one class only ({classes[0]!r}); a classification dataset needs at least 2")
+    y = np.array([classes.index(str(v)) for v in labels], dtype=np.int64)
+    if any(s is not None for s in splits):
+        if any(s is None for s in splits):
+            raise DataError(f"{where}: some texts name a split and some do not; give every text a split or none")
+        train = np.array([s == "train" for s in splits])
+        if train.all() or not train.any():
+            raise DataError(f"{where}: every text is in the {splits[0]} split; the other split is empty")
+        tr, te = np.flatnonzero(train), np.flatnonzero(~train)
+    else:
+        counts = np.bincount(y, minlength=len(classes))
+        if counts.min() < 2:
+            small = classes[int(counts.argmin())]
+            raise DataError(
+                f"{where}: class {small!r} has {counts.min()} text; each class needs at least 2 (train and test)"
+            )
+        from sklearn.model_selection import train_test_split
+
+        tr, te = train_test_split(np.arange(len(y)), test_size=TEST_FRACTION, stratify=y, random_state=0)
+        tr, te = np.sort(tr), np.sort(te)
+    return TextCorpus(name, [texts[i] for i in tr], y[tr], [texts[i] for i in te], y[te], classes, source)
+
+
+def read_jsonl(path: Path, name: str) -> TextCorpus:
+    """`{"text", "label"[, "split"]}` per line; blank lines are skipped."""
+    if not path.is_file():
+        raise DataError(f'{path}: no such file; text:FILE.jsonl names a file of {{"text": ..., "label": ...}} lines')
+    texts, labels, splits = [], [], []
+    for number, line in enumerate(_decode(path.read_bytes(), str(path)).splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg}); write one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f'{where}: expected a JSON object {{"text": ..., "label": ...}}, got {type(row).__name__}')
+        for key in ("text", "label"):
+            if key not in row:
+                raise DataError(f'{where}: missing field {key!r}; every line needs "text" and "label"')
+        text, label, split = row["text"], row["label"], row.get("split")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f'{where}: "text" must be a non-empty string')
+        if isinstance(label, bool) or not isinstance(label, (str, int)) or label == "":
+            raise DataError(f'{where}: "label" must be a non-empty string or an integer, got {json.dumps(label)}')
+        if split not in (None, "train", "test"):
+            raise DataError(f'{where}: "split" must be "train" or "test", got {json.dumps(split)}')
+        texts.append(text)
+        labels.append(label)
+        splits.append(split)
+    if not texts:
+        raise DataError(f"{path}: no texts (the file is empty); write one JSON object per line")
+    return _split(name, texts, labels, splits, str(path), str(path))
+
+
+def _read_class_folders(folder: Path) -> tuple[list[str], list[str]]:
+    """(texts, labels) from folder/<class>/*.txt."""
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    texts, labels = [], []
+    for class_dir in classes:
+        files = sorted(class_dir.glob("*.txt"))
+        if not files:
+            raise DataError(f"{class_dir}: no .txt files; each class folder holds one text per .txt file")
+        for file in files:
+            text = _decode(file.read_bytes(), str(file))
+            if not text.strip():
+                raise DataError(f"{file}: empty text; remove the file or write the text into it")
+            texts.append(text)
+            labels.append(class_dir.name)
+    return texts, labels
+
+
+def read_folder(folder: Path, name: str) -> TextCorpus:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; text:DIR names a folder with one sub-folder of .txt files per class")
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        tr_texts, tr_labels = _read_class_folders(folder / "train")
+        te_texts, te_labels = _read_class_folders(folder / "test")
+        unknown = sorted(set(te_labels) - set(tr_labels))
+        if unknown:
+            raise DataError(f"{folder}/test: class {unknown[0]!r} has no training texts in {folder}/train")
+        splits = ["train"] * len(tr_texts) + ["test"] * len(te_texts)
+        return _split(name, tr_texts + te_texts, tr_labels + te_labels, splits, str(folder), str(folder))
+    texts, labels = _read_class_folders(folder)
+    if not texts:
+        raise DataError(f"{folder}: no class sub-folders; put each class's .txt files in a folder named after it")
+    return _split(name, texts, labels, [None] * len(texts), str(folder), str(folder))
+
+
+def fortune_entries(text: str) -> list[str]:
+    """The entries of one fortune file: blocks separated by lines holding only `%`."""
+    entries, current = [], []
+    for line in text.splitlines():
+        if line.strip() == "%":
+            entries.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    entries.append("\n".join(current).strip())
+    return [e for e in entries if e]
+
+
+def _fortunes_folder(root: str | None) -> Path:
+    folders = [Path(root)] if root else []
+    if os.environ.get("MASKLAB_DATA"):
+        folders.append(Path(os.environ["MASKLAB_DATA"]) / "fortunes")
+    folders.append(FORTUNES_DIR)
+    for folder in folders:
+        if all((folder / c).is_file() for c in FORTUNE_CATEGORIES):
+            return folder
+    if root:
+        missing = [c for c in FORTUNE_CATEGORIES if not (Path(root) / c).is_file()]
+        raise DataError(f"data.root {root}: no fortune file {missing[0]!r}; it needs {', '.join(FORTUNE_CATEGORIES)}")
+    raise DataError(
+        f"fortunes: not found in {', '.join(map(str, folders))}; apt-get install fortunes, or set data.root to a folder of fortune files"
+    )
+
+
+def read_fortunes(root: str | None) -> TextCorpus:
+    """The 8 categories of FORTUNE_CATEGORIES, one text per entry. An entry found in two
+    categories is left out (its label is ambiguous); a repeat within one is kept once."""
+    folder = _fortunes_folder(root)
+    by_text: dict[str, set[str]] = {}
+    for category in FORTUNE_CATEGORIES:
+        path = folder / category
+        for entry in fortune_entries(_decode(path.read_bytes(), str(path))):
+            by_text.setdefault(entry, set()).add(category)
+    texts = [t for t, cats in by_text.items() if len(cats) == 1]
+    labels = [next(iter(by_text[t])) for t in texts]
+    return _split("fortunes", texts, labels, [None] * len(texts), str(folder), f"fortunes ({folder})")
+
+
+def load_corpus(name: str, root: str | None = None) -> TextCorpus:
+    """A text dataset by its spec name. Raises DataError naming the problem and the fix."""
+    if name == "kjv-mini":
+        path = EMBEDDED / "kjv-mini.jsonl"
+        if not path.is_file():
+            raise DataError(f"{path}: the embedded dataset is missing; reinstall masklab from its source tree")
+        return read_jsonl(path, name)
+    if name == "fortunes":
+        return read_fortunes(root)
+    target = Path(name[len("text:") :])
+    if target.suffix == ".jsonl" or target.is_file():
+        return read_jsonl(target, name)
+    return read_folder(target, name)
+
+
+def load_text(spec) -> object:
+    """A spec's text dataset as a registry Dataset of token ids, tokenized by its model section."""
+    from masklab.data.registry import Dataset
+    from masklab.data.tokenize import tokenize_corpus
+
+    d, m = spec.data, spec.model
+    corpus = load_corpus(d.dataset, d.root).limit(d.train_limit, d.test_limit)
+    train_ids, test_ids, info = tokenize_corpus(corpus, m.vocab_size, m.lowercase, m.max_len)
+    return Dataset(
+        corpus.name, train_ids, corpus.train_y, test_ids, corpus.test_y, corpus.source, corpus.classes, text=info
+    )
