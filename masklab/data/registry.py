@@ -198,7 +198,9 @@ def load(name: str, root: str | None = None, download: bool = False) -> Dataset:
     from masklab.data.text import is_text_dataset
 
     if is_text_dataset(name):
-        raise UsageError(f"{name} is a text dataset; this command works on image datasets (train it with model.arch bert)")
+        raise UsageError(
+            f"{name} is a text dataset; this command works on image datasets (train it with model.arch bert)"
+        )
 
     if name == "mnist-mini":
         return load_mnist_mini()
