@@ -190,16 +190,25 @@ def fortune_entries(text: str) -> list[str]:
 
 
 def _fortunes_folder(root: str | None) -> Path:
-    folders = [Path(root)] if root else []
+    """data.root when given (it must hold every category), else the usual places."""
+    if root:
+        if not Path(root).is_dir():
+            raise DataError(
+                f"data.root {root}: no such folder; fix the path, or remove data.root to search the usual places"
+            )
+        missing = [c for c in FORTUNE_CATEGORIES if not (Path(root) / c).is_file()]
+        if missing:
+            raise DataError(
+                f"data.root {root}: no fortune file {missing[0]!r}; it needs {', '.join(FORTUNE_CATEGORIES)}"
+            )
+        return Path(root)
+    folders = []
     if os.environ.get("MASKLAB_DATA"):
         folders.append(Path(os.environ["MASKLAB_DATA"]) / "fortunes")
     folders.append(FORTUNES_DIR)
     for folder in folders:
         if all((folder / c).is_file() for c in FORTUNE_CATEGORIES):
             return folder
-    if root:
-        missing = [c for c in FORTUNE_CATEGORIES if not (Path(root) / c).is_file()]
-        raise DataError(f"data.root {root}: no fortune file {missing[0]!r}; it needs {', '.join(FORTUNE_CATEGORIES)}")
     raise DataError(
         f"fortunes: not found in {', '.join(map(str, folders))}; apt-get install fortunes, or set data.root to a folder of fortune files"
     )
