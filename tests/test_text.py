@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from masklab import spec as spec_mod
 from masklab.models import build_model, load_matching
 from masklab.models.bert import CLS_ID, MASK_ID, PAD_ID, SEP_ID
-from masklab.models.vit import MLM_KEEP, MLM_MASK, MLM_RANDOM
 from masklab.ops import keyed, registry
 from masklab.ops.text import N_SPECIAL, TextOpPipeline, Vocabulary, candidates, span_lengths, words
 
@@ -115,8 +114,8 @@ def test_word_starts_follow_the_marker():
 
 
 def test_span_lengths_are_spanbert_geometric():
-    u = keyed.uniform(keyed.unit_bits(torch.arange(4000, dtype=torch.int32), 50)).flatten()
-    lengths = span_lengths(u, 0.2, 10)
+    bits = keyed.unit_bits(torch.arange(4000, dtype=torch.int32), 50).flatten()
+    lengths = span_lengths(bits, 0.2, 10)
     assert int(lengths.min()) == 1 and int(lengths.max()) == 10
     # Geo(0.2) truncated to 1..10 and renormalised: mean 3.79 (SpanBERT reports 3.8), P(1) = 0.2 / (1 - 0.8**10)
     expected_mean = sum(k * 0.2 * 0.8 ** (k - 1) for k in range(1, 11)) / (1 - 0.8**10)
@@ -138,10 +137,6 @@ def test_mlm_is_80_10_10_with_replacements_from_the_vocabulary():
     assert int(new[changed].min()) >= N_SPECIAL and int(new[changed].max()) < V
     assert torch.equal(out.images[~chosen], ids[~chosen])
     assert torch.equal(out.extras["targets"], ids)
-
-
-def test_mlm_kinds_share_the_image_track_constants():
-    assert (MLM_MASK, MLM_RANDOM, MLM_KEEP) == (0, 1, 2)
 
 
 def test_static_copies_and_dynamic_views():
@@ -257,3 +252,33 @@ def test_fine_tuning_loads_the_encoder_but_not_the_heads():
     assert {"embed.weight", "pos", "embed_norm.weight", "blocks.1.qkv.weight", "norm.bias"} <= set(loaded)
     assert not any(k.startswith(("head.", "decoder.")) for k in loaded)
     assert torch.equal(target.embed.weight, source.embed.weight)
+
+
+def test_per_sample_ranges_and_schedules_give_per_sample_counts():
+    ids = batch(64)
+    n = candidates(ids).sum(1)
+    out = run(pipe({"op": "tokens", "rate": [0.1, 0.5], "unit": "token"}), ids)
+    rates = out.token_mask.sum(1) / n
+    assert float(rates.min()) < 0.2 and float(rates.max()) > 0.4  # drawn per sample from the range
+    sched = {
+        "op": "tokens",
+        "rate": {"schedule": "linear", "start": 0.4, "end": 0.1, "over": "step"},
+        "mode": "scheduled",
+    }
+    p = pipe(sched)
+    p.epochs, p.steps_per_epoch = 1, 10
+    first = p(ids, torch.arange(64), p.plan(0, 0)).stats.item()
+    last = p(ids, torch.arange(64), p.plan(0, 9)).stats.item()
+    assert first == pytest.approx(0.4, abs=0.03) and last < first - 0.2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_token_ops_give_the_same_bits_on_cuda():
+    ids = batch(32)
+    for extra in UNITS[:3]:  # integer hashing and comparisons only (rarity's keys use a float log)
+        p = pipe({"op": "tokens", "rate": 0.3, "action": "mlm", **extra})
+        cpu = run(p, ids)
+        p.vocab = Vocabulary(V, VOCAB.continuation.cuda(), VOCAB.counts.cuda())
+        gpu = p(ids.cuda(), torch.arange(32, device="cuda"), p.plan(0, device="cuda"))
+        assert torch.equal(gpu.images.cpu(), cpu.images) and torch.equal(gpu.token_mask.cpu(), cpu.token_mask)

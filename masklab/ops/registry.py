@@ -277,7 +277,7 @@ OPS: dict[str, OpDef] = {
                 "span_p": Param(
                     "fraction", 0.2, "text, unit span: p of the geometric span length in words", 0.01, 0.99
                 ),
-                "max_span": Param("int", 10, "text, unit span: longest span, in words", 1, 512),
+                "max_span": Param("int", 10, "text, unit span: longest span, in words", 1, 64),
                 "rarity": Param(
                     "nonneg", 0.0, "text: choose a piece with weight (count + 1) ** -rarity (0: uniform)", 0.0, 4.0
                 ),

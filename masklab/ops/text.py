@@ -17,6 +17,8 @@ What is chosen (`unit`):
 rare pieces are chosen more often (exact counts: weighted sampling without replacement,
 Efraimidis-Spirakis keys -log(u) / w; bernoulli: probability rate * w / mean w of the
 sequence, capped at 1, so the realized rate may fall below the asked one: it is logged).
+Everything else is integer hashing and comparisons, the same bits on every device;
+rarity's keys go through a float log, so CPU and CUDA may order a rare near-tie apart.
 
 What is written (`action`): mask ([MASK] everywhere), mlm (BERT's 80/10/10: [MASK], a
 random piece drawn from the vocabulary by the keyed hash, or the piece itself), drop
@@ -30,8 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from masklab.models.bert import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
-from masklab.models.vit import MLM_KEEP, MLM_MASK, MLM_RANDOM
+from masklab.models.bert import MASK_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 from masklab.ops import keyed, masks
 from masklab.ops.keyed import EXTRA, FILL, UNITS, Keys
 from masklab.ops.pipeline import OpPipeline, OpResult
@@ -56,7 +57,7 @@ class Vocabulary:
 
 def candidates(ids: torch.Tensor) -> torch.Tensor:
     """Word pieces a token op may choose: not [PAD], [CLS], [SEP] or [MASK]. (B, L)"""
-    return (ids != PAD_ID) & (ids != CLS_ID) & (ids != SEP_ID) & (ids != MASK_ID)
+    return (ids >= N_SPECIAL) | (ids == UNK_ID)  # the special tokens hold ids 0-4
 
 
 def _target(rate: float | torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -86,9 +87,7 @@ def choose_tokens(keys: Keys, cand: torch.Tensor, rate, count: str, weight: torc
             mean = w.sum(1, keepdim=True) / cand.sum(1, keepdim=True).clamp(min=1)
             p = (p * w / mean.clamp(min=1e-12)).clamp(max=1.0)
         return (keyed.uniform(bits) < p) & cand
-    order = _priority(bits, weight)
-    big = INT32_MAX if weight is None else math.inf
-    order = torch.where(cand, order, big)
+    order = _priority(bits, weight).masked_fill_(~cand, INT32_MAX if weight is None else math.inf)
     return masks.select_smallest(order, _target(rate, cand.sum(1))) & cand
 
 
@@ -153,18 +152,22 @@ def choose_words(
     return chosen_word.gather(1, w.index) & cand
 
 
-def span_lengths(u: torch.Tensor, p: float, longest: int) -> torch.Tensor:
-    """Geo(p) on 1..longest, truncated and renormalised as in SpanBERT, by the inverse CDF. int64"""
+def span_lengths(bits: torch.Tensor, p: float, longest: int) -> torch.Tensor:
+    """Geo(p) on 1..longest, truncated and renormalised as in SpanBERT, by the inverse CDF
+    on the 24-bit uniform of each word: integer comparisons with thresholds computed on
+    the host, so every device gives the same lengths. int64"""
     tail = 1.0 - (1.0 - p) ** longest
-    lengths = 1 + torch.floor(torch.log1p(-u * tail) / math.log1p(-p))
-    return lengths.clamp(1, longest).to(torch.int64)
+    cdf = [(1.0 - (1.0 - p) ** k) / tail for k in range(1, longest)]  # P(length <= k)
+    thresholds = torch.tensor([math.ceil(c * (1 << 24)) for c in cdf], dtype=torch.int32, device=bits.device)
+    u24 = (bits >> 8) & 0xFFFFFF
+    return 1 + (u24[..., None] >= thresholds).sum(-1)
 
 
 def choose_spans(keys: Keys, cand: torch.Tensor, w: Words, rate, p: float, longest: int) -> torch.Tensor:
     """SpanBERT spans of whole words, exactly round(rate * n) pieces. (B, L)"""
     b, length = cand.shape
     spans = length  # candidate spans per sequence: enough to cover it at any rate in practice
-    ell = span_lengths(keyed.uniform(keyed.unit_bits(keys.stream(EXTRA, SPAN_LENGTHS), spans)), p, longest)
+    ell = span_lengths(keyed.unit_bits(keys.stream(EXTRA, SPAN_LENGTHS), spans), p, longest)
     u_start = keyed.uniform(keyed.unit_bits(keys.stream(EXTRA, SPAN_STARTS), spans))
     first_word = torch.minimum((u_start * w.count[:, None]).to(torch.int64), (w.count[:, None] - 1).clamp(min=0))
     last_word = torch.minimum(first_word + ell, w.count[:, None])
@@ -180,19 +183,18 @@ def choose_spans(keys: Keys, cand: torch.Tensor, w: Words, rate, p: float, longe
 def mlm_write(keys: Keys, ids: torch.Tensor, chosen: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """BERT's 80/10/10 on the chosen pieces: [MASK], a keyed random piece of the vocabulary, or kept."""
     length = ids.shape[1]
-    u = keyed.uniform(keyed.unit_bits(keys.stream(FILL), length))
-    kind = torch.where(u < 0.8, MLM_MASK, torch.where(u < 0.9, MLM_RANDOM, MLM_KEEP))
+    u = keyed.uniform(keyed.unit_bits(keys.stream(FILL), length))  # < 0.8: [MASK]; < 0.9: random; else kept
     draw = keyed.uniform(keyed.unit_bits(keys.stream(EXTRA), length))
     random_ids = N_SPECIAL + (draw * (vocab_size - N_SPECIAL)).to(torch.int64).clamp_(max=vocab_size - N_SPECIAL - 1)
-    out = torch.where(chosen & (kind == MLM_RANDOM), random_ids.to(ids.dtype), ids)
-    return torch.where(chosen & (kind == MLM_MASK), MASK_ID, out)
+    out = torch.where(chosen & (u >= 0.8) & (u < 0.9), random_ids.to(ids.dtype), ids)
+    return out.masked_fill_(chosen & (u < 0.8), MASK_ID)
 
 
 def drop(ids: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """The sequences without the chosen pieces, closed up and padded on the right."""
     order = torch.sort(chosen.to(torch.int8), dim=1, stable=True).indices  # kept pieces first, in order
     kept = (~chosen).gather(1, order)
-    return torch.where(kept, ids.gather(1, order), PAD_ID)
+    return ids.gather(1, order).masked_fill_(~kept, PAD_ID)
 
 
 class TextOpPipeline(OpPipeline):
@@ -235,7 +237,7 @@ class TextOpPipeline(OpPipeline):
                 result.extras = {"targets": ids}
                 stats.append(chosen.sum(1).to(torch.float32) / cand.sum(1).clamp(min=1).to(torch.float32))
                 if op["action"] == "mask":
-                    ids = torch.where(chosen, MASK_ID, ids)
+                    ids = ids.masked_fill(chosen, MASK_ID)
                 elif op["action"] == "mlm":
                     ids = mlm_write(keys, ids, chosen, self.vocab.size)
                 else:
