@@ -184,9 +184,7 @@ class BertSpec:
     )
     lowercase: bool = opt(True, "lowercase (and strip accents) before tokenizing", sc.as_bool)
 
-    def __post_init__(self) -> None:
-        if self.dim % self.heads:
-            raise SpecError(f"model.heads: must divide model.dim ({self.dim}), got {self.heads}")
+    __post_init__ = ViTSpec.__post_init__  # heads must divide dim
 
 
 MODEL_SPECS = {"mlp": MLPSpec, "cnn": CNNSpec, "vit": ViTSpec, "bert": BertSpec}
