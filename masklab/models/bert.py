@@ -56,10 +56,12 @@ class TextEncoder(Encoder):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(outputs (B, L', dim), real (B, L')) for the batch cut to its longest sequence L'."""
         real = ids != PAD_ID  # (B, L)
-        length = int(real.sum(1).max()) if ids.shape[0] else 0  # a host sync; free on CPU
-        ids, real = ids[:, :length], real[:, :length]
-        if attn_mask is not None:
-            attn_mask = attn_mask[..., :length, :length]
+        if not torch.compiler.is_compiling():  # compiled graphs keep one shape instead
+            length = int(real.sum(1).max()) if ids.shape[0] else 0  # a host sync; free on CPU
+            ids, real = ids[:, :length], real[:, :length]
+            if attn_mask is not None:
+                attn_mask = attn_mask[..., :length, :length]
+        length = ids.shape[1]
         tok = self.embed_norm(self.embed(ids) + self.pos[:, :length])  # (B, L', dim)
         h, _ = self._transform(tok, attn_mask, real)
         return h, real
