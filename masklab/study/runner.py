@@ -209,8 +209,7 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     if compiled:
         model.compile()  # in place: forward is compiled, state_dict keys stay unchanged
     steps = data.train.num_batches(spec.train.batch_size, drop_last=True)
-    pipeline = text_pipeline(spec, seed, data, model, steps, compiled) if data.vocab else None
-    pipeline = pipeline or OpPipeline(
+    pipeline = OpPipeline(
         spec.train_ops,
         seed,
         data.shape,
@@ -223,6 +222,8 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
         stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
         mlm_pool=data.train.x if spec.model.arch == "vit" else None,
     )
+    if data.vocab is not None:  # token ids: the text ops
+        pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
     run.update_info(
         parameters=count_parameters(model),
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
