@@ -99,3 +99,65 @@ def test_suite_and_baseline_corruption_error(workdir, write_spec):
     assert set(ce["per_op"]) == {o["op"] for o in MNIST_C} and ce["mce"] > 0
     bad = cli("eval", "other", "--suite", "imagenet-c")
     assert bad.exit_code == 2 and "unknown suite" in bad.stderr
+
+
+def magick_motion_blur(image, radius: int, sigma: float, angle: float):
+    """ImageMagick's MotionBlurImage (MagickCore/effect.c) on one grey image, written as the
+    C code reads: a 2 * radius + 1 tap kernel exp(-i^2 / 2 sigma^2) normalised, offsets
+    ceil(i * point.y / hypot - 0.5), ceil(i * point.x / hypot - 0.5) with point = width *
+    (sin a, cos a), and the edge virtual-pixel method (coordinates clamped)."""
+    import math
+
+    width = 2 * math.ceil(radius) + 1
+    kernel = [math.exp(-(i * i) / (2.0 * sigma * sigma)) for i in range(width)]
+    kernel = [k / sum(kernel) for k in kernel]
+    px, py = width * math.sin(math.radians(angle)), width * math.cos(math.radians(angle))
+    hyp = math.hypot(px, py)
+    offsets = [(math.ceil(i * py / hyp - 0.5), math.ceil(i * px / hyp - 0.5)) for i in range(width)]
+    h, w = len(image), len(image[0])
+    return [
+        [
+            sum(
+                k * image[min(max(y + oy, 0), h - 1)][min(max(x + ox, 0), w - 1)]
+                for k, (ox, oy) in zip(kernel, offsets)
+            )
+            for x in range(w)
+        ]
+        for y in range(h)
+    ]
+
+
+def test_motion_blur_is_imagemagicks_kernel():
+    """MNIST-C blurs with ImageMagick: the suite op reproduces it to float precision."""
+    from masklab.ops import keyed
+
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    x[:, :, :, :3] = 1.0  # a bright edge, so edge replication matters
+    cell = {**suite_ops("mnist-c", (1, 28, 28))[2], "mode": "static", "copies": 1}
+    assert (cell["op"], cell["radius"], cell["sigma"]) == ("motion_blur", 10, 3.0)
+    p = OpPipeline([cell], 0, (1, 28, 28))
+    plan = p.plan(EVAL_VIEW)
+    y = p(x, torch.arange(6), plan).images
+    keys = keyed.Keys(keyed.batch_keys(torch.arange(6), plan.bases[0]))
+    angles = -45.0 + 90.0 * keys.uniform(keyed.EXTRA).double()
+    for i in range(6):
+        ref = torch.tensor(
+            magick_motion_blur(x[i, 0].double().tolist(), 10, 3.0, float(angles[i])), dtype=torch.float64
+        )
+        assert torch.allclose(y[i, 0].double(), ref.clamp(0, 1), atol=1e-6), i
+
+
+def test_impulse_noise_draws_per_pixel_like_scikit_image():
+    """MNIST-C's impulse noise is skimage.util.random_noise(mode='s&p', amount=0.17): each
+    pixel hit with probability 0.17, a hit salt or pepper with probability 1/2 each."""
+    (cell,) = [o for o in suite_ops("mnist-c", (1, 28, 28)) if o["op"] == "salt_pepper"]
+    assert (cell["amount"], cell["count"], cell["salt_ratio"]) == (0.17, "bernoulli", 0.5)
+    p = OpPipeline([{**cell, "mode": "static", "copies": 1}], 0, (1, 28, 28))
+    x = torch.full((2000, 1, 28, 28), 0.5)
+    y = p(x, torch.arange(2000), p.plan(EVAL_VIEW)).images.flatten(1)
+    hits = (y != 0.5).sum(1).double()
+    n = 784 * 2000
+    assert abs(float(hits.sum()) / n - 0.17) < 4 * (0.17 * 0.83 / n) ** 0.5
+    assert float(hits.var()) == pytest.approx(784 * 0.17 * 0.83, rel=0.1)  # binomial per image, not a fixed count
+    salt = float((y == 1.0).sum()) / float(hits.sum())
+    assert abs(salt - 0.5) < 4 * (0.25 / float(hits.sum())) ** 0.5

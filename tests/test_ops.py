@@ -283,3 +283,24 @@ def test_cpu_and_cuda_noise_agree():
         cpu = p(x, index, p.plan(1)).images
         cuda = p(x.cuda(), index.cuda(), p.plan(1, device="cuda")).images.cpu()
         assert torch.allclose(cpu, cuda, atol=1e-5), op
+
+
+@pytest.mark.parametrize("op", MASK_OPS, ids=lambda o: o["op"] + o.get("count", ""))
+def test_static_copies_never_reuse_dynamic_masks_unless_asked(op):
+    """A static run and a dynamic run of the same seed must not see the same masks (the
+    audit found static-10 equal to dynamic for 10 of 20 epochs); share_views opts in."""
+    index = torch.arange(64)
+    dynamic = pipeline({**op, "mode": "dynamic"})
+    static = pipeline({**op, "mode": "static", "copies": 10})
+    shared = pipeline({**op, "mode": "static", "copies": 10, "share_views": True})
+    for epoch in range(20):
+        drawn = masks(dynamic, index, epoch)
+        assert (masks(static, index, epoch) != drawn).flatten(1).any(1).float().mean() > 0.9, epoch
+        assert torch.equal(masks(shared, index, epoch), masks(dynamic, index, epoch % 10)), epoch
+
+
+def test_share_views_is_static_only_and_changes_only_static_specs():
+    with pytest.raises(SpecError, match=r"share_views: only mode static has views to share, got mode dynamic"):
+        registry.validate({"op": "patch", "rate": 0.5, "share_views": True}, "train_ops[0]")
+    assert "share_views" not in registry.validate({"op": "patch", "rate": 0.5}, "x")  # dynamic specs hash as before
+    assert registry.validate({"op": "patch", "rate": 0.5, "mode": "static"}, "x")["share_views"] is False

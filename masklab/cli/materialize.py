@@ -33,13 +33,15 @@ PreviewOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="The run seed whose draws to reproduce.")]
 CopiesOption = Annotated[
-    int, typer.Option("--copies", help="K draws per image (views 0..K-1): masks get shape (K, N, H, W).", min=1)
+    int, typer.Option("--copies", help="K draws per image (epochs 0..K-1): masks get shape (K, N, H, W).", min=1)
 ]
 SplitOption = Annotated[str, typer.Option("--split", help="train or test.")]
 BatchOption = Annotated[
     int, typer.Option("--batch-size", help="Images per batch while drawing (results do not depend on it).", min=1)
 ]
-ModeOption = Annotated[str | None, typer.Option("--mode", help="static or dynamic (copy k is view k either way).")]
+ModeOption = Annotated[
+    str | None, typer.Option("--mode", help="static or dynamic: copy k is what training draws in epoch k.")
+]
 POption = Annotated[str | None, typer.Option("--p", help="Probability of applying the op to an image.")]
 LimitOption = Annotated[
     int | None, typer.Option("--limit", help="Only a stratified subset of this many images.", min=1)

@@ -1,8 +1,9 @@
 """Materialising ops over a dataset split, for `masklab mask` and `masklab noise`.
 
-Copy k holds what training sees at view k: with the same seed and op list, copy k is
-the mask a `mode: static, copies: K` run draws in epochs k, k+K, ... and a dynamic run
-draws in epoch k. Static masks need no storage; this is for users who want files.
+Copy k holds what training draws in epoch k with the same seed and op list: for a
+dynamic op the draw of epoch k, for a `mode: static, copies: K` op its copy k mod K (the
+static copies have a key space of their own unless `share_views: true`). Static masks
+need no storage; this is for users who want files.
 """
 
 from __future__ import annotations

@@ -39,10 +39,17 @@ def uniform(x: torch.Tensor, keys: Keys, width: Rate) -> torch.Tensor:
     return u.sub_(0.5).mul_(_per_sample(width, x)).add_(x)
 
 
-def salt_pepper(x: torch.Tensor, keys: Keys, amount: Rate, salt_ratio: float) -> torch.Tensor:
-    """Exactly round(amount * n) pixels hit per sample; round(salt_ratio * hits) of them
-    set to 1, the rest to 0. Salt pixels are the lowest-ranked hits."""
+def salt_pepper(x: torch.Tensor, keys: Keys, amount: Rate, salt_ratio: float, count: str = "exact") -> torch.Tensor:
+    """Impulse noise. exact: round(amount * n) pixels hit per sample, round(salt_ratio *
+    hits) of them set to 1 (the lowest-ranked hits), the rest to 0. bernoulli: each pixel
+    hit with probability amount and, when hit, set to 1 with probability salt_ratio, else
+    0, two independent draws per pixel as scikit-image's random_noise(mode="s&p") makes."""
     b, n = x.shape[0], x[0].numel()
+    if count == "bernoulli":
+        hit = keyed.uniform(_bits(x, keys)) < _per_sample(amount, x.view(b, n))
+        salt = keyed.uniform(keyed.unit_bits(keys.stream(UNITS, 1), n)) < salt_ratio
+        flat = x.reshape(b, n)
+        return torch.where(hit, salt.to(x.dtype), flat).view_as(x)
     ranks = keyed.sortable(_bits(x, keys))
     hits = exact_count(amount, n)
     if isinstance(hits, int):

@@ -5,8 +5,15 @@ The mode only chooses the *view* that goes into the key:
 | mode | view at epoch e |
 |------|-----------------|
 | dynamic, scheduled | e (a fresh draw every epoch) |
-| static, copies K | e mod K (K fixed draws per sample, cycled; K=1: always the same) |
-| eval | 0, with the eval seed (every model sees the same corrupted test set) |
+| static, copies K | -2 - (e mod K): K fixed draws per sample, cycled, in a key space of their own |
+| static, copies K, share_views | e mod K: copy k is the draw dynamic mode makes in epoch k |
+| eval | -1, with the eval seed (every model sees the same corrupted test set) |
+
+Static views are negative so that a static run never sees a mask a dynamic run of the
+same seed draws: otherwise static-K and dynamic would train on identical data for their
+first K epochs and a comparison of the two would lean towards "no difference".
+`share_views: true` asks for exactly that overlap (common random numbers, a variance
+reduction when the question is what happens after epoch K).
 
 Per batch the host sends one int32 per op (its base key) and the current values of
 scheduled parameters; everything else happens on the batch's device.
@@ -22,6 +29,7 @@ from masklab.errors import SpecError
 from masklab.ops import keyed, masks, noise, registry, schedule, transforms
 
 EVAL_VIEW = -1  # a view no training epoch uses
+STATIC_VIEW = -2  # static copy k uses view STATIC_VIEW - k: negative, apart from dynamic epochs and eval
 
 
 @dataclass
@@ -101,7 +109,10 @@ class OpPipeline:
     def view(self, op: dict, epoch: int) -> int:
         if epoch == EVAL_VIEW:
             return EVAL_VIEW
-        return epoch % op["copies"] if op["mode"] == "static" else epoch
+        if op["mode"] != "static":
+            return epoch
+        copy = epoch % op["copies"]
+        return copy if op.get("share_views") else STATIC_VIEW - copy
 
     def plan(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> Plan:
         bases = [
@@ -208,7 +219,7 @@ class OpPipeline:
         if name == "gaussian":
             return noise.gaussian(x, keys, strength, op["mean"])
         if name == "salt_pepper":
-            return noise.salt_pepper(x, keys, strength, op["salt_ratio"])
+            return noise.salt_pepper(x, keys, strength, op["salt_ratio"], op["count"])
         if name == "shot":
             return noise.shot(x, keys, strength)
         if name == "speckle":

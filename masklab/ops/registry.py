@@ -149,10 +149,16 @@ OPS: dict[str, OpDef] = {
         OpDef(
             "salt_pepper",
             "noise",
-            "impulse noise: an exact count of pixels set to 1 (salt) or 0 (pepper)",
+            "impulse noise: pixels set to 1 (salt) or 0 (pepper)",
             {
                 "amount": Param("fraction", REQUIRED, "fraction of pixels hit", 0.0, 1.0, varies=True),
                 "salt_ratio": Param("fraction", 0.5, "share of the hit pixels set to 1", 0.0, 1.0),
+                "count": Param(
+                    "choice",
+                    "exact",
+                    "exact: round(amount*n) pixels, an exact salt share; bernoulli: per-pixel draws (scikit-image's s&p)",
+                    choices=("exact", "bernoulli"),
+                ),
             },
             strength="amount",
             severities=(0.03, 0.06, 0.09, 0.17, 0.27),
@@ -244,9 +250,9 @@ OPS: dict[str, OpDef] = {
         OpDef(
             "motion_blur",
             "transform",
-            "one-sided motion blur along a direction drawn per image (MNIST-C motion_blur)",
+            "one-sided motion blur along a direction drawn per image (MNIST-C motion_blur, ImageMagick's kernel)",
             {
-                "radius": Param("int", 10, "blur length in pixels", 1, 64),
+                "radius": Param("int", 10, "blur length: 2 * radius + 1 taps, one per pixel of offset", 1, 64),
                 "sigma": Param("positive", 3.0, "Gaussian fall-off along the blur", 0.0, 64.0),
                 "angle": Param("pair", [-45.0, 45.0], "direction range in degrees", -180.0, 180.0),
             },
@@ -303,6 +309,9 @@ _COMMON = {
         "choice", "dynamic", "dynamic (fresh draw every epoch) | static (fixed per sample) | scheduled", choices=MODES
     ),
     "copies": Param("int", 1, "static mode: K fixed draws per sample, cycled over epochs", 1, 100000),
+    "share_views": Param(
+        "bool", False, "static mode: copy k is the draw dynamic mode makes in epoch k (off: a key space of its own)"
+    ),
 }
 _MASK_EXTRA = {"fill": Param("fill", "zero", "zero | mean | uniform | gaussian | a number")}
 _NOISE_EXTRA = {"clip": Param("bool", True, "clip the result to [0, 1]")}
@@ -325,6 +334,7 @@ def allowed_params(op: OpDef, grid: bool) -> dict[str, Param]:
     if not grid:
         params["mode"] = _COMMON["mode"]
         params["copies"] = _COMMON["copies"]
+        params["share_views"] = _COMMON["share_views"]
     return params
 
 
@@ -371,6 +381,9 @@ def _strength_from_severity(op: OpDef, severity: Any, where: str) -> Any:
 
 
 def _check_mode(out: dict, path: str) -> None:
+    shared = out.pop("share_views") if out["mode"] != "static" else False  # resolved specs keep it for static only
+    if shared:
+        raise SpecError(f"{path}.share_views: only mode static has views to share, got mode {out['mode']}")
     if out["copies"] > 1 and out["mode"] != "static":
         raise SpecError(
             f"{path}.copies: only mode static keeps copies, got mode {out['mode']} with copies {out['copies']}"
