@@ -223,4 +223,4 @@ def test_metrics(model: torch.nn.Module, data: TrainData, spec: Spec, pipeline: 
         test = masked_modeling_metrics(model, data.test, spec.train.eval_batch_size, spec.train.precision, pipeline)
         return {"recon_loss": test["loss"]} | ({"mlm_acc": test["acc"]} if "acc" in test else {})
     p = predict(model, data.test, spec.train.eval_batch_size, spec.train.precision)
-    return classification_metrics(p, data.classes)
+    return classification_metrics(p, data.classes) | {"predictions": p}

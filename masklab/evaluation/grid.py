@@ -61,9 +61,11 @@ def robustness_grid(
     precision: str = "auto",
     fill: tuple[float, float] = (0.0, 1.0),
     vocab: Vocabulary | None = None,
+    keep: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
     """Accuracy per corruption cell: [{name, op, acc, macro_f1}] in grid order. Text
-    (a `vocab` given) takes tokens cells, images every other op."""
+    (a `vocab` given) takes tokens cells, images every other op. `keep` collects each
+    cell's per-example correctness (name -> (N,) bool)."""
     check_grid_fits(ops, vocab is not None)
     shape = tuple(split.x.shape[1:])
     cells = []
@@ -73,7 +75,10 @@ def robustness_grid(
                 pipeline = TextOpPipeline([cell], seed, vocab)
             else:
                 pipeline = OpPipeline([cell], seed, shape, fill_mean=fill[0], fill_std=fill[1])
-            metrics = classification_metrics(predict(model, split, batch_size, precision, pipeline), classes)
+            p = predict(model, split, batch_size, precision, pipeline)
+            metrics = classification_metrics(p, classes)
+            if keep is not None:
+                keep[cell_name(cell)] = p.predicted == p.labels
             public = {k: v for k, v in cell.items() if k not in ("mode", "copies")}
             cells.append(
                 {"name": cell_name(cell), "op": public, "acc": metrics["acc"], "macro_f1": metrics["macro_f1"]}

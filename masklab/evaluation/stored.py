@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from masklab.errors import UsageError
-from masklab.evaluation import grid as eval_grid, metrics as eval_metrics
+from masklab.evaluation import grid as eval_grid, metrics as eval_metrics, predictions as stored_predictions
 from masklab.store.reload import load_trained
 from masklab.store.runs import Run, now
 
@@ -64,7 +64,8 @@ def evaluate_run(
             f"run {run.id} is a masked-modeling run without a classifier; fine-tune it (train.init_from: {run.id}) and evaluate that"
         )
     precision, batch = spec.train.precision, spec.train.eval_batch_size
-    clean = eval_metrics.classification_metrics(eval_metrics.predict(model, data.test, batch, precision), data.classes)
+    predicted = eval_metrics.predict(model, data.test, batch, precision)
+    clean = eval_metrics.classification_metrics(predicted, data.classes)
     grid_ops = list(ops)
     if suite and data.vocab is not None:
         raise UsageError(f"--suite {suite}: corrupts images; run {run.id} is a text run (use --op tokens:rate=...)")
@@ -72,8 +73,9 @@ def evaluate_run(
         from masklab.evaluation.suites import suite_ops
 
         grid_ops += suite_ops(suite, data.shape)
+    correct: dict[str, np.ndarray] = {}
     cells = eval_grid.robustness_grid(
-        model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std), data.vocab
+        model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std), data.vocab, keep=correct
     )
     metrics = {
         "test_acc": clean["acc"],
@@ -103,4 +105,5 @@ def evaluate_run(
         body["baseline"] = baseline["run_id"]
         body["corruption_error"] = corruption_errors(cells, clean["acc"], baseline["cells"], baseline["clean"]["acc"])
     run.write_eval(body["name"], body)
+    stored_predictions.save(run.path / "eval" / f"{body['name']}.npz", predicted, correct)
     return body, warnings

@@ -28,7 +28,7 @@ from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
-from masklab.evaluation import grid as eval_grid
+from masklab.evaluation import grid as eval_grid, predictions as stored_predictions
 from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
@@ -306,7 +306,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
         per_class_recall=metrics["per_class_recall"],
         val_acc=rows[-1].get("val_acc") if rows else None,
     )
-    grid = list(spec.eval.ops)
+    grid, correct = list(spec.eval.ops), {}
     if spec.eval.suite:
         from masklab.evaluation.suites import suite_ops
 
@@ -322,9 +322,11 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             spec.train.precision,
             (data.mean, data.std),
             data.vocab,
+            keep=correct,
         )
         summary["robustness"] = cells
         summary.update(eval_grid.grid_summary(cells))
+    stored_predictions.save(run.path / stored_predictions.FILE, metrics["predictions"], correct)
     run.write_summary(summary)
     return summary
 
