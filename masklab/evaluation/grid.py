@@ -29,7 +29,8 @@ def expand_grid(op: dict) -> list[dict]:
     """An eval.ops entry with list-valued axes -> one concrete op per grid cell.
     Severity lists move together with the strength they set."""
     definition = registry.OPS[op["op"]]
-    rest = {k: v for k, v in op.items() if k != "op"}
+    rest = {k: v for k, v in op.items() if k not in ("op", "suite")}
+    tag = {"suite": op["suite"]} if "suite" in op else {}  # a suite's cells are averaged as acc@<suite>
     linked: list[dict] = [{}]
     if isinstance(op.get("severity"), list):
         strength = definition.strength
@@ -41,7 +42,7 @@ def expand_grid(op: dict) -> list[dict]:
     cells = []
     for link in linked:
         for combo in itertools.product(*axes):
-            cells.append({"op": op["op"], **dict(combo), **link, "mode": "static", "copies": 1})
+            cells.append({"op": op["op"], **dict(combo), **link, **tag, "mode": "static", "copies": 1})
     return cells
 
 
@@ -99,8 +100,11 @@ def check_grid_fits(ops: list[dict], text: bool) -> None:
 
 
 def grid_summary(cells: list[dict]) -> dict:
-    """Flat metrics for compare: `acc@<cell>` per cell and their mean, `robust_acc`."""
+    """Flat metrics for compare: `acc@<cell>` per cell, their mean `robust_acc`, and the
+    mean over a suite's cells `acc@<suite>` (acc@mnist-c)."""
     flat = {f"acc@{c['name']}": c["acc"] for c in cells}
     if cells:
         flat["robust_acc"] = float(np.mean([c["acc"] for c in cells]))
+    for suite in dict.fromkeys(c["op"]["suite"] for c in cells if "suite" in c["op"]):
+        flat[f"acc@{suite}"] = float(np.mean([c["acc"] for c in cells if c["op"].get("suite") == suite]))
     return flat

@@ -105,5 +105,5 @@ def evaluate_run(
         body["baseline"] = baseline["run_id"]
         body["corruption_error"] = corruption_errors(cells, clean["acc"], baseline["cells"], baseline["clean"]["acc"])
     run.write_eval(body["name"], body)
-    stored_predictions.save(run.path / "eval" / f"{body['name']}.npz", predicted, correct)
+    stored_predictions.save(run.path / "eval" / f"{body['name']}.npz", predicted, correct, cells)
     return body, warnings

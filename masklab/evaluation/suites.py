@@ -50,4 +50,4 @@ LEFT_OUT = {
 def suite_ops(name: str, shape: tuple[int, int, int]) -> list[dict]:
     if name != "mnist-c":
         raise UsageError(f"--suite {name}: unknown suite; the suite masklab knows is mnist-c")
-    return [registry.validate(op, f"mnist-c[{i}]", grid=True) for i, op in enumerate(MNIST_C)]
+    return [{**registry.validate(op, f"mnist-c[{i}]", grid=True), "suite": name} for i, op in enumerate(MNIST_C)]

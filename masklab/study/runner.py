@@ -326,7 +326,9 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
         )
         summary["robustness"] = cells
         summary.update(eval_grid.grid_summary(cells))
-    stored_predictions.save(run.path / stored_predictions.FILE, metrics["predictions"], correct)
+    stored_predictions.save(
+        run.path / stored_predictions.FILE, metrics["predictions"], correct, summary.get("robustness")
+    )
     run.write_summary(summary)
     return summary
 
