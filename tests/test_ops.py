@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from masklab.errors import SpecError
 from masklab.ops import keyed, noise, registry
@@ -106,13 +107,43 @@ def test_bernoulli_rate_is_within_binomial_tolerance():
     assert len(set(m.flatten(1).sum(1).tolist())) > 10  # counts vary per sample
 
 
-@pytest.mark.parametrize("op", ["pixel", "patch", "stripes"])
-def test_exact_count_masks_are_nested(op):
-    index = torch.arange(128)
-    extra = {"size": 4} if op == "patch" else {}
-    low = masks(pipeline({"op": op, "rate": 0.2, **extra}), index)
-    high = masks(pipeline({"op": op, "rate": 0.6, **extra}), index)
-    assert bool((low & ~high).sum() == 0) and high.sum() > low.sum()
+EXACT_OPS = st.one_of(
+    st.just({"op": "pixel"}),
+    st.builds(lambda s: {"op": "patch", "size": s}, st.sampled_from([2, 4, 7, 14])),
+    st.builds(
+        lambda s, m, lo, hi: {"op": "block", "size": s, "min_patches": m, "aspect": [lo, lo * hi]},
+        st.sampled_from([2, 4, 7]),
+        st.integers(1, 8),
+        st.floats(0.2, 1.0),
+        st.floats(1.0, 5.0),
+    ),
+    st.builds(
+        lambda a, w: {"op": "stripes", "axis": a, "max_width": w},
+        st.sampled_from(["rows", "cols", "both"]),
+        st.integers(1, 6),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(op=EXACT_OPS, rates=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=4), seed=st.integers(0, 2**31 - 1))
+def test_exact_count_masks_are_nested_across_rates(op, rates, seed):
+    """README: exact-count masks are nested, a lower rate masks a subset of a higher rate's mask."""
+    index = torch.arange(40)
+    drawn = [masks(pipeline({**op, "rate": r}, seed=seed), index) for r in sorted(rates)]
+    for low, high in zip(drawn, drawn[1:]):
+        assert not bool((low & ~high).any())
+
+
+@settings(max_examples=40, deadline=None)
+@given(rates=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=4), seed=st.integers(0, 2**31 - 1))
+def test_token_masks_are_nested_across_rates(rates, seed):
+    from masklab.ops.masks import unit_mask
+
+    table = keyed.batch_keys(torch.arange(40), torch.tensor([keyed.mix(seed, 0, 0, s) for s in keyed.STREAMS]))
+    drawn = [unit_mask(keyed.Keys(table), r, 49) for r in sorted(rates)]
+    for (r, low), high in zip(zip(sorted(rates), drawn), drawn[1:]):
+        assert not bool((low & ~high).any()) and low.sum(1).tolist() == [round(r * 49)] * 40
 
 
 def test_scheduled_rate_follows_its_schedule_and_stays_nested():
