@@ -23,33 +23,106 @@ def test_describe_exact():
     assert stats.describe([0.5]).std is None
 
 
-def test_paired_difference_uses_the_paired_tests():
+def test_paired_difference_is_scipys_paired_t():
     ref = {0: 0.900, 1: 0.910, 2: 0.905, 3: 0.915, 4: 0.908}
     other = {0: 0.906, 1: 0.914, 2: 0.913, 3: 0.919, 4: 0.915}
     d = stats.compare_values(ref, other)
     a, b = np.array(list(other.values())), np.array(list(ref.values()))
-    assert d.paired and d.test == "paired-t" and d.n == (5, 5)
+    scipy_t = sps.ttest_rel(a, b)
+    assert d.paired and d.interval == "paired-t" and d.n == (5, 5)
     assert d.diff == pytest.approx(a.mean() - b.mean())
-    assert d.p == pytest.approx(sps.ttest_rel(a, b).pvalue)
-    assert d.p_wilcoxon == pytest.approx(sps.wilcoxon(a, b).pvalue)
-    assert d.ci[0] > 0 and d.ci[0] < d.diff < d.ci[1]
-    assert d.verdict.startswith("higher (better): the 95% CI excludes 0 and p=")
-    assert stats.compare_values(ref, other).ci == d.ci  # the bootstrap is seeded: stable output
+    assert d.p == pytest.approx(scipy_t.pvalue, rel=1e-12) and d.p_adj == d.p  # a family of one
+    assert d.ci == pytest.approx(tuple(scipy_t.confidence_interval(0.95)), rel=1e-12)
+    assert d.verdict == "better" and d.why.startswith(
+        "+0.0058: the 95% CI [+0.003579, +0.008021] lies above 0; p=0.00192"
+    )
+    assert d.p_outperform == 1.0 and d.p_outperform_ci == pytest.approx((0.025 ** (1 / 5), 1.0))  # 5 of 5 seeds
 
 
-def test_unpaired_small_and_single_runs():
+def test_unpaired_difference_is_welchs_interval_with_seeds_for_power():
     d = stats.compare_values({0: 0.9, 1: 0.91, 2: 0.92}, {5: 0.905, 6: 0.915, 7: 0.925})
-    assert not d.paired and d.test == "welch-t"
-    assert d.p == pytest.approx(sps.ttest_ind([0.905, 0.915, 0.925], [0.9, 0.91, 0.92], equal_var=False).pvalue)
-    assert d.verdict.startswith("no clear difference: the 95% CI includes 0 (p=")
-    two = stats.compare_values({0: 0.9, 1: 0.91}, {0: 0.95, 1: 0.96})
-    assert two.verdict.startswith("inconclusive: n=2 is too few seeds")
+    welch = sps.ttest_ind([0.905, 0.915, 0.925], [0.9, 0.91, 0.92], equal_var=False)
+    assert not d.paired and d.interval == "welch-t"
+    assert d.p == pytest.approx(welch.pvalue) and d.ci == pytest.approx(tuple(welch.confidence_interval()))
+    assert d.verdict == "inconclusive" and d.seeds_for_power == 64
+    assert d.why == (
+        "+0.005: the 95% CI [-0.01767, +0.02767] includes 0 (p=0.573); "
+        "about 64 seeds per group (now 3) would give 80% power for +0.005 at this spread"
+    )
+    # the noncentral-t power at 64 seeds per group clears 0.8, at 63 it does not
+    for n, above in ((64, True), (63, False)):
+        se, df = np.sqrt(2e-4 / n), 2 * n - 2
+        power = sps.nct.sf(sps.t.ppf(0.975, df), df, 0.005 / se)
+        assert (power >= 0.8) == above
+
+
+def test_two_seeds_can_decide_one_cannot_and_loss_is_lower_is_better():
+    two = stats.compare_values({0: 0.90, 1: 0.91}, {0: 0.95, 1: 0.9605})
+    assert two.verdict == "better" and two.p == pytest.approx(sps.ttest_rel([0.95, 0.9605], [0.90, 0.91]).pvalue)
     one = stats.compare_values({0: 0.9}, {0: 0.95})
-    assert one.p is None and one.ci is None and "n=1" in one.verdict
+    assert (one.verdict, one.p, one.ci) == ("too few seeds", None, None) and one.why.startswith("n=1: one run")
     loss = stats.compare_values({0: 0.5, 1: 0.52, 2: 0.51}, {0: 0.40, 1: 0.41, 2: 0.42}, higher_is_better=False)
-    assert loss.verdict.startswith("lower (better)") and "only 3 seeds" in loss.verdict
-    mixed = stats.verdict(0.001, (0.0002, 0.002), 0.16, (3, 3), True)
-    assert mixed.startswith("suggestive, higher: the bootstrap CI and the test disagree (p=0.16)")
+    assert loss.verdict == "better" and loss.diff < 0
+    assert loss.p_outperform == 1.0  # lower loss wins every seed pair
+
+
+def test_min_effect_gives_equivalent_and_raises_the_bar_for_better():
+    ref = {0: 0.9, 1: 0.91, 2: 0.92, 3: 0.915}
+    close = {0: 0.9001, 1: 0.9102, 2: 0.9199, 3: 0.9151}
+    d = stats.compare_values(ref, close, min_effect=0.002)
+    assert d.verdict == "equivalent" and d.ci[0] > -0.002 and d.ci[1] < 0.002
+    # TOST x 2: p_equiv < 0.05 exactly when the 95% interval is inside the band
+    diffs = np.array(list(close.values())) - np.array(list(ref.values()))
+    tost = max(
+        sps.ttest_1samp(diffs, -0.002, alternative="greater").pvalue,
+        sps.ttest_1samp(diffs, 0.002, alternative="less").pvalue,
+    )
+    assert d.p_equiv == pytest.approx(2 * tost)
+    gain = {0: 0.903, 1: 0.9132, 2: 0.9228, 3: 0.9181}  # +0.003 +- 0.0002: clears 0, not +-0.003
+    assert stats.compare_values(ref, gain).verdict == "better"
+    small = stats.compare_values(ref, gain, min_effect=0.003)
+    assert small.verdict == "inconclusive" and "neither clears +-0.003 nor lies inside it" in small.why
+    assert stats.compare_values(ref, gain, min_effect=0.002).verdict == "better"
+
+
+def test_holm_over_the_family_decides():
+    assert stats.holm([0.01, 0.04, 0.03, None, 0.5]) == pytest.approx([0.04, 0.09, 0.09, None, 0.5])
+    assert stats.holm([0.001, 0.001]) == pytest.approx([0.002, 0.002])
+    rng = np.random.default_rng(0)
+    pairs = []
+    for shift in (0.004, 0.0, 0.0015):
+        base = rng.normal(0.9, 0.002, 4)
+        pairs.append(stats.Pair(dict(enumerate(base)), dict(enumerate(base + shift + rng.normal(0, 0.001, 4)))))
+    family = stats.compare_family(pairs)
+    single = [stats.compare_family([p])[0] for p in pairs]
+    assert [d.p for d in family] == [d.p for d in single]
+    assert [d.p_adj for d in family] == pytest.approx(stats.holm([d.p for d in single]))
+    assert [d.verdict for d in single] == ["better", "inconclusive", "better"]
+    assert [d.verdict for d in family] == ["better", "inconclusive", "inconclusive"]
+    assert "but not after Holm over 3 tests" in family[2].why
+
+
+def test_bca_bootstrap_from_forty_seeds():
+    rng = np.random.default_rng(1)
+    ref = dict(enumerate(rng.normal(0.9, 0.002, 40)))
+    other = {s: v + 0.001 + rng.normal(0, 0.002) for s, v in ref.items()}
+    d = stats.compare_values(ref, other)
+    diffs = np.array([other[s] - ref[s] for s in sorted(ref)])
+    boot = sps.bootstrap((diffs,), np.mean, method="BCa", n_resamples=9999, rng=np.random.default_rng(0))
+    assert d.interval == "bca" and d.ci == (boot.confidence_interval.low, boot.confidence_interval.high)
+    assert stats.compare_values(dict(list(ref.items())[:39]), other).interval == "welch-t"  # unmatched seeds, n < 40
+
+
+def test_mcnemar_for_two_single_runs():
+    rng = np.random.default_rng(2)
+    a = (rng.random(1000) < 0.9).astype(float)
+    b = a.copy()
+    b[np.nonzero(a == 0)[0][:30]] = 1.0  # b right where a was wrong, 30 times
+    b[np.nonzero(a == 1)[0][:12]] = 0.0  # and wrong where a was right, 12 times
+    (d,) = stats.compare_family([stats.Pair({0: a.mean()}, {1: b.mean()}, ref_examples={0: a}, other_examples={1: b})])
+    assert d.verdict == "too few seeds" and d.interval == "mcnemar-exact"
+    assert d.p == pytest.approx(sps.binomtest(30, 42, 0.5).pvalue)
+    assert "the models disagree on 42 examples, 30 right only in this run and 12 only in the reference" in d.why
 
 
 def test_gate_parsing():
@@ -78,7 +151,11 @@ def test_compare_groups_json_matches_the_runs(two_groups):
     assert result.exit_code == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["schema_version"] == 1 and body["metrics"] == ["test_acc"]
-    assert body["keys"] == ["name", "train_ops[0].mode"]
+    assert body["keys"] == [
+        "name",
+        "train_ops[0].mode",
+        "train_ops[0].share_views",
+    ]  # static runs say they did not share
     groups = {g["group"].rsplit("-", 1)[0]: g for g in body["groups"]}
     for name, group in groups.items():
         runs = sorted((two_groups / "runs").glob(f"{name}-*"))
@@ -88,7 +165,7 @@ def test_compare_groups_json_matches_the_runs(two_groups):
         assert s["mean"] == pytest.approx(np.mean(accs)) and s["std"] == pytest.approx(np.std(accs, ddof=1))
         assert (s["min"], s["max"]) == (min(accs), max(accs))
     (c,) = body["comparisons"]
-    assert c["paired"] is True and c["test"] == "paired-t" and len(c["ci"]) == 2 and 0 <= c["p"] <= 1
+    assert c["paired"] is True and c["interval"] == "paired-t x examples" and len(c["ci"]) == 2 and 0 <= c["p"] <= 1
     assert c["diff"] == pytest.approx(
         groups["g-dynamic"]["stats"]["test_acc"]["mean"] - groups["g-static"]["stats"]["test_acc"]["mean"]
     )
@@ -159,3 +236,45 @@ def test_a_study_trains_its_variants_and_compares_by_name(workdir, write_spec):
     bad = cli("train", write_spec(body, "bad.yaml"), "-q", "--set", "name=study2")
     assert bad.exit_code == 2 and "variants.bad: train_ops[0].rate: must be in [0, 1], got 2" in bad.stderr
     assert not list((workdir / "runs").glob("study2-*"))  # no variant trained when one is invalid
+
+
+def test_verdicts_and_reasons_are_identical_in_every_format(two_groups):
+    args = ("compare", "g-static", "g-dynamic", "-m", "test_acc", "-m", "val_acc", "-m", "test_loss")
+    body = json.loads(cli(*args, "-f", "json").stdout)
+    words = [(c["metric"], c["verdict"], c["why"]) for c in body["comparisons"]]
+    assert all(w in stats.VERDICTS for _, w, _ in words)
+    csv_rows = [r for r in csv.DictReader(io.StringIO(cli(*args, "-f", "csv").stdout)) if r["verdict"] != "reference"]
+    assert [(r["metric"], r["verdict"], r["why"]) for r in csv_rows] == words
+    jsonl = [json.loads(x) for x in cli(*args, "-f", "jsonl").stdout.splitlines()]
+    assert [(r["metric"], r["verdict"], r["why"]) for r in jsonl if r["verdict"] != "reference"] == words
+    md, table = cli(*args, "-f", "md").stdout, cli(*args).stdout
+    for _, verdict, why in words:
+        assert f"| {verdict} | {why} |" in md and f"{verdict}  {why}" in table
+    # Holm over the three metrics of the call: the adjusted p is what the JSON and the table show
+    ps = [c["p"] for c in body["comparisons"]]
+    assert [c["p_adj"] for c in body["comparisons"]] == pytest.approx(stats.holm(ps))
+    assert body["verdict_rules"] == stats.VERDICT_RULES
+
+
+def test_per_example_predictions_are_used_and_old_runs_still_compare(two_groups):
+    first = json.loads(cli("compare", "g-static", "g-dynamic", "-f", "json").stdout)["comparisons"][0]
+    assert first["interval"] == "paired-t x examples"
+    for path in (two_groups / "runs").glob("g-static-*-s0/predictions.npz"):
+        path.unlink()  # a run trained before masklab stored predictions
+    old = cli("compare", "g-static", "g-dynamic", "-f", "json")
+    assert old.exit_code == 0
+    assert json.loads(old.stdout)["comparisons"][0]["interval"] == "paired-t"
+    assert "note: test_acc: compared on seeds only, the test set taken as fixed: some runs have no stored" in old.stderr
+    seeds_only = json.loads(cli("compare", "g-static", "g-dynamic", "--seeds-only", "-f", "json").stdout)
+    assert seeds_only["comparisons"][0]["p"] == json.loads(old.stdout)["comparisons"][0]["p"]
+
+
+def test_min_effect_p_outperform_and_a_gate_on_adjusted_p(two_groups):
+    out = cli("compare", "g-static", "g-dynamic", "--min-effect", "0.5", "--p-outperform", "-f", "csv")
+    assert out.exit_code == 0, out.stderr
+    (row,) = [r for r in csv.DictReader(io.StringIO(out.stdout)) if r["verdict"] != "reference"]
+    assert row["verdict"] == "equivalent"  # any difference of these tiny models lies within +-50 points
+    assert 0 <= float(row["p_outperform_low"]) <= float(row["p_outperform"]) <= float(row["p_outperform_high"]) <= 1
+    assert "p_outperform" not in cli("compare", "g-static", "g-dynamic", "-f", "csv").stdout.splitlines()[0]
+    assert cli("compare", "g-static", "g-dynamic", "--fail-if", "test_acc.p_adj <= 1").exit_code == 3
+    assert cli("compare", "g-static", "g-dynamic", "--min-effect", "-1").exit_code == 2

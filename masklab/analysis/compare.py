@@ -2,7 +2,9 @@
 
 A group is the set of runs whose resolved specs differ only in the seed (they share
 `<name>-<spec hash>`). Every group is compared against the first (the reference) on
-each chosen metric; `stats` supplies the numbers and the words.
+each chosen metric; `stats` supplies the numbers and the words, for all comparisons of
+the call at once (Holm's adjustment runs over the whole family). Where every run stored
+its per-example test predictions, they go with the per-seed values.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 from masklab import schema, spec as spec_mod
 from masklab.analysis import stats
 from masklab.errors import UsageError
+from masklab.evaluation import predictions
 from masklab.store.runs import Run
 
 ALIASES = {"acc": "test_acc", "f1": "test_macro_f1", "macro_f1": "test_macro_f1"}
 _GATE = re.compile(
-    r"^\s*([A-Za-z_@][^\s<>=!]*?)(?:\.(diff|ci_low|ci_high|p|mean))?\s*(<=|>=|==|!=|<|>)\s*([-+0-9.eE]+)\s*$"
+    r"^\s*([A-Za-z_@][^\s<>=!]*?)(?:\.(diff|ci_low|ci_high|p_adj|p|mean))?\s*(<=|>=|==|!=|<|>)\s*([-+0-9.eE]+)\s*$"
 )
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 
@@ -91,13 +94,24 @@ class Comparison:
     described: dict[str, dict[str, stats.Describe]]
     differences: dict[str, dict[str, stats.Difference]]  # non-reference group -> metric -> difference
     warnings: list[str]
+    notes: list[str] = field(default_factory=list)  # how the statistics were made, for stderr
+    min_effect: float = 0.0
 
     @property
     def reference(self) -> Group:
         return self.groups[0]
 
 
-def compare(groups: list[Group], metrics: list[str], all_keys: bool = False) -> Comparison:
+def compare(
+    groups: list[Group],
+    metrics: list[str],
+    all_keys: bool = False,
+    min_effect: float = 0.0,
+    per_example: bool = True,
+) -> Comparison:
+    """Describe every group and compare each with the first on every metric. `min_effect`:
+    the half-width of the band of practically equal differences; `per_example`: use stored
+    per-example predictions where every run has them (the test set as a sample)."""
     if not groups:
         raise UsageError("nothing to compare: no finished runs among those named")
     metrics = [canonical(m) for m in metrics]
@@ -114,13 +128,92 @@ def compare(groups: list[Group], metrics: list[str], all_keys: bool = False) -> 
                 )
             values[g.key][m] = found
     described = {g.key: {m: stats.describe(list(values[g.key][m].values())) for m in metrics} for g in groups}
-    ref = groups[0].key
-    differences = {
-        g.key: {m: stats.compare_values(values[ref][m], values[g.key][m], higher_is_better(m)) for m in metrics}
-        for g in groups[1:]
-    }
-    keys = sorted(set().union(*(spec_mod.flatten(g.spec) for g in groups))) if all_keys else differing_keys(groups)
-    return Comparison(groups, metrics, keys, values, described, differences, comparability(groups))
+    ref = groups[0]
+    examples = (
+        {(g.key, m): group_examples(g, m, values[g.key][m]) for g in groups for m in metrics} if per_example else {}
+    )
+    notes = example_notes(groups, metrics, examples) if per_example else []
+    pairs, keys = [], []
+    for g in groups[1:]:
+        for m in metrics:
+            ref_ex, other_ex = examples.get((ref.key, m)), examples.get((g.key, m))
+            if ref_ex is not None and other_ex is not None and not same_test_set(ref_ex, other_ex):
+                ref_ex = other_ex = None
+                notes.append(f"{g.key} and {ref.key} were tested on different test sets: {m} compared on seeds only")
+            pairs.append(
+                stats.Pair(
+                    values[ref.key][m],
+                    values[g.key][m],
+                    higher_is_better(m),
+                    quantum(g.runs + ref.runs, m),
+                    {s: sc for s, (_, sc) in ref_ex.items()} if ref_ex and other_ex else None,
+                    {s: sc for s, (_, sc) in other_ex.items()} if ref_ex and other_ex else None,
+                )
+            )
+            keys.append((g.key, m))
+    differences: dict[str, dict[str, stats.Difference]] = {g.key: {} for g in groups[1:]}
+    for (key, m), d in zip(keys, stats.compare_family(pairs, min_effect, per_example)):
+        differences[key][m] = d
+    shown = sorted(set().union(*(spec_mod.flatten(g.spec) for g in groups))) if all_keys else differing_keys(groups)
+    return Comparison(
+        groups,
+        metrics,
+        shown,
+        values,
+        described,
+        differences,
+        comparability(groups),
+        list(dict.fromkeys(notes)),
+        min_effect,
+    )
+
+
+def group_examples(g: Group, metric: str, values: dict[int, float]) -> dict[int, tuple] | None:
+    """seed -> (labels, per-example scores) for every run of a group, or None when a run
+    has no stored predictions that reproduce its value of the metric."""
+    out = {}
+    for run in g.runs:
+        seed = run.info.get("seed")
+        found = predictions.run_scores(run, metric, values[seed]) if seed in values else None
+        if found is None:
+            return None
+        out[seed] = found
+    return out
+
+
+def same_test_set(a: dict[int, tuple], b: dict[int, tuple]) -> bool:
+    labels = [lab for lab, _ in [*a.values(), *b.values()]]
+    return all(len(x) == len(labels[0]) and np.array_equal(x, labels[0]) for x in labels)
+
+
+def example_notes(groups: list[Group], metrics: list[str], examples: dict) -> list[str]:
+    out = []
+    for m in metrics:
+        missing = [g.key for g in groups if examples.get((g.key, m)) is None]
+        if not missing:
+            continue
+        why = (
+            "some runs have no stored per-example predictions (trained before masklab stored them)"
+            if predictions.has_scores(m)
+            else "it has no per-example scores"
+        )
+        out.append(f"{m}: compared on seeds only, the test set taken as fixed: {why} ({', '.join(missing[:3])})")
+    return out
+
+
+def quantum(runs: list[Run], metric: str) -> float:
+    """The step of a metric that counts examples (1 / test or validation examples), 0 otherwise:
+    per-seed differences that vary by less than one step carry no seed noise."""
+    info = runs[0].info if runs else {}
+    n_test = info.get("data", {}).get("n_test") or 0
+    if metric in ("test_acc",) or metric.startswith("acc@"):
+        return 1.0 / n_test if n_test else 0.0
+    if metric == "robust_acc":
+        cells = len(runs[0].summary.get("robustness", [])) or 1
+        return 1.0 / (n_test * cells) if n_test else 0.0
+    if metric in ("val_acc", "best_val_acc") and info.get("n_val"):
+        return 1.0 / info["n_val"]
+    return 0.0
 
 
 def comparability(groups: list[Group]) -> list[str]:
@@ -155,30 +248,52 @@ def rows(c: Comparison) -> list[dict]:
                 **{k: flat.get(k) for k in c.keys},
             }
             row.update({"metric": m, "mean": d.mean, "std": d.std, "min": d.min, "max": d.max})
-            diff = c.differences.get(g.key, {}).get(m)
-            if diff is None:
-                row.update(
-                    {"diff": None, "ci_low": None, "ci_high": None, "p": None, "test": None, "verdict": "reference"}
-                )
-            else:
-                lo, hi = diff.ci if diff.ci else (None, None)
-                row.update(
-                    {
-                        "diff": diff.diff,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "p": diff.p,
-                        "test": diff.test,
-                        "verdict": diff.verdict,
-                    }
-                )
+            row.update(difference_row(c.differences.get(g.key, {}).get(m)))
             out.append(row)
     return out
+
+
+DIFFERENCE_COLUMNS = (
+    "diff",
+    "ci_low",
+    "ci_high",
+    "interval",
+    "p",
+    "p_adj",
+    "verdict",
+    "why",
+    "p_outperform",
+    "p_outperform_low",
+    "p_outperform_high",
+)
+
+
+def difference_row(d: stats.Difference | None) -> dict:
+    """The difference columns of one row; the reference's row says `reference`."""
+    if d is None:
+        return {k: None for k in DIFFERENCE_COLUMNS} | {"verdict": "reference"}
+    lo, hi = d.ci if d.ci else (None, None)
+    p_lo, p_hi = d.p_outperform_ci if d.p_outperform_ci else (None, None)
+    return {
+        "diff": d.diff,
+        "ci_low": lo,
+        "ci_high": hi,
+        "interval": d.interval,
+        "p": d.p,
+        "p_adj": d.p_adj,
+        "verdict": d.verdict,
+        "why": d.why,
+        "p_outperform": d.p_outperform,
+        "p_outperform_low": p_lo,
+        "p_outperform_high": p_hi,
+    }
 
 
 def json_body(c: Comparison) -> dict:
     return {
         "metrics": c.metrics,
+        "min_effect": c.min_effect,
+        "verdict_rules": stats.VERDICT_RULES,
         "reference": c.reference.key,
         "keys": c.keys,
         "groups": [
@@ -203,6 +318,7 @@ def json_body(c: Comparison) -> dict:
             for m, d in per_metric.items()
         ],
         "warnings": c.warnings,
+        "notes": c.notes,
     }
 
 
@@ -217,11 +333,11 @@ class Gate:
 
 def parse_gate(text: str) -> Gate:
     """`test_acc < -0.005` (the difference against the reference), or with a field:
-    `test_acc.ci_high < 0`, `val_acc.p < 0.05`, `test_acc.mean < 0.9`."""
+    `test_acc.ci_high < 0`, `val_acc.p_adj < 0.05` (Holm-adjusted), `test_acc.mean < 0.9`."""
     m = _GATE.match(text)
     if not m:
         raise UsageError(
-            f"--fail-if {text!r}: expected METRIC[.diff|.ci_low|.ci_high|.p|.mean] OP NUMBER, e.g. 'test_acc < -0.005'"
+            f"--fail-if {text!r}: expected METRIC[.diff|.ci_low|.ci_high|.p|.p_adj|.mean] OP NUMBER, e.g. 'test_acc < -0.005'"
         )
     try:
         threshold = float(m.group(4))
@@ -241,6 +357,7 @@ def check_gates(c: Comparison, gates: list[Gate]) -> list[str]:
                 "ci_low": d.ci[0] if d.ci else None,
                 "ci_high": d.ci[1] if d.ci else None,
                 "p": d.p,
+                "p_adj": d.p_adj,
                 "mean": c.described[key][gate.metric].mean,
             }[gate.field]
             if value is not None and _OPS[gate.op](value, gate.threshold):

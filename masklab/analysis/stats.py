@@ -1,22 +1,58 @@
-"""Statistics for comparing groups of runs over seeds.
+"""Statistics for comparing groups of runs over seeds: numbers in, numbers and words out.
 
-Seeds are a replication axis. For two groups: the difference of means, a percentile
-bootstrap 95% CI, and a p-value from a paired test (seeds matched: t-test on the
-differences, plus Wilcoxon's signed-rank test from n = 5) or Welch's t-test otherwise
-(scipy.stats). The verdict is written in words: a difference is called only when the
-bootstrap CI excludes 0 and the test agrees; small n is said out loud.
+`compare`, its gates and the docs go through this module, and a seeded simulation
+(tests/test_stats_simulation.py, bench/stats_simulation.py) holds it to its error rates.
+For one group against the reference on one metric:
+
+- **Interval and test.** Seeds matched: the t-interval of the mean per-seed difference
+  (paired t); otherwise Welch's interval. Both are exact under a normal model at every n,
+  so they hold their 95% level with 2 seeds as with 50. From `BCA_MIN_N` seeds per group
+  the printed interval is scipy's BCa bootstrap, the n from which the simulation shows it
+  holds its level; below that a bootstrap over a few seeds is too narrow.
+- **The test set is a sample too.** When every run stored its per-example test scores, the
+  estimate is a two-way (seeds x test examples) random-effects model: the seed variance of
+  the difference plus the between-example variance of its per-example mean, less the
+  seed-by-example noise that both contain, with Satterthwaite's degrees of freedom (the
+  two sources Bouthillier et al., MLSys 2021, show both matter).
+- **Zero spread.** Per-seed differences identical to within one test example hold no seed
+  noise to test against (a t-test would say p = 0 for one image gained by every seed):
+  without per-example scores no p is made; with them the example term decides.
+- **Single runs.** One run per group measures no seed noise: no verdict; with per-example
+  scores, McNemar's exact test says whether the two models differ on the test set.
+- **Multiplicity.** Holm over every p of one call; the adjusted p decides the verdict.
+- **Practical significance.** With `min_effect` d the test is "the difference lies beyond
+  +-d" (2 x the one-sided p at +d or -d: p < 0.05 exactly when the 95% interval clears the
+  band), and "equivalent" is TOST (2 x the larger one-sided p: p < 0.05 exactly when the
+  95% interval lies inside the band).
+
+Verdict words and their rules: VERDICT_RULES (README shows the same table).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-BOOTSTRAP_SAMPLES = 10_000
-MIN_N = 3  # below this per group, no conclusion is offered; below 5 a caution is added
+ALPHA = 0.05
+LEVEL = 1.0 - ALPHA
+POWER = 0.8
+BCA_MIN_N = 40  # seeds per group from which the BCa bootstrap holds 95% (bench/stats_simulation.py)
+BCA_RESAMPLES = 9999
+MAX_SEEDS = 10_000  # the largest group size the power search considers
+FLOAT_TOL = 1e-9  # spread below this is floating-point noise when the metric has no known step
+
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, TOO_FEW = "better", "worse", "equivalent", "inconclusive", "too few seeds"
+VERDICTS = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, TOO_FEW)
+VERDICT_RULES = {  # the README's table, word for word
+    BETTER: "Holm-adjusted p < 0.05 and the 95% interval lies wholly on the metric's good side of +-min_effect",
+    WORSE: "Holm-adjusted p < 0.05 and the 95% interval lies wholly on the metric's bad side of +-min_effect",
+    EQUIVALENT: "min_effect > 0, Holm-adjusted TOST p < 0.05 and the 95% interval lies inside +-min_effect",
+    INCONCLUSIVE: "none of the above with 2 or more seeds per group; the why says which condition failed and how many seeds per group would give 80% power",
+    TOO_FEW: "a group has one run, so no seed noise is measured (with stored predictions the why adds McNemar's test of the two models)",
+}
 
 
 @dataclass
@@ -38,95 +74,505 @@ def describe(values: list[float]) -> Describe:
     )
 
 
+# --- the batched core: every array has a leading axis of R independent comparisons --------
+
+
+@dataclass
+class Estimate:
+    """A difference and the parts of its variance, batched: arrays of shape (R,).
+
+    Each part is (variance, df). The (1 - a) half-width adds the parts' t half-widths in
+    quadrature, sqrt(sum t(1 - a/2, df_k)^2 var_k): with one part, the plain t interval."""
+
+    diff: np.ndarray
+    parts: list[tuple[np.ndarray, np.ndarray]]
+    zero_spread: np.ndarray  # bool: the seeds carry no spread to test against
+    method: str
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(sum(v for v, _ in self.parts))
+
+    @property
+    def df(self) -> np.ndarray:
+        """The t df whose 95% quantile gives the 95% half-width over se (the df itself for one part)."""
+        if len(self.parts) == 1:
+            return self.parts[0][1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _df_for_quantile(half_width(self, ALPHA) / self.se)
+
+
+def half_width(e: Estimate, alpha: float | np.ndarray) -> np.ndarray:
+    from scipy import stats
+
+    q = 1.0 - np.asarray(alpha) / 2.0
+    return np.sqrt(sum(stats.t.ppf(q, df) ** 2 * v for v, df in e.parts))
+
+
+def seed_estimate(ref: np.ndarray, other: np.ndarray, paired: bool, quantum: float = 0.0) -> Estimate:
+    """Paired t (ref and other (R, n), columns matched by seed) or Welch (R, n) vs (R, m).
+
+    `quantum` is the metric's step (1 / test examples for an accuracy): a spread below it
+    is no measurement of seed noise."""
+    tol = quantum if quantum > 0 else FLOAT_TOL
+    if paired:
+        d = other - ref
+        n = d.shape[-1]
+        sd = d.std(axis=-1, ddof=1)
+        return Estimate(d.mean(-1), [(sd**2 / n, np.full(len(d), n - 1.0))], sd < tol, "paired-t")
+    va, vb = ref.var(axis=-1, ddof=1) / ref.shape[-1], other.var(axis=-1, ddof=1) / other.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (va + vb) ** 2 / (va**2 / (ref.shape[-1] - 1) + vb**2 / (other.shape[-1] - 1))
+    spread = np.maximum(ref.std(axis=-1, ddof=1), other.std(axis=-1, ddof=1))
+    return Estimate(other.mean(-1) - ref.mean(-1), [(va + vb, df)], spread < tol, "welch-t")
+
+
+def _residual_ms(x: np.ndarray) -> np.ndarray:
+    """Residual mean square of a seeds x examples table (R, n, N): the noise in one seed's
+    score on one example beyond the seed's and the example's means."""
+    n, big_n = x.shape[-2:]
+    r = x - x.mean(-1, keepdims=True) - x.mean(-2, keepdims=True) + x.mean((-2, -1), keepdims=True)
+    return (r * r).sum((-2, -1)) / ((n - 1) * (big_n - 1))
+
+
+def example_estimate(ref: np.ndarray, other: np.ndarray, paired: bool, quantum: float = 0.0) -> Estimate:
+    """Seeds x test examples: ref (R, n, N), other (R, m, N) per-example scores.
+
+    Two parts of the variance of the difference. The seed part is the paired-t (or Welch)
+    variance of the per-seed means, with its df. The example part is the variance over
+    examples of the per-example mean difference, less the seed-by-example noise the seed
+    part already holds (the ANOVA residual mean square over n; floored at 0), over N,
+    with N - 1 df. Intervals add the parts' t half-widths in quadrature (see Estimate);
+    pooling them into one Satterthwaite df would let a part estimated from 2 or 3 seeds
+    pass as precise, which the simulation shows costs coverage (0.89 at n=2). When the
+    per-seed means do not vary by one `quantum`, the seed part is taken as no smaller
+    than that residual noise over N, which every seed's mean carries."""
+    big_n = ref.shape[-1]
+    seed = seed_estimate(ref.mean(-1), other.mean(-1), paired, quantum)
+    ((seed_var, seed_df),) = seed.parts
+    if paired:
+        d = other - ref
+        example_noise = _residual_ms(d) / d.shape[-2]
+        per_example = d.mean(-2)
+    else:
+        example_noise = _residual_ms(ref) / ref.shape[-2] + _residual_ms(other) / other.shape[-2]
+        per_example = other.mean(-2) - ref.mean(-2)
+    seed_var = np.where(seed.zero_spread, np.maximum(seed_var, example_noise / big_n), seed_var)
+    seed_df = np.where(np.isfinite(seed_df), seed_df, ref.shape[-2] - 1.0)
+    example_var = np.maximum(per_example.var(axis=-1, ddof=1) - example_noise, 0.0) / big_n
+    parts = [(seed_var, seed_df), (example_var, np.full(len(seed_var), big_n - 1.0))]
+    method = ("paired-t" if paired else "welch-t") + " x examples"
+    return Estimate(seed.diff, parts, np.zeros(len(seed_var), dtype=bool), method)
+
+
+_DF_GRID = np.geomspace(0.5, 1e8, 4000)
+
+
+def _df_for_quantile(crit: np.ndarray) -> np.ndarray:
+    """The df whose two-sided 95% t quantile is `crit` (interpolated on a log grid)."""
+    from scipy import stats
+
+    quantiles = stats.t.ppf(1 - ALPHA / 2, _DF_GRID)  # decreasing in df
+    return np.exp(np.interp(crit, quantiles[::-1], np.log(_DF_GRID[::-1])))
+
+
+def two_sided_p(e: Estimate, distance: np.ndarray) -> np.ndarray:
+    """The a at which the (1 - a) interval's half-width equals `distance` (1 where the
+    distance is <= 0): the two-sided p of a point that far from the estimate. One part:
+    scipy's t tail; several: bisection on log a, the half-width being monotone in a."""
+    from scipy import stats
+
+    if len(e.parts) == 1:
+        var, df = e.parts[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.minimum(1.0, 2.0 * stats.t.sf(distance / np.sqrt(var), df))
+    lo, hi = np.full(len(distance), -40.0), np.zeros(len(distance))  # log a in [log 4e-18, log 1]
+    for _ in range(32):  # log a to 1e-8
+        mid = (lo + hi) / 2.0
+        wider = half_width(e, np.exp(mid)) > distance  # a too small: move up
+        lo, hi = np.where(wider, mid, lo), np.where(wider, hi, mid)
+    return np.where(distance > 0, np.exp(hi), 1.0)
+
+
+@dataclass
+class Tested:
+    """An estimate with its 95% interval and p-values, batched: each field (R,)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    p: np.ndarray  # H0: the difference lies within +-min_effect (two-sided; the usual p at 0)
+    p_equiv: np.ndarray  # TOST x 2, H0: the difference lies outside +-min_effect (nan without min_effect)
+
+
+def assess(e: Estimate, min_effect: float = 0.0) -> Tested:
+    """The 95% interval and p-values that agree with it at every level: p < a exactly
+    when the (1 - a) interval clears +-min_effect, p_equiv < a exactly when it lies
+    inside. nan where the seeds carry no spread or there is no variance at all."""
+    usable = ~e.zero_spread & (e.se > 0)
+    half = np.where(usable, half_width(e, ALPHA), np.nan)
+    size = np.abs(e.diff)
+    p = np.where(usable, two_sided_p(e, size - min_effect), np.nan)
+    p_equiv = np.full_like(p, np.nan)
+    if min_effect > 0:
+        p_equiv = np.where(usable, two_sided_p(e, min_effect - size), np.nan)
+    return Tested(e.diff - half, e.diff + half, p, p_equiv)
+
+
+def classify(
+    diff: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    p_adj: np.ndarray,
+    p_equiv_adj: np.ndarray,
+    min_effect: float = 0.0,
+    higher_is_better: bool = True,
+) -> np.ndarray:
+    """The verdict word of each comparison (R,), by the rules in the module docstring."""
+    with np.errstate(invalid="ignore"):
+        decided = p_adj < ALPHA
+        up = decided & (low > min_effect)
+        down = decided & (high < -min_effect)
+        equal = (p_equiv_adj < ALPHA) & (low > -min_effect) & (high < min_effect) if min_effect > 0 else False
+    good, bad = (BETTER, WORSE) if higher_is_better else (WORSE, BETTER)
+    out = np.full(len(diff), INCONCLUSIVE, dtype=object)
+    out[np.asarray(equal, dtype=bool) & ~up & ~down] = EQUIVALENT
+    out[up] = good
+    out[down] = bad
+    return out
+
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone); None and nan stay None."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    m = len(idx)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def clopper_pearson(k: np.ndarray, n: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 95% interval of a proportion k / n (k may be fractional: ties count half)."""
+    from scipy import stats
+
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k > 0, stats.beta.ppf(ALPHA / 2, k, n - k + 1), 0.0)
+        high = np.where(k < n, stats.beta.ppf(1 - ALPHA / 2, k + 1, n - k), 1.0)
+    return low, high
+
+
+def outperform(
+    ref: np.ndarray, other: np.ndarray, paired: bool, higher_is_better: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(a seed of `other` beats a seed of `ref`) over seed pairs, ties counted half, with a
+    95% interval: matched seeds, Clopper-Pearson over the n pairs; unmatched, the share of
+    all n x m pairs with Clopper-Pearson at min(n, m) pairs (van Dantzig's bound on the
+    variance of this Mann-Whitney estimate makes that conservative). Batched (R,)."""
+    sign = 1.0 if higher_is_better else -1.0
+    if paired:
+        d = sign * (other - ref)
+        n = np.full(len(d), d.shape[-1], dtype=float)
+    else:
+        d = sign * (other[:, None, :] - ref[:, :, None]).reshape(len(ref), -1)
+        n = np.full(len(d), min(ref.shape[-1], other.shape[-1]), dtype=float)
+    share = ((d > 0) + 0.5 * (d == 0)).mean(-1)
+    low, high = clopper_pearson(share * n, n)
+    return share, low, high
+
+
+# --- one call of compare: a family of comparisons --------------------------------------
+
+
+@dataclass
+class Pair:
+    """The inputs of one comparison: per-seed values of the reference and the other group,
+    and optionally per-example scores (seed -> (N,) array) on one shared test set."""
+
+    ref: dict[int, float]
+    other: dict[int, float]
+    higher_is_better: bool = True
+    quantum: float = 0.0  # the metric's step, e.g. 1 / test examples
+    ref_examples: dict[int, np.ndarray] | None = None
+    other_examples: dict[int, np.ndarray] | None = None
+    examples_note: str | None = None  # why there are no per-example scores, when that matters
+
+
 @dataclass
 class Difference:
     diff: float  # mean(other) - mean(reference)
     ci: tuple[float, float] | None
+    interval: str | None  # which interval: paired-t, welch-t, ... x examples, bca, mcnemar-exact, examples-t
     p: float | None
-    test: str | None  # paired-t | welch-t
-    p_wilcoxon: float | None
+    p_adj: float | None  # Holm over every p of the call; decides the verdict
     paired: bool
     n: tuple[int, int]
     verdict: str
+    why: str
+    min_effect: float = 0.0
+    p_equiv: float | None = None
+    p_equiv_adj: float | None = None
+    se: float | None = None
+    df: float | None = None
+    p_outperform: float | None = None
+    p_outperform_ci: tuple[float, float] | None = None
+    seeds_for_power: int | None = None  # seeds per group for 80% power, when inconclusive
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["ci"] = list(self.ci) if self.ci else None
+        d["p_outperform_ci"] = list(self.p_outperform_ci) if self.p_outperform_ci else None
         return d
 
 
-def bootstrap_ci(
-    ref: np.ndarray, other: np.ndarray, paired: bool, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of mean(other) - mean(ref); a fixed seed keeps output stable."""
-    rng = np.random.default_rng(seed)
-    if paired:
-        d = other - ref
-        means = d[rng.integers(0, len(d), (BOOTSTRAP_SAMPLES, len(d)))].mean(1)
-    else:
-        means = other[rng.integers(0, len(other), (BOOTSTRAP_SAMPLES, len(other)))].mean(1) - ref[
-            rng.integers(0, len(ref), (BOOTSTRAP_SAMPLES, len(ref)))
-        ].mean(1)
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
-
-
 def compare_values(
-    ref_by_seed: dict[int, float], other_by_seed: dict[int, float], higher_is_better: bool = True
+    ref_by_seed: dict[int, float],
+    other_by_seed: dict[int, float],
+    higher_is_better: bool = True,
+    min_effect: float = 0.0,
+    quantum: float = 0.0,
 ) -> Difference:
-    """Difference of `other` against `ref`; paired when both have the same seeds."""
-    from scipy import stats
+    """One comparison on its own (a family of one: no multiplicity adjustment)."""
+    return compare_family([Pair(ref_by_seed, other_by_seed, higher_is_better, quantum)], min_effect)[0]
 
-    ref = np.array(list(ref_by_seed.values()), dtype=float)
-    other = np.array(list(other_by_seed.values()), dtype=float)
-    paired = set(ref_by_seed) == set(other_by_seed) and len(ref) >= 2
-    if paired:
-        seeds = sorted(ref_by_seed)
-        ref = np.array([ref_by_seed[s] for s in seeds])
-        other = np.array([other_by_seed[s] for s in seeds])
-    diff = float(other.mean() - ref.mean())
+
+def compare_family(pairs: list[Pair], min_effect: float = 0.0, use_examples: bool = True) -> list[Difference]:
+    """Every comparison of one call: estimates, Holm over all their p-values, verdicts."""
+    if min_effect < 0:
+        raise ValueError("min_effect must be >= 0")
+    prepared = [_prepare(pair, min_effect, use_examples) for pair in pairs]
+    p_adj = holm([d.p for d in prepared])
+    eq_adj = holm([d.p_equiv for d in prepared])
+    m = sum(p is not None for p in p_adj)
+    for d, pair, pa, ea in zip(prepared, pairs, p_adj, eq_adj):
+        d.p_adj, d.p_equiv_adj = pa, ea
+        if d.verdict:  # decided already: too few seeds
+            continue
+        _decide(d, pair, min_effect, m)
+    return prepared
+
+
+def _arrays(pair: Pair) -> tuple[np.ndarray, np.ndarray, bool, list[int], list[int]]:
+    ref_seeds, other_seeds = sorted(pair.ref), sorted(pair.other)
+    paired = ref_seeds == other_seeds and len(ref_seeds) >= 2
+    ref = np.array([pair.ref[s] for s in ref_seeds], dtype=float)
+    other = np.array([pair.other[s] for s in other_seeds], dtype=float)
+    return ref, other, paired, ref_seeds, other_seeds
+
+
+def _prepare(pair: Pair, min_effect: float, use_examples: bool) -> Difference:
+    ref, other, paired, ref_seeds, other_seeds = _arrays(pair)
     n = (len(ref), len(other))
+    diff = float(other.mean() - ref.mean())
+    have_examples = use_examples and pair.ref_examples is not None and pair.other_examples is not None
+    notes = [] if have_examples or not pair.examples_note else [pair.examples_note]
     if min(n) < 2:
-        return Difference(
-            diff,
-            None,
-            None,
-            None,
-            None,
+        return _single_runs(pair, diff, paired, n, have_examples, notes)
+    if have_examples:
+        e = example_estimate(
+            np.stack([pair.ref_examples[s] for s in ref_seeds])[None],
+            np.stack([pair.other_examples[s] for s in other_seeds])[None],
             paired,
-            n,
-            f"n={min(n)}: one run per group shows no seed spread; the difference cannot be told from seed noise",
+            pair.quantum,
         )
-    ci = bootstrap_ci(ref, other, paired)
-    p = p_w = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant inputs: scipy warns and returns nan
-        if paired:
-            p = float(stats.ttest_rel(other, ref).pvalue)
-            d = other - ref
-            if len(d) >= 5 and np.any(d != 0):
-                p_w = float(stats.wilcoxon(other, ref).pvalue)
-        else:
-            p = float(stats.ttest_ind(other, ref, equal_var=False).pvalue)
-    p = None if p is None or math.isnan(p) else p
+    else:
+        e = seed_estimate(ref[None], other[None], paired, pair.quantum)
+    t = assess(e, min_effect)
+    ci, interval = (float(t.low[0]), float(t.high[0])), e.method
+    if not have_examples and min(n) >= BCA_MIN_N and not e.zero_spread[0]:
+        ci, interval = bca_interval(ref, other, paired), "bca"
+    share, lo, hi = outperform(ref[None], other[None], paired, pair.higher_is_better)
+    zero = bool(e.zero_spread[0])
     return Difference(
-        diff, ci, p, "paired-t" if paired else "welch-t", p_w, paired, n, verdict(diff, ci, p, n, higher_is_better)
+        diff,
+        None if zero else ci,
+        interval,
+        _num(t.p[0]),
+        None,
+        paired,
+        n,
+        "",
+        "",
+        min_effect,
+        _num(t.p_equiv[0]),
+        None,
+        None if zero else _num(e.se[0]),
+        None if zero else _num(e.df[0]),
+        float(share[0]),
+        (float(lo[0]), float(hi[0])),
+        None,
+        notes,
     )
 
 
-def verdict(diff: float, ci: tuple[float, float], p: float | None, n: tuple[int, int], higher_is_better: bool) -> str:
-    """Words for a difference: conclusive only when the bootstrap CI and the test agree."""
-    few = min(n)
-    if few < MIN_N:
-        return f"inconclusive: n={few} is too few seeds to tell this from seed noise; add seeds"
-    excludes = ci[0] > 0 or ci[1] < 0
-    significant = p is not None and p < 0.05
-    direction = "higher" if diff > 0 else "lower"
-    quality = "better" if (diff > 0) == higher_is_better else "worse"
-    p_text = f"p={p:.3g}" if p is not None else "no p-value"
-    if excludes and significant:
-        caution = f"; only {few} seeds, confirm with more" if few < 5 else ""
-        return f"{direction} ({quality}): the 95% CI excludes 0 and {p_text}{caution}"
-    if excludes or significant:
-        return f"suggestive, {direction}: the bootstrap CI and the test disagree ({p_text}); with {few} seeds add more"
-    return f"no clear difference: the 95% CI includes 0 ({p_text})"
+def _num(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def bca_interval(ref: np.ndarray, other: np.ndarray, paired: bool) -> tuple[float, float]:
+    """scipy's BCa bootstrap 95% interval of the mean difference (seeded: stable output)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples
+        if paired:
+            res = stats.bootstrap((other - ref,), np.mean, method="BCa", n_resamples=BCA_RESAMPLES, rng=rng)
+        else:
+            res = stats.bootstrap(
+                (other, ref),
+                lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
+                method="BCa",
+                n_resamples=BCA_RESAMPLES,
+                rng=rng,
+            )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _single_runs(
+    pair: Pair, diff: float, paired: bool, n: tuple[int, int], have_examples: bool, notes: list[str]
+) -> Difference:
+    """A group with one run: no seed noise is measured, so no verdict about the recipes.
+    With per-example scores, say whether these two models differ on the test set."""
+    why = f"n={min(n)}: one run per group measures no seed noise; the recipes cannot be compared; add seeds"
+    d = Difference(diff, None, None, None, None, paired, n, TOO_FEW, why, notes=notes)
+    if not (have_examples and n == (1, 1)):
+        return d
+    (a,), (b,) = pair.ref_examples.values(), pair.other_examples.values()
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        d.p, d.ci, d.interval, text = mcnemar(a, b)
+    else:
+        se = np.array([(b - a).std(ddof=1) / math.sqrt(len(a))])
+        t = assess(Estimate(np.array([diff]), [(se**2, np.array([len(a) - 1.0]))], np.array([False]), "examples-t"))
+        d.p, d.ci, d.interval = _num(t.p[0]), (float(t.low[0]), float(t.high[0])), "examples-t"
+        text = f"a paired t over the {len(a):,} test examples gives p={d.p:.3g}"
+    d.why += f". On the test set: {text}; that says whether these two models differ, not the recipes"
+    return d
+
+
+def mcnemar(ref_correct: np.ndarray, other_correct: np.ndarray) -> tuple[float, tuple[float, float], str, str]:
+    """McNemar's exact test of two classifiers on one test set: p, a 95% interval of the
+    accuracy difference (Clopper-Pearson on the discordant split), method and words."""
+    from scipy import stats
+
+    ref_only = int(np.sum((ref_correct == 1) & (other_correct == 0)))
+    other_only = int(np.sum((other_correct == 1) & (ref_correct == 0)))
+    discordant = ref_only + other_only
+    big_n = len(ref_correct)
+    if discordant == 0:
+        return 1.0, (0.0, 0.0), "mcnemar-exact", "the two models agree on every test example"
+    p = float(stats.binomtest(other_only, discordant, 0.5).pvalue)
+    lo, hi = clopper_pearson(np.array(other_only), discordant)
+    ci = (discordant / big_n * (2 * float(lo) - 1), discordant / big_n * (2 * float(hi) - 1))
+    text = (
+        f"the models disagree on {discordant:,} examples, {other_only} right only in this run and {ref_only} only "
+        f"in the reference: McNemar's exact p={p:.3g}"
+    )
+    return p, ci, "mcnemar-exact", text
+
+
+def _decide(d: Difference, pair: Pair, min_effect: float, m: int) -> None:
+    nan = np.array([np.nan])
+    low, high = (np.array([d.ci[0]]), np.array([d.ci[1]])) if d.ci else (nan, nan)
+    word = classify(
+        np.array([d.diff]),
+        low,
+        high,
+        np.array([np.nan if d.p_adj is None else d.p_adj]),
+        np.array([np.nan if d.p_equiv_adj is None else d.p_equiv_adj]),
+        min_effect,
+        pair.higher_is_better,
+    )[0]
+    d.verdict = word
+    band = f"+-{min_effect:g}" if min_effect > 0 else "0"
+    holm_text = f", Holm-adjusted over {m} tests: {d.p_adj:.3g}" if m > 1 and d.p_adj is not None else ""
+    ci_text = f"95% CI [{d.ci[0]:+.4g}, {d.ci[1]:+.4g}]" if d.ci else ""
+    if word in (BETTER, WORSE):
+        edge = f"{min_effect if d.diff > 0 else -min_effect:+g}" if min_effect > 0 else "0"
+        d.why = f"{d.diff:+.4g}: the {ci_text} lies {'above' if d.diff > 0 else 'below'} {edge}; p={d.p:.3g}{holm_text}"
+        return
+    if word == EQUIVALENT:
+        d.why = f"{d.diff:+.4g}: the {ci_text} lies inside {band}; TOST p={d.p_equiv:.3g}" + (
+            f", Holm-adjusted over {m} tests: {d.p_equiv_adj:.3g}" if m > 1 else ""
+        )
+        return
+    d.why = _inconclusive_why(d, pair, min_effect, m, band, ci_text, holm_text)
+
+
+def _inconclusive_why(
+    d: Difference, pair: Pair, min_effect: float, m: int, band: str, ci_text: str, holm_text: str
+) -> str:
+    if d.ci is None:  # zero spread and no per-example scores
+        return (
+            f"{d.diff:+.4g}, but the per-seed differences are identical to within one test example: "
+            "the seeds carry no noise to test against (a t-test would claim p=0); "
+            "per-example predictions would settle it (runs trained with this masklab store them)"
+        )
+    low, high = d.ci
+    inside = min_effect > 0 and -min_effect < low and high < min_effect
+    clears = low > min_effect or high < -min_effect
+    if clears and d.p_adj is not None and d.p_adj >= ALPHA:
+        reason = f"the {ci_text} clears {band} (p={d.p:.3g}), but not after Holm over {m} tests ({d.p_adj:.3g})"
+    elif inside:
+        reason = f"the {ci_text} lies inside {band} (TOST p={d.p_equiv:.3g}), but not after Holm over {m} tests ({d.p_equiv_adj:.3g})"
+    elif clears:  # a BCa interval that clears while the t-test does not
+        reason = f"the {ci_text} clears {band}, but the t-test does not (p={d.p:.3g}{holm_text})"
+    elif min_effect > 0:
+        reason = f"the {ci_text} neither clears {band} nor lies inside it (p={d.p:.3g}{holm_text})"
+    else:
+        reason = f"the {ci_text} includes 0 (p={d.p:.3g}{holm_text})"
+    d.seeds_for_power, power_text = seeds_for_power(d, pair, min_effect, m)
+    return f"{d.diff:+.4g}: {reason}; {power_text}"
+
+
+def seeds_for_power(d: Difference, pair: Pair, min_effect: float, m: int) -> tuple[int | None, str]:
+    """Seeds per group for an 80% chance of a decided verdict if the true difference and
+    spread were the observed ones: beyond +-d when |diff| > d, else inside the band; at
+    the strictest Holm threshold of the call (0.05 / m). The example part of the variance
+    does not shrink with seeds."""
+    from scipy import stats
+
+    effect = abs(abs(d.diff) - min_effect)
+    if effect == 0 or not d.se:
+        return None, "no number of seeds: the observed difference sits on the band's edge"
+    ref, other, paired, _, _ = _arrays(pair)
+    ns = np.arange(2, MAX_SEEDS + 1, dtype=float)
+    if paired:
+        seed_var_one = float(np.var(other - ref, ddof=1))
+        seed_var, seed_df = seed_var_one / ns, ns - 1
+        now = seed_var_one / len(ref)
+    else:
+        va, vb = float(np.var(ref, ddof=1)), float(np.var(other, ddof=1))
+        seed_var = (va + vb) / ns
+        seed_df = (va + vb) ** 2 / ((va**2 + vb**2) / (ns - 1))
+        now = va / len(ref) + vb / len(other)
+    example_var = max(d.se**2 - now, 0.0) if d.interval and "examples" in d.interval else 0.0
+    big_n = len(next(iter(pair.ref_examples.values()))) if example_var > 0 else 2
+    e = Estimate(
+        np.zeros_like(ns),
+        [(seed_var, seed_df), (np.full_like(ns, example_var), np.full_like(ns, big_n - 1.0))],
+        np.zeros(len(ns), dtype=bool),
+        "",
+    )
+    alpha = ALPHA / max(m, 1)
+    # P(the (1 - alpha) interval clears): noncentral t, exact for one part (the t-test's power)
+    power = stats.nct.sf(half_width(e, alpha) / e.se, e.df, effect / e.se)
+    enough = np.nonzero(power >= POWER)[0]
+    if len(enough) == 0:
+        if example_var > 0:
+            return None, (
+                f"more seeds cannot settle it: the test set's own sampling error (se {math.sqrt(example_var):.2g}) "
+                "is too large for this difference; a larger test set would"
+            )
+        return None, f"more than {MAX_SEEDS:,} seeds per group would be needed"
+    need = int(ns[enough[0]])
+    against = f" against +-{min_effect:g}" if min_effect > 0 else ""
+    at = f" at p < {alpha:.2g} (Holm's strictest step over {m} tests)" if m > 1 else ""
+    return (
+        need,
+        f"about {need} seeds per group (now {len(ref)}) would give 80% power for {d.diff:+.3g}{against} at this spread{at}",
+    )

@@ -24,6 +24,7 @@ class Column:
     key: str
     header: str = ""
     digits: int = 4  # for floats in table and md
+    fmt: str = ""  # a format spec that replaces `digits`, e.g. ".3g" for p-values
 
     @property
     def title(self) -> str:
@@ -34,7 +35,7 @@ def columns(*keys: str | Column) -> list[Column]:
     return [k if isinstance(k, Column) else Column(k) for k in keys]
 
 
-def cell_text(value: Any, digits: int = 4) -> str:
+def cell_text(value: Any, digits: int = 4, fmt: str = "") -> str:
     """A value as shown in a table or Markdown."""
     if value is None:
         return "-"
@@ -43,6 +44,8 @@ def cell_text(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
+        if fmt:
+            return format(value, fmt)
         return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"))
@@ -111,14 +114,16 @@ def _csv_value(value: Any) -> Any:
 def markdown(rows: list[dict], cols: list[Column]) -> str:
     lines = ["| " + " | ".join(c.title for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(cell_text(r.get(c.key), c.digits).replace("|", "\\|") for c in cols) + " |")
+        lines.append(
+            "| " + " | ".join(cell_text(r.get(c.key), c.digits, c.fmt).replace("|", "\\|") for c in cols) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plain_table(rows: list[dict], cols: list[Column], title: str | None) -> str:
     """The table for a pipe or a file: aligned columns two spaces apart, no box drawing,
     no padding past the last column, so grep, awk and column -t read it."""
-    cells = [[c.title for c in cols]] + [[cell_text(r.get(c.key), c.digits) for c in cols] for r in rows]
+    cells = [[c.title for c in cols]] + [[cell_text(r.get(c.key), c.digits, c.fmt) for c in cols] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
     right = [_numeric(rows, c.key) for c in cols]
     lines = [title] if title else []
@@ -136,7 +141,7 @@ def rich_table(rows: list[dict], cols: list[Column], title: str | None, out: Tex
     for c in cols:
         table.add_column(c.title, justify="right" if _numeric(rows, c.key) else "left", overflow="fold")
     for r in rows:
-        table.add_row(*(cell_text(r.get(c.key), c.digits) for c in cols))
+        table.add_row(*(cell_text(r.get(c.key), c.digits, c.fmt) for c in cols))
     console = Console(file=out)
     console.print(table)
 

@@ -9,7 +9,24 @@ import typer
 
 from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
 
-STAT_COLUMNS = ("metric", "n", "mean", "std", "min", "max", "diff", "ci_low", "ci_high", "p", "verdict")
+STAT_COLUMNS = (
+    "metric",
+    "n",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "interval",
+    "p",
+    "p_adj",
+    "verdict",
+    "why",
+)
+OUTPERFORM_COLUMNS = ("p_outperform", "p_outperform_low", "p_outperform_high")
+FORMATS = {"p": ".3g", "p_adj": ".3g", "diff": "+.4f", "ci_low": "+.4f", "ci_high": "+.4f"}  # p never a bare 0.0000
 
 
 @cli_command
@@ -36,6 +53,27 @@ def compare(
             help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .mean.",
         ),
     ] = None,
+    min_effect: Annotated[
+        float,
+        typer.Option(
+            "--min-effect",
+            help="Smallest difference that matters, in metric units (0.002 = 0.2 points): 'better'/'worse' only when the 95% interval clears +-it, 'equivalent' when it lies inside.",
+            min=0.0,
+        ),
+    ] = 0.0,
+    p_outperform: Annotated[
+        bool,
+        typer.Option(
+            "--p-outperform", help="Add P(a seed of the group beats a seed of the reference) and its 95% interval."
+        ),
+    ] = False,
+    per_example: Annotated[
+        bool,
+        typer.Option(
+            "--per-example/--seeds-only",
+            help="Use the runs' stored per-example test predictions (the test set as a sample, McNemar for single runs) when all have them; --seeds-only treats the test set as fixed.",
+        ),
+    ] = True,
     all_keys: Annotated[bool, typer.Option("--all", help="Show every spec key, not only those that differ.")] = False,
     per_run: Annotated[bool, typer.Option("--per-run", help="One row per run instead of per seed group.")] = False,
     sort: Annotated[
@@ -57,8 +95,10 @@ def compare(
     """Compare groups of runs (runs that differ only in seed) against the first group.
 
     For each group and metric: n, mean, std, min, max. Against the reference: the
-    difference of means, a bootstrap 95% CI, and a p-value (paired t-test and Wilcoxon
-    when the seeds match, Welch's t-test otherwise), with a verdict in words.
+    difference of means with its 95% interval (paired t when the seeds match, Welch
+    otherwise; with stored predictions, seeds x test examples), p and its Holm-adjusted
+    value over every comparison of the call, a verdict (better, worse, equivalent,
+    inconclusive, too few seeds) and why.
 
     Examples:
 
@@ -67,6 +107,8 @@ def compare(
       masklab compare patch-static patch-dynamic --metric test_acc --metric robust_acc --format json
 
       masklab compare baseline candidate --fail-if 'test_acc < -0.005'
+
+      masklab compare static dynamic --min-effect 0.002 --p-outperform
 
       masklab compare patch-static patch-dynamic --curve val_acc --plot curves.png
     """
@@ -83,15 +125,18 @@ def compare(
     for r in named:
         if r.status != "done":
             say(f"warning: skipping {r.id}: status {r.status}")
-    c = cmp.compare(cmp.group_runs(done, per_run), metrics, all_keys)
+    c = cmp.compare(cmp.group_runs(done, per_run), metrics, all_keys, min_effect, per_example)
     for w in c.warnings:
         say(f"warning: {w}")
+    for note in c.notes:
+        say(f"note: {note}")
     rows = cmp.rows(c)
     if sort:
         rows = _sorted(rows, sort)
     curves = cmp.curves(c, curve) if curve else None
     body = cmp.json_body(c) | ({"curves": {"metric": curve, "groups": curves}} if curves else {})
-    cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k) for k in STAT_COLUMNS]
+    stat_columns = STAT_COLUMNS + (OUTPERFORM_COLUMNS if p_outperform else ())
+    cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k, fmt=FORMATS.get(k, "")) for k in stat_columns]
     render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
     if curves and fmt.value == "table":
         from masklab.analysis.plots import text_curves

@@ -1,0 +1,127 @@
+"""Simulated seed groups with a known truth, fed through the code `compare` uses.
+
+Two generators: per-seed metric values under a normal model (paired seeds share a seed
+effect), and per-example test scores of a finite test set drawn from a population of
+examples (seeds x test examples: the two sources of variance of Bouthillier et al.,
+2021). `check` pushes R replicates through `stats` (estimate, test, verdict) in one
+batch and returns the error rates; tests/test_stats_simulation.py holds them to their
+bounds and bench/stats_simulation.py prints the full table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from masklab.analysis import stats
+
+SEED_SD = 0.002  # per-seed noise of a metric, about what a small CNN shows on Fashion-MNIST
+SHARED_SD = 0.003  # the part of it a seed shares between two recipes (paired designs)
+
+
+@dataclass
+class Rates:
+    """What R simulated comparisons gave: rates of 'better'/'worse' verdicts and of
+    intervals that hold the true difference; `se` is the simulation's own error of a rate."""
+
+    n: int
+    paired: bool
+    truth: float
+    decided: float  # share of better/worse verdicts (the false-positive rate when truth = 0)
+    wrong_sign: float  # share of verdicts whose direction contradicts the truth
+    coverage: float  # share of 95% intervals that hold the truth (nan: no interval was given)
+    replicates: int
+
+    @property
+    def se(self) -> float:
+        return float(np.sqrt(0.05 * 0.95 / self.replicates))
+
+
+def seed_values(
+    rng: np.random.Generator, replicates: int, n: int, paired: bool, truth: float, zero_spread: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values (R, n) of a reference and another group. Paired seeds share a seed
+    effect; unpaired groups have unequal spreads (Welch's case). `zero_spread`: every
+    seed's difference is the same `truth` (one test image, say), as discrete metrics give."""
+    base = 0.9 + rng.normal(0, SHARED_SD, (replicates, n))
+    ref = base + rng.normal(0, SEED_SD, (replicates, n))
+    if zero_spread:
+        return ref, ref + truth
+    if paired:
+        return ref, base + truth + rng.normal(0, SEED_SD, (replicates, n))
+    return ref, 0.9 + truth + rng.normal(0, 2 * SEED_SD, (replicates, n)) + rng.normal(0, SHARED_SD, (replicates, n))
+
+
+def example_scores(
+    rng: np.random.Generator,
+    replicates: int,
+    n: int,
+    paired: bool,
+    truth: float,
+    examples: int = 1000,
+    seed_sd: float = 0.02,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example correctness (R, n, N) of two recipes on a test set of N examples drawn
+    afresh in every replicate. 85% of examples are easy (right with probability 0.98);
+    on the hard 15% each recipe has its own preference (+-0.25 in the chance of being
+    right) and every seed shifts the chance by its own amount. The population difference
+    in accuracy is exactly `truth`."""
+    hard = rng.random((replicates, 1, examples)) < 0.15
+    q = np.where(hard, rng.uniform(0.35, 0.65, (replicates, 1, examples)), 0.98)
+    prefer = np.where(rng.random((replicates, 1, examples)) < 0.5, -0.125, 0.125)
+    shift = truth / 0.15  # the hard examples carry the whole difference
+    seed_ref = rng.normal(0, seed_sd, (replicates, n, 1))
+    seed_other = seed_ref if paired else rng.normal(0, seed_sd, (replicates, n, 1))
+    p_ref = np.where(hard, q - prefer + seed_ref, q)
+    p_other = np.where(hard, q + prefer + shift + seed_other + rng.normal(0, seed_sd / 2, (replicates, n, 1)), q)
+    ref = (rng.random((replicates, n, examples)) < p_ref).astype(np.float32)
+    other = (rng.random((replicates, n, examples)) < p_other).astype(np.float32)
+    return ref, other
+
+
+def two_way_scores(
+    rng: np.random.Generator,
+    replicates: int,
+    n: int,
+    truth: float,
+    seed_sd: float,
+    example_sd: float,
+    examples: int = 500,
+    noise_sd: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous per-example scores (R, n, N) of two paired recipes under a Gaussian
+    two-way model: difference = truth + example effect + seed effect + noise, with the
+    example effects drawn afresh (the test set is a sample) and population mean `truth`.
+    A large `seed_sd` is the regime where the seeds, not the examples, carry the noise."""
+    example = rng.normal(0, example_sd, (replicates, 1, examples))
+    seed = rng.normal(0, seed_sd, (replicates, n, 1))
+    ref = np.zeros((replicates, n, examples))
+    return ref, truth + example + seed + rng.normal(0, noise_sd, (replicates, n, examples))
+
+
+def rates(
+    ref: np.ndarray, other: np.ndarray, paired: bool, truth: float, quantum: float = 0.0, examples: bool = False
+) -> Rates:
+    """Feed R comparisons through stats: estimate -> assess -> classify (a family of one each)."""
+    e = (
+        stats.example_estimate(ref, other, paired, quantum)
+        if examples
+        else stats.seed_estimate(ref, other, paired, quantum)
+    )
+    t = stats.assess(e)
+    words = stats.classify(e.diff, t.low, t.high, t.p, t.p_equiv)
+    decided = np.isin(words, (stats.BETTER, stats.WORSE))
+    wrong = decided & ((words == stats.BETTER) != (truth > 0)) if truth else decided
+    has_interval = ~np.isnan(t.low)
+    cover = (t.low <= truth) & (truth <= t.high)
+    n = ref.shape[-2] if examples else ref.shape[-1]
+    return Rates(
+        n,
+        paired,
+        truth,
+        float(decided.mean()),
+        float(wrong.mean()),
+        float(cover[has_interval].mean()) if has_interval.any() else float("nan"),
+        len(e.diff),
+    )
