@@ -324,9 +324,11 @@ def test_static_copies_never_reuse_dynamic_masks_unless_asked(op):
     dynamic = pipeline({**op, "mode": "dynamic"})
     static = pipeline({**op, "mode": "static", "copies": 10})
     shared = pipeline({**op, "mode": "static", "copies": 10, "share_views": True})
+    single = masks(pipeline({**op, "mode": "static", "copies": 1}), index)
     for epoch in range(20):
         drawn = masks(dynamic, index, epoch)
         assert (masks(static, index, epoch) != drawn).flatten(1).any(1).float().mean() > 0.9, epoch
+        assert (masks(static, index, epoch) != single).flatten(1).any(1).float().mean() > 0.9, epoch  # nor static-1's
         assert torch.equal(masks(shared, index, epoch), masks(dynamic, index, epoch % 10)), epoch
 
 

@@ -106,7 +106,8 @@ def half_width(e: Estimate, alpha: float | np.ndarray) -> np.ndarray:
     from scipy import stats
 
     q = 1.0 - np.asarray(alpha) / 2.0
-    return np.sqrt(sum(stats.t.ppf(q, df) ** 2 * v for v, df in e.parts))
+    with np.errstate(invalid="ignore"):  # a part with no variance and no df adds nothing
+        return np.sqrt(sum(np.nan_to_num(stats.t.ppf(q, df) ** 2 * v) for v, df in e.parts))
 
 
 def seed_estimate(ref: np.ndarray, other: np.ndarray, paired: bool, quantum: float = 0.0) -> Estimate:
@@ -385,7 +386,7 @@ def _prepare(pair: Pair, min_effect: float, use_examples: bool) -> Difference:
     if not have_examples and min(n) >= BCA_MIN_N and not e.zero_spread[0]:
         ci, interval = bca_interval(ref, other, paired), "bca"
     share, lo, hi = outperform(ref[None], other[None], paired, pair.higher_is_better)
-    zero = bool(e.zero_spread[0])
+    zero = bool(e.zero_spread[0]) or not np.isfinite(t.low[0])  # no spread to test against
     return Difference(
         diff,
         None if zero else ci,
@@ -506,6 +507,8 @@ def _decide(d: Difference, pair: Pair, min_effect: float, m: int) -> None:
 def _inconclusive_why(
     d: Difference, pair: Pair, min_effect: float, m: int, band: str, ci_text: str, holm_text: str
 ) -> str:
+    if d.ci is None and d.interval and "examples" in d.interval:
+        return f"{d.diff:+.4g}: the two groups' per-example scores do not vary at all; there is nothing to test"
     if d.ci is None:  # zero spread and no per-example scores
         return (
             f"{d.diff:+.4g}, but the per-seed differences are identical to within one test example: "
@@ -538,7 +541,8 @@ def seeds_for_power(d: Difference, pair: Pair, min_effect: float, m: int) -> tup
 
     effect = abs(abs(d.diff) - min_effect)
     if effect == 0 or not d.se:
-        return None, "no number of seeds: the observed difference sits on the band's edge"
+        where = f"sits on the edge of +-{min_effect:g}" if min_effect > 0 else "is 0"
+        return None, f"no number of seeds would settle it: the observed difference {where}"
     ref, other, paired, _, _ = _arrays(pair)
     ns = np.arange(2, MAX_SEEDS + 1, dtype=float)
     if paired:

@@ -5,13 +5,14 @@ The mode only chooses the *view* that goes into the key:
 | mode | view at epoch e |
 |------|-----------------|
 | dynamic, scheduled | e (a fresh draw every epoch) |
-| static, copies K | -2 - (e mod K): K fixed draws per sample, cycled, in a key space of their own |
+| static, copies K | -2 - K(K-1)/2 - (e mod K): K fixed draws per sample, cycled, in a key space of their own |
 | static, copies K, share_views | e mod K: copy k is the draw dynamic mode makes in epoch k |
 | eval | -1, with the eval seed (every model sees the same corrupted test set) |
 
 Static views are negative so that a static run never sees a mask a dynamic run of the
-same seed draws: otherwise static-K and dynamic would train on identical data for their
-first K epochs and a comparison of the two would lean towards "no difference".
+same seed draws (otherwise static-K and dynamic would train on identical data for their
+first K epochs and a comparison of the two would lean towards "no difference"), and each
+number of copies K has its own block of views, so static-1 and static-K share none either.
 `share_views: true` asks for exactly that overlap (common random numbers, a variance
 reduction when the question is what happens after epoch K).
 
@@ -29,7 +30,7 @@ from masklab.errors import SpecError
 from masklab.ops import keyed, masks, noise, registry, schedule, transforms
 
 EVAL_VIEW = -1  # a view no training epoch uses
-STATIC_VIEW = -2  # static copy k uses view STATIC_VIEW - k: negative, apart from dynamic epochs and eval
+STATIC_VIEW = -2  # copy k of K uses view STATIC_VIEW - K(K-1)/2 - k: apart from dynamic epochs, eval and other K
 
 
 @dataclass
@@ -111,8 +112,9 @@ class OpPipeline:
             return EVAL_VIEW
         if op["mode"] != "static":
             return epoch
-        copy = epoch % op["copies"]
-        return copy if op.get("share_views") else STATIC_VIEW - copy
+        copies = op["copies"]
+        copy = epoch % copies
+        return copy if op.get("share_views") else STATIC_VIEW - copies * (copies - 1) // 2 - copy
 
     def plan(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> Plan:
         bases = [
