@@ -29,3 +29,10 @@ def test_every_spec_key_and_op_is_documented():
             assert f"model.{f.name}" in README, f"model.{f.name} missing from the README"
     for name in registry.OPS:
         assert f"| `{name}` |" in README, f"op {name} missing from the README"
+
+
+def test_readme_states_every_verdict_rule_word_for_word():
+    from masklab.analysis import stats
+
+    for word, rule in stats.VERDICT_RULES.items():
+        assert f"| `{word}` | {rule} |" in README, f"verdict {word!r}: README's rule differs from stats.VERDICT_RULES"

@@ -253,25 +253,14 @@ def rows(c: Comparison) -> list[dict]:
     return out
 
 
-DIFFERENCE_COLUMNS = (
-    "diff",
-    "ci_low",
-    "ci_high",
-    "interval",
-    "p",
-    "p_adj",
-    "verdict",
-    "why",
-    "p_outperform",
-    "p_outperform_low",
-    "p_outperform_high",
-)
+DIFFERENCE_COLUMNS = ("diff", "ci_low", "ci_high", "interval", "p", "p_adj", "verdict", "why")
+OUTPERFORM_COLUMNS = ("p_outperform", "p_outperform_low", "p_outperform_high")
 
 
 def difference_row(d: stats.Difference | None) -> dict:
     """The difference columns of one row; the reference's row says `reference`."""
     if d is None:
-        return {k: None for k in DIFFERENCE_COLUMNS} | {"verdict": "reference"}
+        return {k: None for k in DIFFERENCE_COLUMNS + OUTPERFORM_COLUMNS} | {"verdict": "reference"}
     lo, hi = d.ci if d.ci else (None, None)
     p_lo, p_hi = d.p_outperform_ci if d.p_outperform_ci else (None, None)
     return {

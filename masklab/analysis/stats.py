@@ -11,9 +11,10 @@ For one group against the reference on one metric:
   holds its level; below that a bootstrap over a few seeds is too narrow.
 - **The test set is a sample too.** When every run stored its per-example test scores, the
   estimate is a two-way (seeds x test examples) random-effects model: the seed variance of
-  the difference plus the between-example variance of its per-example mean, less the
-  seed-by-example noise that both contain, with Satterthwaite's degrees of freedom (the
-  two sources Bouthillier et al., MLSys 2021, show both matter).
+  the difference plus the between-example variance of its per-example mean (less the
+  seed-by-example noise the seed part already holds), the two parts' t half-widths added
+  in quadrature (the two sources Bouthillier et al., MLSys 2021, show both matter). The
+  p-values invert that same interval at every level.
 - **Zero spread.** Per-seed differences identical to within one test example hold no seed
   noise to test against (a t-test would say p = 0 for one image gained by every seed):
   without per-example scores no p is made; with them the example term decides.
@@ -32,12 +33,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 ALPHA = 0.05
-LEVEL = 1.0 - ALPHA
 POWER = 0.8
 BCA_MIN_N = 40  # seeds per group from which the BCa bootstrap holds 95% (bench/stats_simulation.py)
 BCA_RESAMPLES = 9999
@@ -298,7 +298,6 @@ class Pair:
     quantum: float = 0.0  # the metric's step, e.g. 1 / test examples
     ref_examples: dict[int, np.ndarray] | None = None
     other_examples: dict[int, np.ndarray] | None = None
-    examples_note: str | None = None  # why there are no per-example scores, when that matters
 
 
 @dataclass
@@ -320,7 +319,6 @@ class Difference:
     p_outperform: float | None = None
     p_outperform_ci: tuple[float, float] | None = None
     seeds_for_power: int | None = None  # seeds per group for 80% power, when inconclusive
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -369,9 +367,8 @@ def _prepare(pair: Pair, min_effect: float, use_examples: bool) -> Difference:
     n = (len(ref), len(other))
     diff = float(other.mean() - ref.mean())
     have_examples = use_examples and pair.ref_examples is not None and pair.other_examples is not None
-    notes = [] if have_examples or not pair.examples_note else [pair.examples_note]
     if min(n) < 2:
-        return _single_runs(pair, diff, paired, n, have_examples, notes)
+        return _single_runs(pair, diff, paired, n, have_examples)
     if have_examples:
         e = example_estimate(
             np.stack([pair.ref_examples[s] for s in ref_seeds])[None],
@@ -388,24 +385,21 @@ def _prepare(pair: Pair, min_effect: float, use_examples: bool) -> Difference:
     share, lo, hi = outperform(ref[None], other[None], paired, pair.higher_is_better)
     zero = bool(e.zero_spread[0]) or not np.isfinite(t.low[0])  # no spread to test against
     return Difference(
-        diff,
-        None if zero else ci,
-        interval,
-        _num(t.p[0]),
-        None,
-        paired,
-        n,
-        "",
-        "",
-        min_effect,
-        _num(t.p_equiv[0]),
-        None,
-        None if zero else _num(e.se[0]),
-        None if zero else _num(e.df[0]),
-        float(share[0]),
-        (float(lo[0]), float(hi[0])),
-        None,
-        notes,
+        diff=diff,
+        ci=None if zero else ci,
+        interval=interval,
+        p=_num(t.p[0]),
+        p_adj=None,
+        paired=paired,
+        n=n,
+        verdict="",
+        why="",
+        min_effect=min_effect,
+        p_equiv=_num(t.p_equiv[0]),
+        se=None if zero else _num(e.se[0]),
+        df=None if zero else _num(e.df[0]),
+        p_outperform=float(share[0]),
+        p_outperform_ci=(float(lo[0]), float(hi[0])),
     )
 
 
@@ -434,13 +428,11 @@ def bca_interval(ref: np.ndarray, other: np.ndarray, paired: bool) -> tuple[floa
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def _single_runs(
-    pair: Pair, diff: float, paired: bool, n: tuple[int, int], have_examples: bool, notes: list[str]
-) -> Difference:
+def _single_runs(pair: Pair, diff: float, paired: bool, n: tuple[int, int], have_examples: bool) -> Difference:
     """A group with one run: no seed noise is measured, so no verdict about the recipes.
     With per-example scores, say whether these two models differ on the test set."""
     why = f"n={min(n)}: one run per group measures no seed noise; the recipes cannot be compared; add seeds"
-    d = Difference(diff, None, None, None, None, paired, n, TOO_FEW, why, notes=notes)
+    d = Difference(diff, None, None, None, None, paired, n, TOO_FEW, why)
     if not (have_examples and n == (1, 1)):
         return d
     (a,), (b,) = pair.ref_examples.values(), pair.other_examples.values()

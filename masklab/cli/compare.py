@@ -9,23 +9,7 @@ import typer
 
 from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
 
-STAT_COLUMNS = (
-    "metric",
-    "n",
-    "mean",
-    "std",
-    "min",
-    "max",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "interval",
-    "p",
-    "p_adj",
-    "verdict",
-    "why",
-)
-OUTPERFORM_COLUMNS = ("p_outperform", "p_outperform_low", "p_outperform_high")
+GROUP_COLUMNS = ("metric", "n", "mean", "std", "min", "max")
 FORMATS = {"p": ".3g", "p_adj": ".3g", "diff": "+.4f", "ci_low": "+.4f", "ci_high": "+.4f"}  # p never a bare 0.0000
 
 
@@ -135,7 +119,7 @@ def compare(
         rows = _sorted(rows, sort)
     curves = cmp.curves(c, curve) if curve else None
     body = cmp.json_body(c) | ({"curves": {"metric": curve, "groups": curves}} if curves else {})
-    stat_columns = STAT_COLUMNS + (OUTPERFORM_COLUMNS if p_outperform else ())
+    stat_columns = GROUP_COLUMNS + cmp.DIFFERENCE_COLUMNS + (cmp.OUTPERFORM_COLUMNS if p_outperform else ())
     cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k, fmt=FORMATS.get(k, "")) for k in stat_columns]
     render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
     if curves and fmt.value == "table":
