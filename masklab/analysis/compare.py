@@ -202,18 +202,23 @@ def example_notes(groups: list[Group], metrics: list[str], examples: dict) -> li
 
 
 def quantum(runs: list[Run], metric: str) -> float:
-    """The step of a metric that counts examples (1 / test or validation examples), 0 otherwise:
-    per-seed differences that vary by less than one step carry no seed noise."""
+    """The step of a metric that counts examples (1 / test examples, over the cells it
+    averages; 1 / validation examples), 0 otherwise: per-seed differences that vary by
+    less than one step carry no seed noise."""
     info = runs[0].info if runs else {}
     n_test = info.get("data", {}).get("n_test") or 0
-    if metric in ("test_acc",) or metric.startswith("acc@"):
-        return 1.0 / n_test if n_test else 0.0
+    cells = runs[0].summary.get("robustness", []) if runs else []
     if metric == "robust_acc":
-        cells = len(runs[0].summary.get("robustness", [])) or 1
-        return 1.0 / (n_test * cells) if n_test else 0.0
-    if metric in ("val_acc", "best_val_acc") and info.get("n_val"):
+        averaged = len(cells)
+    elif metric.startswith("acc@"):
+        averaged = sum(c.get("op", {}).get("suite") == metric[4:] for c in cells) or 1  # a suite's mean, or one cell
+    elif metric == "test_acc":
+        averaged = 1
+    elif metric in ("val_acc", "best_val_acc") and info.get("n_val"):
         return 1.0 / info["n_val"]
-    return 0.0
+    else:
+        return 0.0
+    return 1.0 / (n_test * max(averaged, 1)) if n_test else 0.0
 
 
 def comparability(groups: list[Group]) -> list[str]:

@@ -34,7 +34,7 @@ def compare(
         list[str] | None,
         typer.Option(
             "--fail-if",
-            help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .mean.",
+            help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .p_adj (Holm) .mean.",
         ),
     ] = None,
     min_effect: Annotated[
