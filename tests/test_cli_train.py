@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -25,10 +26,13 @@ def test_train_writes_a_complete_run_folder(workdir, write_spec):
         "checkpoint.pt",
         "metrics.jsonl",
         "model.pt",
+        "predictions.npz",
         "run.json",
         "spec.yaml",
         "summary.json",
     ]
+    stored = np.load(folder / "predictions.npz", allow_pickle=False)
+    assert stored["labels"].dtype == np.uint8 and stored["labels"].shape == stored["predicted"].shape == (200,)
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "done" and info["seed"] == 0 and info["epochs_done"] == 2
     assert info["data"]["dataset"] == "mnist-mini" and len(info["data"]["fingerprint"]) == 16
@@ -145,7 +149,8 @@ def test_runs_show_eval_compare_on_what_was_trained(workdir, write_spec):
     (comparison,) = body["comparisons"]
     second = json.loads((workdir / "runs" / ids[1] / "summary.json").read_text())["test_acc"]
     assert comparison["diff"] == pytest.approx(second - summary["test_acc"])
-    assert "n=1" in comparison["verdict"]
+    assert comparison["verdict"] == "too few seeds" and comparison["why"].startswith("n=1: one run per group")
+    assert comparison["interval"] == "mcnemar-exact" and "McNemar's exact p=" in comparison["why"]
     csv_rows = list(csv.DictReader(io.StringIO(cli("compare", ids[0], ids[1], "-f", "csv").stdout)))
     assert [r["group"] for r in csv_rows] == [ids[0][:-3], ids[1][:-3]]
 

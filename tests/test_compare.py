@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -238,7 +239,9 @@ def test_a_study_trains_its_variants_and_compares_by_name(workdir, write_spec):
     assert not list((workdir / "runs").glob("study2-*"))  # no variant trained when one is invalid
 
 
-def test_verdicts_and_reasons_are_identical_in_every_format(two_groups):
+def test_compare_statistics_from_the_command_line(two_groups):
+    """Verdicts and reasons identical in every format; Holm over the call; --min-effect,
+    --p-outperform, a p_adj gate; stored predictions used, and runs without them compare."""
     args = ("compare", "g-static", "g-dynamic", "-m", "test_acc", "-m", "val_acc", "-m", "test_loss")
     body = json.loads(cli(*args, "-f", "json").stdout)
     words = [(c["metric"], c["verdict"], c["why"]) for c in body["comparisons"]]
@@ -249,14 +252,23 @@ def test_verdicts_and_reasons_are_identical_in_every_format(two_groups):
     assert [(r["metric"], r["verdict"], r["why"]) for r in jsonl if r["verdict"] != "reference"] == words
     md, table = cli(*args, "-f", "md").stdout, cli(*args).stdout
     for _, verdict, why in words:
-        assert f"| {verdict} | {why} |" in md and f"{verdict}  {why}" in table
+        assert f"| {verdict} | {why} |" in md and re.search(re.escape(verdict) + r" +" + re.escape(why), table)
     # Holm over the three metrics of the call: the adjusted p is what the JSON and the table show
     ps = [c["p"] for c in body["comparisons"]]
     assert [c["p_adj"] for c in body["comparisons"]] == pytest.approx(stats.holm(ps))
     assert body["verdict_rules"] == stats.VERDICT_RULES
 
+    # min effect, P(outperform), a gate on the adjusted p
+    out = cli("compare", "g-static", "g-dynamic", "--min-effect", "0.5", "--p-outperform", "-f", "csv")
+    assert out.exit_code == 0, out.stderr
+    (row,) = [r for r in csv.DictReader(io.StringIO(out.stdout)) if r["verdict"] != "reference"]
+    assert row["verdict"] == "equivalent"  # any difference of these tiny models lies within +-50 points
+    assert 0 <= float(row["p_outperform_low"]) <= float(row["p_outperform"]) <= float(row["p_outperform_high"]) <= 1
+    assert "p_outperform" not in cli("compare", "g-static", "g-dynamic", "-f", "csv").stdout.splitlines()[0]
+    assert cli("compare", "g-static", "g-dynamic", "--fail-if", "test_acc.p_adj <= 1").exit_code == 3
+    assert cli("compare", "g-static", "g-dynamic", "--min-effect", "-1").exit_code == 2
 
-def test_per_example_predictions_are_used_and_old_runs_still_compare(two_groups):
+    # per-example predictions are used; runs without them still compare, with a note
     first = json.loads(cli("compare", "g-static", "g-dynamic", "-f", "json").stdout)["comparisons"][0]
     assert first["interval"] == "paired-t x examples"
     for path in (two_groups / "runs").glob("g-static-*-s0/predictions.npz"):
@@ -267,14 +279,3 @@ def test_per_example_predictions_are_used_and_old_runs_still_compare(two_groups)
     assert "note: test_acc: compared on seeds only, the test set taken as fixed: some runs have no stored" in old.stderr
     seeds_only = json.loads(cli("compare", "g-static", "g-dynamic", "--seeds-only", "-f", "json").stdout)
     assert seeds_only["comparisons"][0]["p"] == json.loads(old.stdout)["comparisons"][0]["p"]
-
-
-def test_min_effect_p_outperform_and_a_gate_on_adjusted_p(two_groups):
-    out = cli("compare", "g-static", "g-dynamic", "--min-effect", "0.5", "--p-outperform", "-f", "csv")
-    assert out.exit_code == 0, out.stderr
-    (row,) = [r for r in csv.DictReader(io.StringIO(out.stdout)) if r["verdict"] != "reference"]
-    assert row["verdict"] == "equivalent"  # any difference of these tiny models lies within +-50 points
-    assert 0 <= float(row["p_outperform_low"]) <= float(row["p_outperform"]) <= float(row["p_outperform_high"]) <= 1
-    assert "p_outperform" not in cli("compare", "g-static", "g-dynamic", "-f", "csv").stdout.splitlines()[0]
-    assert cli("compare", "g-static", "g-dynamic", "--fail-if", "test_acc.p_adj <= 1").exit_code == 3
-    assert cli("compare", "g-static", "g-dynamic", "--min-effect", "-1").exit_code == 2

@@ -5,7 +5,7 @@
                        example (right or wrong), packed: `cells` (C, ceil(N/8)) uint8
                        with their names in `cell_names` and suites in `cell_suites`
 
-About 25 KB for Fashion-MNIST's 10,000 test images and 15 corruption cells. Training
+About 30 KB for Fashion-MNIST's 10,000 test images and 15 corruption cells. Training
 writes it next to summary.json, `masklab eval` next to eval/<name>.json. `compare` reads
 it to treat the test set as a sample (seeds x test examples) and to run McNemar's test
 between two single runs; runs without it still compare, on their seeds alone.
