@@ -210,8 +210,9 @@ def main() -> None:
         ),
         ("Zero spread: every seed's difference is the same one image", zero_spread_table(rng, r)),
         (
-            f"Seeds x test examples: coverage of the population difference ({r // 8} replicates, 1000 test examples)",
-            examples_table(rng, r // 8),
+            f"Seeds x test examples: coverage of the population difference ({r // 2} replicates, {r // 8} for the "
+            "two-level bootstrap; 1000 test examples)",
+            examples_table(rng, r // 2),
         ),
         (f"BCa vs t for a mean, by n ({r // 4} replicates)", bca_table(rng, r // 4)),
         (f"P(outperform) intervals ({r} replicates)", outperform_table(rng, r)),
