@@ -43,7 +43,7 @@ def mask(
     """Draw masks over a dataset split and write images, masks and labels to an .npz.
 
     The masks are the keyed ones training draws: copy k equals what a run with this
-    seed sees at view k. stdout gets requested vs realized rates, overall and per class.
+    seed draws in epoch k. stdout gets requested vs realized rates, overall and per class.
     The file trains as `data.dataset: npz:FILE`.
 
     Examples:

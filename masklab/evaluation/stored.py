@@ -75,7 +75,16 @@ def evaluate_run(
         grid_ops += suite_ops(suite, data.shape)
     correct: dict[str, np.ndarray] = {}
     cells = eval_grid.robustness_grid(
-        model, data.test, grid_ops, seed, data.classes, batch, precision, (data.mean, data.std), data.vocab, keep=correct
+        model,
+        data.test,
+        grid_ops,
+        seed,
+        data.classes,
+        batch,
+        precision,
+        (data.mean, data.std),
+        data.vocab,
+        keep=correct,
     )
     metrics = {
         "test_acc": clean["acc"],
