@@ -149,7 +149,9 @@ def test_static_copies_and_dynamic_views():
     assert torch.equal(chosen(static3, 0), chosen(static3, 3))
     assert not torch.equal(chosen(static3, 0), chosen(static3, 1))
     assert torch.equal(chosen({"mode": "static"}, 0), chosen({"mode": "static"}, 7))
-    assert torch.equal(chosen({"mode": "dynamic"}, 1), chosen(static3, 1))  # copy k is dynamic's epoch k
+    assert not torch.equal(chosen({"mode": "dynamic"}, 1), chosen(static3, 1))  # static copies: their own keys
+    shared = {**static3, "share_views": True}
+    assert torch.equal(chosen({"mode": "dynamic"}, 1), chosen(shared, 1))  # unless asked: copy k is dynamic's epoch k
     assert not torch.equal(chosen({"mode": "dynamic"}, 0), chosen({"mode": "dynamic"}, 3))
 
 
