@@ -320,12 +320,12 @@ def test_cpu_and_cuda_noise_agree():
 def test_static_copies_never_reuse_dynamic_masks_unless_asked(op):
     """A static run and a dynamic run of the same seed must not see the same masks (the
     audit found static-10 equal to dynamic for 10 of 20 epochs); share_views opts in."""
-    index = torch.arange(64)
+    index = torch.arange(32)
     dynamic = pipeline({**op, "mode": "dynamic"})
     static = pipeline({**op, "mode": "static", "copies": 10})
     shared = pipeline({**op, "mode": "static", "copies": 10, "share_views": True})
     single = masks(pipeline({**op, "mode": "static", "copies": 1}), index)
-    for epoch in range(20):
+    for epoch in range(12):  # every copy, and the wrap to copy 0
         drawn = masks(dynamic, index, epoch)
         assert (masks(static, index, epoch) != drawn).flatten(1).any(1).float().mean() > 0.9, epoch
         assert (masks(static, index, epoch) != single).flatten(1).any(1).float().mean() > 0.9, epoch  # nor static-1's
