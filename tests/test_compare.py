@@ -279,3 +279,11 @@ def test_compare_statistics_from_the_command_line(two_groups):
     assert "note: test_acc: compared on seeds only, the test set taken as fixed: some runs have no stored" in old.stderr
     seeds_only = json.loads(cli("compare", "g-static", "g-dynamic", "--seeds-only", "-f", "json").stdout)
     assert seeds_only["comparisons"][0]["p"] == json.loads(old.stdout)["comparisons"][0]["p"]
+
+
+def test_compare_reads_stored_predictions_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, masklab.analysis.compare, masklab.evaluation.predictions; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

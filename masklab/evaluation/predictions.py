@@ -17,11 +17,14 @@ import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from masklab.evaluation.metrics import Predictions
 from masklab.store.runs import Run, write_atomic
+
+if TYPE_CHECKING:  # compare reads predictions without importing torch
+    from masklab.evaluation.metrics import Predictions
 
 FILE = "predictions.npz"
 MATCH_TOL = 1e-9  # per-example scores must average to the stored metric
