@@ -32,6 +32,8 @@ STAGES = {
     "masklab.store": 30,
     "masklab.schema": 30,
     "masklab.models": 20,
+    "masklab.optimizers": 20,
+    "masklab.threads": 10,
     "masklab.errors": 10,
     "masklab": 10,  # the package itself: __version__
 }

@@ -75,7 +75,9 @@ def _root(
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
 ) -> None:
-    pass
+    from masklab.threads import set_wait_policy
+
+    set_wait_policy()  # every command: idle OpenMP threads sleep instead of spinning (set before torch loads)
 
 
 app.command("mask")(mask_cli.mask)

@@ -37,6 +37,16 @@ RunsDirOption = Annotated[
     ),
 ]
 
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for torch (default: the cores this process may use, after affinity and cgroup quota).",
+        show_default=False,
+    ),
+]
+
 
 def say(message: str) -> None:
     """Talk goes to stderr; stdout is data."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command, say
 
 
 def grid_ops(op_texts: list[str], ops_file: Path | None) -> list[dict]:
@@ -49,6 +49,7 @@ def eval(  # noqa: A001 - the command is called eval
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against strength as a PNG.")] = None,
     runs_dir: RunsDirOption = None,
+    threads: ThreadsOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Evaluate runs on the clean test split and, optionally, a grid of corruptions.
@@ -66,6 +67,9 @@ def eval(  # noqa: A001 - the command is called eval
 
       masklab eval run-a run-b --suite mnist-c --baseline run-a --format json
     """
+    from masklab import threads as threads_mod
+
+    threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
     from masklab.devices import resolve_device
     from masklab.errors import UsageError
     from masklab.evaluation.stored import evaluate_run

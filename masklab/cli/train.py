@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command, say
 
 SUMMARY_COLUMNS = (
     "run",
@@ -62,6 +62,7 @@ def train(
         bool, typer.Option("--force", help="Train again even if a finished run with the same id exists.")
     ] = False,
     runs_dir: RunsDirOption = None,
+    threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -79,7 +80,9 @@ def train(
 
       masklab train experiments/fashion-cnn.yaml --device cuda --format json
     """
-    from masklab import spec as spec_mod
+    from masklab import spec as spec_mod, threads as threads_mod
+
+    threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
     from masklab.analysis.tables import columns, render
     from masklab.cli.progress import make_reporter
     from masklab.errors import UsageError

@@ -89,6 +89,7 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
         "status": "running",
         "created": now(),
         "device": str(device),
+        "threads": torch.get_num_threads(),
         "pid": os.getpid(),
         "host": platform.node(),
         "command": " ".join(sys.argv),
