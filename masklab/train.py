@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from masklab import optimizers
 from masklab.data.batches import epoch_shuffle_seed
 from masklab.data.splits import TrainData
 from masklab.errors import Interrupted, TrainingFailed
@@ -51,17 +52,19 @@ def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
 
 
-def make_optimizer(model: torch.nn.Module, spec: Spec) -> torch.optim.Optimizer:
-    """AdamW or Nesterov SGD; weight decay only on weights (not norms, biases, embeddings of size 1-D)."""
+def make_optimizer(model: torch.nn.Module, spec: Spec) -> optimizers.AdamW | optimizers.SGD:
+    """AdamW or Nesterov SGD; weight decay only on weights (not norms, biases, embeddings of size 1-D).
+    masklab's own classes run torch's kernels without torch.optim's 1.1 s import of
+    torch._dynamo (masklab/optimizers.py)."""
     t = spec.train
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
+        return optimizers.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
     # fused: one kernel per step for all parameters (4.5 of 75 ms per step unfused on a 2-core CPU)
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.99), fused=True)
+    return optimizers.AdamW(groups, lr=t.lr, betas=(0.9, 0.99))
 
 
 def classify_loss(
@@ -71,7 +74,7 @@ def classify_loss(
     return F.cross_entropy(logits.float(), y, label_smoothing=smoothing), (logits.argmax(1) == y).sum()
 
 
-def save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epochs_done: int) -> None:
+def save_checkpoint(run: Run, model: torch.nn.Module, optimizer, epochs_done: int) -> None:
     state = {
         "epochs_done": epochs_done,
         "model": model.state_dict(),
@@ -85,7 +88,7 @@ def save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Opt
     tmp.replace(run.path / "checkpoint.pt")
 
 
-def load_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
+def load_checkpoint(run: Run, model: torch.nn.Module, optimizer, device: torch.device) -> int:
     """Restore model, optimizer and RNG state; returns the number of completed epochs."""
     state = torch.load(run.path / "checkpoint.pt", map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
