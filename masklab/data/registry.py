@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from masklab.data import download as dl
+from masklab.data import cache, download as dl
 from masklab.data.idx import read_idx_pair
+from masklab.data.stratified import shuffled_split, stratified_split
 from masklab.errors import DataError, UsageError
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "data"
@@ -55,6 +56,7 @@ class Dataset:
     source: str
     classes: list[str]
     text: object | None = None  # text datasets: the tokenizer (data.tokenize.Tokenized); x holds token ids (N, L)
+    known_fingerprint: str | None = field(default=None, repr=False, compare=False)  # memo of fingerprint()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -65,12 +67,19 @@ class Dataset:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of the arrays: two runs saw the same data iff equal."""
-        h = hashlib.sha256()
-        for array in (self.train_x, self.train_y, self.test_x, self.test_y):
-            h.update(f"{array.dtype}{array.shape}".encode())
-            h.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy when contiguous
-        return h.hexdigest()[:16]
+        """SHA-256 (16 hex digits) of the arrays: two runs saw the same data iff equal.
+        Computed once per Dataset (the runs of a study share it), or read from the cache."""
+        if self.known_fingerprint is None:
+            self.known_fingerprint = fingerprint_arrays(self.train_x, self.train_y, self.test_x, self.test_y)
+        return self.known_fingerprint
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy when contiguous
+    return h.hexdigest()[:16]
 
 
 def pixel_stats(images: np.ndarray) -> tuple[float, float]:
@@ -132,11 +141,21 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
     if missing:
         wanted = ", ".join(s + "[.gz]" for split in missing for s in IDX_NAMES[split])
         raise DataError(f"{folder}: missing IDX files ({wanted})")
+    files = [*splits["train"], *splits["test"]]
+    compressed = any(f.suffix == ".gz" for f in files)  # worth caching: gunzip is what costs
+    hit = cache.load(files) if compressed else None
+    if hit is not None:
+        arrays, known = hit
+        classes = _classes(name, arrays["train_y"])
+        return Dataset(name, *(arrays[k] for k in cache.ARRAYS), str(folder), classes, known_fingerprint=known)
     train_x, train_y = read_idx_pair(*splits["train"])
     test_x, test_y = read_idx_pair(*splits["test"])
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(f"{folder}: train images are {train_x.shape[2:]} but test images are {test_x.shape[2:]}")
-    return Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, train_y))
+    ds = Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, train_y))
+    if compressed:
+        cache.store(files, dict(zip(cache.ARRAYS, (train_x, train_y, test_x, test_y))), ds.fingerprint())
+    return ds
 
 
 def load_public(name: str, root: str | None, download: bool) -> Dataset:
@@ -174,13 +193,12 @@ def load_mnist_mini() -> Dataset:
 
 def load_digits() -> Dataset:
     from sklearn.datasets import load_digits as sk_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = sk_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=0)
-    tr, te = np.sort(tr), np.sort(te)
+    n_test = int(np.ceil(0.2 * len(labels)))
+    tr, te = stratified_split(labels, len(labels) - n_test, n_test, 0)
     return Dataset(
         "digits",
         images[tr],
@@ -222,10 +240,8 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
     """Sorted indices of a class-stratified subset of `size` labels, keyed by seed."""
     if size >= len(labels):
         return np.arange(len(labels))
-    from sklearn.model_selection import train_test_split
-
-    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
-    return np.sort(keep)
+    keep, _ = stratified_split(labels, size, len(labels) - size, seed)
+    return keep
 
 
 def limit(ds: Dataset, train_limit: int | None, test_limit: int | None) -> Dataset:
@@ -243,12 +259,9 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     """(train indices, validation indices): a stratified split keyed by the run seed."""
     if fraction <= 0:
         return np.arange(len(labels)), np.arange(0)
-    from sklearn.model_selection import train_test_split
-
     n_val = int(np.ceil(fraction * len(labels)))
     classes = len(np.unique(labels))
     counts = np.bincount(labels)
-    can_stratify = counts[counts > 0].min() >= 2 and classes <= n_val <= len(labels) - classes
-    stratify = labels if can_stratify else None
-    tr, va = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=stratify, random_state=seed)
-    return np.sort(tr), np.sort(va)
+    if counts[counts > 0].min() >= 2 and classes <= n_val <= len(labels) - classes:
+        return stratified_split(labels, len(labels) - n_val, n_val, seed)
+    return shuffled_split(len(labels), len(labels) - n_val, n_val, seed)
