@@ -77,6 +77,14 @@ def _compile(value: Any, path: str) -> bool | str:
     raise SpecError(f"{path}: must be auto, true or false, got {sc.show(value)}")
 
 
+def _seed_batch(value: Any, path: str) -> int | str:
+    if value == "auto":
+        return value
+    if isinstance(value, (str, bool)) or not isinstance(value, (int, float)):
+        raise SpecError(f"{path}: must be auto or a number of seeds (1 trains them one by one), got {sc.show(value)}")
+    return sc.as_int(value, path, 1, 1024)
+
+
 def _ops(grid: bool) -> Callable[[Any, str], list[dict]]:
     def check(value: Any, path: str) -> list[dict]:
         items = sc.as_list(value, path)
@@ -235,6 +243,11 @@ class TrainSpec:
         "none | encoder (train only the head: a linear probe)",
         lambda v, p: sc.as_choice(v, p, ("none", "encoder")),
     )
+    seed_batch: int | str = opt(
+        1,
+        "seeds trained together as one batched model (cnn, mlp): 1 (one after another) | N | auto; not part of the run id",
+        _seed_batch,
+    )
 
 
 @dataclass
@@ -283,6 +296,10 @@ class Spec:
             raise SpecError(
                 "train.objective: masked-modeling needs a tokens op in train_ops, e.g. {op: tokens, rate: 0.75, action: drop}"
             )
+        if isinstance(self.train.seed_batch, int) and self.train.seed_batch > 1:
+            why = seed_batch_unsupported(self)
+            if why:
+                raise SpecError(f"train.seed_batch: seeds can be batched {why}; use 1 or auto")
         uses_tokens = [i for i, o in enumerate(self.train_ops) if o["op"] in op_registry.TOKEN_OPS]
         if uses_tokens and not isinstance(self.model, TRANSFORMERS):
             i = uses_tokens[0]
@@ -295,6 +312,7 @@ class Spec:
         body = dataclasses.asdict(self)
         body.pop("study")
         body.pop("variant")
+        body["train"].pop("seed_batch")  # how seeds are executed, not what a run is: not in its spec or id
         return body
 
     def group_hash(self) -> str:
@@ -338,6 +356,16 @@ def _check_text_or_images(spec: Spec) -> None:
             raise SpecError(
                 "train_ops: masked-modeling on text predicts the chosen pieces; use action mlm or mask, not drop"
             )
+
+
+def seed_batch_unsupported(spec: Spec) -> str | None:
+    """Why this spec's seeds cannot be trained as one batched model, or None if they can."""
+    t = spec.train
+    if spec.model.arch not in ("cnn", "mlp"):
+        return f"for model.arch cnn or mlp only, got {spec.model.arch}"
+    if t.objective != "classify" or t.init_from or t.freeze != "none" or t.compile is True:
+        return "only for plain classification (no masked-modeling, init_from, freeze or compile: true)"
+    return None
 
 
 SECTIONS = {"data": DataSpec, "train": TrainSpec, "eval": EvalSpec}

@@ -52,14 +52,15 @@ def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
 
 
-def make_optimizer(model: torch.nn.Module, spec: Spec) -> optimizers.AdamW | optimizers.SGD:
+def make_optimizer(model, spec: Spec, seed_axis: bool = False) -> optimizers.AdamW | optimizers.SGD:
     """AdamW or Nesterov SGD; weight decay only on weights (not norms, biases, embeddings of size 1-D).
     masklab's own classes run torch's kernels without torch.optim's 1.1 s import of
-    torch._dynamo (masklab/optimizers.py)."""
+    torch._dynamo (masklab/optimizers.py). With seed_axis, the parameters are a seed
+    group's stacked tensors (S, ...)."""
     t = spec.train
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    decay = [p for p in params if p.ndim - seed_axis >= 2]
+    no_decay = [p for p in params if p.ndim - seed_axis < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
         return optimizers.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
@@ -75,10 +76,15 @@ def classify_loss(
 
 
 def save_checkpoint(run: Run, model: torch.nn.Module, optimizer, epochs_done: int) -> None:
+    write_checkpoint(run, model.state_dict(), optimizer.state_dict(), epochs_done)
+
+
+def write_checkpoint(run: Run, model_state: dict, optimizer_state: dict, epochs_done: int) -> None:
+    """checkpoint.pt, replaced atomically: weights, optimizer and RNG state after `epochs_done` epochs."""
     state = {
         "epochs_done": epochs_done,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "rng": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -90,13 +96,36 @@ def save_checkpoint(run: Run, model: torch.nn.Module, optimizer, epochs_done: in
 
 def load_checkpoint(run: Run, model: torch.nn.Module, optimizer, device: torch.device) -> int:
     """Restore model, optimizer and RNG state; returns the number of completed epochs."""
-    state = torch.load(run.path / "checkpoint.pt", map_location=device, weights_only=True)
+    state = read_checkpoint(run, device)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    return int(state["epochs_done"])
+
+
+def read_checkpoint(run: Run, device: torch.device) -> dict:
+    """A run's checkpoint; restores the RNG state it saved."""
+    state = torch.load(run.path / "checkpoint.pt", map_location=device, weights_only=True)
     torch.set_rng_state(state["rng"].cpu())
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-    return int(state["epochs_done"])
+    return state
+
+
+def train_pipeline(spec: Spec, seed: int, data: TrainData, model: torch.nn.Module, compiled: bool) -> OpPipeline:
+    """The spec's train_ops bound to a run's seed, image shape and fill statistics."""
+    return OpPipeline(
+        spec.train_ops,
+        seed,
+        data.shape,
+        fill_mean=data.mean,
+        fill_std=data.std,
+        epochs=spec.train.epochs,
+        steps_per_epoch=data.train.num_batches(spec.train.batch_size, drop_last=True),
+        token_grid=(model.tokens, model.heads) if spec.model.arch == "vit" else None,
+        compile=compiled,
+        stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
+        mlm_pool=data.train.x if spec.model.arch == "vit" else None,
+    )
 
 
 def fit(

@@ -22,6 +22,7 @@ STAGES = {
     "masklab.cli": 90,
     "masklab.study": 80,
     "masklab.train": 70,
+    "masklab.train_batched": 70,
     "masklab.evaluation": 60,
     "masklab.analysis": 60,
     "masklab.store.reload": 55,

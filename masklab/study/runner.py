@@ -34,7 +34,7 @@ from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store.runs import Run, RunStore, now, run_id
 from masklab.study.text import check_same_tokenizer, text_info, text_pipeline
-from masklab.train import Reporter, fit, test_metrics
+from masklab.train import Reporter, fit, test_metrics, train_pipeline
 
 
 @dataclass
@@ -210,19 +210,7 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     if compiled:
         model.compile()  # in place: forward is compiled, state_dict keys stay unchanged
     steps = data.train.num_batches(spec.train.batch_size, drop_last=True)
-    pipeline = OpPipeline(
-        spec.train_ops,
-        seed,
-        data.shape,
-        fill_mean=data.mean,
-        fill_std=data.std,
-        epochs=spec.train.epochs,
-        steps_per_epoch=steps,
-        token_grid=(model.tokens, model.heads) if spec.model.arch == "vit" else None,
-        compile=compiled,
-        stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
-        mlm_pool=data.train.x if spec.model.arch == "vit" else None,
-    )
+    pipeline = train_pipeline(spec, seed, data, model, compiled)
     if data.vocab is not None:  # token ids: the text ops
         pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
     run.update_info(
@@ -360,6 +348,12 @@ def train_specs(
         plans.append((spec, datasets[key], device, inits))
     outcomes = []
     for spec, dataset, device, inits in plans:
+        if spec.train.seed_batch != 1:  # seeds trained together as one batched model
+            from masklab.study.seed_groups import train_batched
+
+            group = seeds or spec.seeds
+            outcomes += train_batched(spec, group, dataset, store, device, reporter, force, resume, inits, on_done)
+            continue
         for seed in seeds or spec.seeds:
             outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume, inits[seed])
             outcomes.append(outcome)
