@@ -3,6 +3,7 @@ source misses, damaged entries are rebuilt, concurrent writers never leave a par
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from test_data import write_idx_folder
 
 from masklab.data import cache, registry
+
+from conftest import cli, run_dirs, tiny_spec
 
 
 def entries(root: Path) -> list[Path]:
@@ -109,3 +112,19 @@ def test_concurrent_writers_and_readers_never_see_a_partial_entry(workdir):
         results = pool.starmap(_hammer, [(str(workdir / "digits-idx"), 30)] * 3)
     assert results == [(0, 0)] * 3
     assert len(entries(workdir)) == 1 and not list((workdir / "cache" / "decoded").glob(".*"))
+
+
+def test_a_study_loads_and_fingerprints_its_data_once(workdir, write_spec, monkeypatch):
+    """Two variants x two seeds, one data section: one decode, one hash, four runs."""
+    loads, hashes = [], []
+    real_load, real_hash = registry.load, registry.fingerprint_arrays
+    monkeypatch.setattr(registry, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(registry, "fingerprint_arrays", lambda *a: hashes.append(1) or real_hash(*a))
+    body = tiny_spec(seeds=[0, 1], train={"epochs": 1})
+    body["variants"] = {"a": {"train.lr": 0.01}, "b": {"train.lr": 0.02}}
+    result = cli("train", write_spec(body), "-q")
+    assert result.exit_code == 0, result.stderr
+    assert len(run_dirs(workdir)) == 4
+    assert len(loads) == 1 and len(hashes) == 1
+    fingerprints = {json.loads((r / "run.json").read_text())["data"]["fingerprint"] for r in run_dirs(workdir)}
+    assert len(fingerprints) == 1

@@ -102,15 +102,12 @@ class Stacked:
         if isinstance(layer, nn.BatchNorm2d):
             return self._batch_norm(layer, t, h)
         if isinstance(layer, nn.ReLU):
-            return F.relu(h)
+            return F.relu(h, inplace=layer.inplace)
         if isinstance(layer, nn.Dropout):
             return F.dropout(h, layer.p, self.training)
         if isinstance(layer, nn.Flatten):
             return h.flatten(2)  # (S, B, F)
-        # nn.Linear: (S, B, in) @ (S, in, out) + (S, 1, out)
-        if "bias" in t:
-            return torch.baddbmm(t["bias"].unsqueeze(1), h, t["weight"].transpose(1, 2))
-        return torch.bmm(h, t["weight"].transpose(1, 2))
+        return BatchedLinear.apply(h, t["weight"], t.get("bias"))  # nn.Linear
 
     def _batch_norm(self, layer: nn.BatchNorm2d, t: dict, h: torch.Tensor) -> torch.Tensor:
         track = "running_mean" in t
@@ -126,6 +123,28 @@ class Stacked:
             layer.momentum if layer.momentum is not None else 0.1,
             layer.eps,
         )
+
+
+class BatchedLinear(torch.autograd.Function):
+    """(S, B, in) @ (S, out, in)^T + (S, out) -> (S, B, out). Written out so the weight's
+    gradient comes out as (S, out, in) directly: through bmm's own backward it arrives
+    transposed and costs a copy of every weight per step."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
 
 
 def to_grouped(x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import signal
@@ -68,6 +69,7 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+@functools.lru_cache(maxsize=1)  # one `git` process per masklab process, not one per run
 def git_commit() -> str | None:
     source = Path(masklab.__file__).resolve().parent
     try:
