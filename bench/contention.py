@@ -3,7 +3,7 @@ two masklab runs side by side, in one invocation; with masklab's thread settings
 with the spinning OpenMP wait that torch uses by default (what masklab did before).
 Last line: `ratio: X` (the worst slowdown against alone, masklab's settings).
 
-    python bench/contention.py [--spec experiments/quickstart.yaml] [--epochs 3] [--repeat 3]
+    python bench/contention.py [--spec experiments/quickstart.yaml] [--epochs 3] [--repeat 3] [--mode LABEL:VAR=VALUE]
 
 Each training is `masklab train SPEC --force` in its own process and runs folder; the
 clock is the run's `train_seconds` (its training loop). The neighbour is a Python busy
@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"masklab": {}, "spinning": {"GOMP_SPINCOUNT": "300000"}}
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
 def cpu_busy_seconds() -> float:
@@ -87,7 +88,18 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "experiments" / "quickstart.yaml")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3, help="repeats of each phase (the median is reported)")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        default=[],
+        metavar="LABEL:VAR=VALUE",
+        help="another wait setting to measure, e.g. spin10k:GOMP_SPINCOUNT=10000 (repeatable)",
+    )
     args = parser.parse_args()
+    for text in args.mode:
+        label, _, assignment = text.partition(":")
+        name, _, value = assignment.partition("=")
+        MODES[label] = {name: value}
     print(f"{os.cpu_count()} cores, {len(os.sched_getaffinity(0))} usable; load average {os.getloadavg()[0]:.2f}")
     print(f"spec {args.spec.name}, {args.epochs} epochs; median of {args.repeat} per cell (train seconds)")
     results: dict[tuple[str, str], float] = {}
@@ -95,7 +107,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeat):
             for mode, extra in MODES.items():
-                env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}
                 env.update(extra)
                 for kind in ("alone", "neighbour", "pair"):
                     seconds, cores = phase(kind, args.spec, args.epochs, env, Path(tmp) / f"{rep}-{mode}")

@@ -20,8 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from masklab import threads
+
+threads.configure()  # before torch is imported, as every masklab command does (both sides run under it)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from masklab.data import registry  # noqa: E402

@@ -19,8 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from masklab import threads
+
+threads.configure()  # before torch is imported, as every masklab command does (both sides run under it)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

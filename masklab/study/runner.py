@@ -215,16 +215,21 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     pipeline = train_pipeline(spec, seed, data, model, compiled)
     if data.vocab is not None:  # token ids: the text ops
         pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
-    run.update_info(
-        parameters=count_parameters(model),
-        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        normalization={"mean": data.mean, "std": data.std},
-        n_val=len(data.val) if data.val else 0,
-        compile=compiled,
-    )
+    run.update_info(**model_info(model, data, compiled))
     fit(spec, seed, data, model, pipeline, run, device, reporter, stop, resume=resuming)
     save_model(run, model)
     return finish_summary(spec, run, model, data, pipeline)
+
+
+def model_info(model: torch.nn.Module, data: TrainData, compiled: bool) -> dict:
+    """What run.json records about a run's model and data split."""
+    return {
+        "parameters": count_parameters(model),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "normalization": {"mean": data.mean, "std": data.std},
+        "n_val": len(data.val) if data.val else 0,
+        "compile": compiled,
+    }
 
 
 ENCODER_KEYS = {

@@ -22,7 +22,7 @@ import torch
 from masklab.data.splits import build_data
 from masklab.devices import use_compile
 from masklab.errors import Interrupted, MasklabError, SpecError
-from masklab.models import build_model, count_parameters
+from masklab.models import build_model
 from masklab.models.stacked import Stacked, can_stack
 from masklab.spec import Spec, seed_batch_unsupported
 from masklab.store.runs import Run, RunStore, now, run_id
@@ -164,13 +164,7 @@ def train_and_test(spec, seeds, runs, dataset, device, reporter, stop, resuming)
         datas.append(data)
         models.append(model)
         pipelines.append(train_pipeline(spec, seed, data, model, compiled=False))
-        run.update_info(
-            parameters=count_parameters(model),
-            trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-            normalization={"mean": data.mean, "std": data.std},
-            n_val=len(data.val) if data.val else 0,
-            compile=False,
-        )
+        run.update_info(**runner.model_info(model, data, compiled=False))
     if not can_stack(models[0]):
         raise SpecError(f"train.seed_batch: cannot batch seeds of model.arch {spec.model.arch}; use 1")
     stacked = Stacked(models)
