@@ -127,3 +127,11 @@ def test_threads_option_is_recorded_and_validated(workdir, write_spec, keep_thre
     assert json.loads((run / "run.json").read_text())["threads"] == 1
     bad = cli("train", spec, "--threads", "0")
     assert bad.exit_code == 2 and "--threads" in bad.stderr
+
+
+def test_eval_takes_threads_too(workdir, write_spec, keep_threads):
+    assert cli("train", write_spec(tiny_spec(train={"epochs": 1})), "-q").exit_code == 0
+    result = cli("eval", "tiny", "--threads", "1", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert torch.get_num_threads() == 1
+    assert json.loads(result.stdout)["evals"][0]["clean"]["acc"] >= 0

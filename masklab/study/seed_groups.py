@@ -20,7 +20,6 @@ import time
 import torch
 
 from masklab.data.splits import build_data
-from masklab.devices import use_compile
 from masklab.errors import Interrupted, MasklabError, SpecError
 from masklab.models import build_model
 from masklab.models.stacked import Stacked, can_stack
@@ -30,15 +29,15 @@ from masklab.study import runner
 from masklab.train import Reporter, train_pipeline
 from masklab.train_batched import SeedFailed, fit_group
 
-AUTO_LIMIT = 8  # seeds per batch with `auto` (measured: bench/seed_batch.py)
+AUTO_LIMIT = 8  # seeds per batch with `auto`: each seed holds its own copy of the splits on the device
 
 
-def batch_size(spec: Spec, device: torch.device, pending: int) -> int:
+def batch_size(spec: Spec, pending: int) -> int:
     """How many seeds to train at once: the spec's N, or with auto all pending seeds up
     to AUTO_LIMIT where batching is supported (1 where it is not)."""
     setting = spec.train.seed_batch
     if setting == "auto":
-        if seed_batch_unsupported(spec) or use_compile(spec.train.compile, device):
+        if seed_batch_unsupported(spec):
             return 1
         return max(1, min(pending, AUTO_LIMIT))
     return int(setting)
@@ -67,7 +66,7 @@ def train_batched(
                 on_done(done[seed])
         else:
             pending.append(seed)
-    size = batch_size(spec, device, len(pending))
+    size = batch_size(spec, len(pending))
     for first in range(0, len(pending), size):
         chunk = pending[first : first + size]
         if len(chunk) == 1:
