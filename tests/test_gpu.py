@@ -41,3 +41,21 @@ def test_cuda_and_cpu_training_agree_closely(workdir, write_spec):
         assert out.exit_code == 0, out.stderr
         accs[device] = json.loads(out.stdout)["rows"][0]["test_acc"]
     assert abs(accs["cpu"] - accs["cuda"]) <= 0.03
+
+
+def test_a_seed_group_trains_batched_on_cuda(workdir, write_spec):
+    """Not run on the machine this was written on (no GPU lent): the batched loop's CUDA
+    path (bf16 autocast, syncs every 25 steps) against separate fp32 runs' masks."""
+    ops = [{"op": "patch", "rate": 0.25, "size": 4}]
+    body = tiny_spec(model={"arch": "cnn", "width": 8}, train_ops=ops, seeds=[0, 1, 2], train={"device": "cuda"})
+    body["train"]["seed_batch"] = 3
+    result = cli("train", write_spec(body), "-q", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    folders = run_dirs(workdir)
+    assert len(folders) == 3
+    for folder in folders:
+        info = json.loads((folder / "run.json").read_text())
+        assert info["status"] == "done" and info["device"].startswith("cuda")
+        assert info["seed_batch"] == {"seeds": [0, 1, 2], "size": 3}
+        rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["ops"][0]["realized"] == pytest.approx(12 / 49, abs=1e-6)

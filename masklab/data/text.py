@@ -102,10 +102,10 @@ def _split(name: str, texts: list[str], labels: list, splits: list[str | None], 
             raise DataError(
                 f"{where}: class {small!r} has {counts.min()} text; each class needs at least 2 (train and test)"
             )
-        from sklearn.model_selection import train_test_split
+        from masklab.data.stratified import stratified_split  # scikit-learn's draws, without its import
 
-        tr, te = train_test_split(np.arange(len(y)), test_size=TEST_FRACTION, stratify=y, random_state=0)
-        tr, te = np.sort(tr), np.sort(te)
+        n_test = int(np.ceil(TEST_FRACTION * len(y)))
+        tr, te = stratified_split(y, len(y) - n_test, n_test, 0)
     return TextCorpus(name, [texts[i] for i in tr], y[tr], [texts[i] for i in te], y[te], classes, source)
 
 
