@@ -44,8 +44,8 @@ def test_cuda_and_cpu_training_agree_closely(workdir, write_spec):
 
 
 def test_a_seed_group_trains_batched_on_cuda(workdir, write_spec):
-    """Not run on the machine this was written on (no GPU lent): the batched loop's CUDA
-    path (bf16 autocast, syncs every 25 steps) against separate fp32 runs' masks."""
+    """Not run where it was written (no GPU was lent): the batched loop's CUDA path
+    (bf16 autocast, a finiteness check every 25 steps) with exact-count masks."""
     ops = [{"op": "patch", "rate": 0.25, "size": 4}]
     body = tiny_spec(model={"arch": "cnn", "width": 8}, train_ops=ops, seeds=[0, 1, 2], train={"device": "cuda"})
     body["train"]["seed_batch"] = 3
