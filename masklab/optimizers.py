@@ -9,6 +9,10 @@ quickstart epoch. These classes run the same kernels with the same arguments
 `torch.optim.AdamW(fused=True)` and `torch.optim.SGD(nesterov=True)` (tests check it),
 and their `state_dict()` has torch's layout, so checkpoints load either way.
 
+The kernels are torch internals (`torch._fused_adamw_`, `torch._foreach_*`): where a
+torch build lacks one (older releases have no fused AdamW on CPU), `make` falls back to
+torch.optim's own classes, which give the same updates at the cost of the import.
+
 They work on any parameter shapes, including a seed group's stacked parameters
 (leading seed axis): both updates are element-wise.
 """
@@ -178,3 +182,20 @@ class SGD(_Optimizer):
                     bufs.append(self.state[p]["momentum_buffer"])
             grads = torch._foreach_add(grads, bufs, alpha=momentum) if group["nesterov"] else bufs
         torch._foreach_add_(params, grads, alpha=-group["lr"])
+
+
+_KERNELS = ("_fused_adamw_", "_foreach_add_", "_foreach_add", "_foreach_mul_")
+
+
+def kernels_available() -> bool:
+    """Whether this torch has the internal kernels the classes above call."""
+    return all(hasattr(torch, name) for name in _KERNELS)
+
+
+def make(kind: str, groups: list[dict], lr: float, **kw):
+    """An AdamW or SGD on torch's kernels, or torch.optim's class where they are missing."""
+    if kernels_available():
+        return (AdamW if kind == "adamw" else SGD)(groups, lr=lr, **kw)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, **kw)
+    return torch.optim.SGD(groups, lr=lr, **kw)

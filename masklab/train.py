@@ -52,7 +52,7 @@ def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
 
 
-def make_optimizer(model, spec: Spec, seed_axis: bool = False) -> optimizers.AdamW | optimizers.SGD:
+def make_optimizer(model, spec: Spec, seed_axis: bool = False):
     """AdamW or Nesterov SGD; weight decay only on weights (not norms, biases, embeddings of size 1-D).
     masklab's own classes run torch's kernels without torch.optim's 1.1 s import of
     torch._dynamo (masklab/optimizers.py). With seed_axis, the parameters are a seed
@@ -63,9 +63,9 @@ def make_optimizer(model, spec: Spec, seed_axis: bool = False) -> optimizers.Ada
     no_decay = [p for p in params if p.ndim - seed_axis < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
-        return optimizers.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
+        return optimizers.make("sgd", groups, t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
     # fused: one kernel per step for all parameters (4.5 of 75 ms per step unfused on a 2-core CPU)
-    return optimizers.AdamW(groups, lr=t.lr, betas=(0.9, 0.99))
+    return optimizers.make("adamw", groups, t.lr, betas=(0.9, 0.99))
 
 
 def classify_loss(

@@ -85,3 +85,13 @@ def test_a_state_dict_for_other_parameters_is_refused():
     other = optimizers.AdamW([{"params": list(model.parameters())}], lr=1e-3)
     with pytest.raises(ValueError, match="does not match"):
         opt.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_a_torch_without_the_kernels_gets_torch_optim(kind, monkeypatch):
+    with_kernels = optimizers.make(kind, groups(small_model()), 1e-3)
+    assert isinstance(with_kernels, optimizers.AdamW if kind == "adamw" else optimizers.SGD)
+    monkeypatch.delattr(torch, "_fused_adamw_")
+    assert not optimizers.kernels_available()
+    fallback = optimizers.make(kind, groups(small_model()), 1e-3)
+    assert isinstance(fallback, torch.optim.AdamW if kind == "adamw" else torch.optim.SGD)
