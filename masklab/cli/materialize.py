@@ -13,7 +13,7 @@ from masklab.cli.common import Format, say
 SpecArg = Annotated[
     Path | None,
     typer.Argument(
-        metavar="[SPEC]",
+        metavar="SPEC",
         help="A spec: its data section picks the dataset; without --op, its train_ops are written.",
         show_default=False,
     ),
@@ -121,22 +121,37 @@ def materialize(
         f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"
     )
     if preview:
-        import numpy as np
+        from masklab.analysis.figures import preview_png
 
-        from masklab.analysis.plots import image_grid_png
-
-        pick = np.linspace(0, len(result.labels) - 1, 16).round().astype(int)  # spread over the classes
-        image_grid_png(
-            result.originals[pick, 0],
-            result.images[0, pick, 0],
-            preview,
-            f"{dataset.name}: " + "; ".join(op_registry.label(o) for o in ops),
-        )
+        preview_png(preview_of(result, ops, dataset, split, seed), preview)
         say(f"wrote {preview}")
     rows = corrupt.realized_rows(result, ops, dataset.classes)
     render(
         rows,
-        columns("op", "class", "n", "measure", "requested", "realized", "min", "max"),
+        columns("op", "measure", "class", "n", "requested", "realized", "min", "max"),
         fmt.value,
         title="requested vs realized",
+    )
+
+
+def preview_of(c, ops: list[dict], dataset, split: str, seed: int, n: int = 8):
+    """The figure data of `--preview`: n images spread over the classes, every copy."""
+    from masklab.analysis.figures import Preview
+    from masklab.data.materialize import preview_indices
+    from masklab.ops import registry
+
+    pick = preview_indices(c.labels, n)
+    copies = len(c.images)
+    return Preview(
+        originals=c.originals[pick],
+        changed=c.images[:, pick],
+        masks=None if c.masks is None else c.masks[:, pick],
+        row_labels=[f"copy {k}" for k in range(copies)] if copies > 1 else ["changed"],
+        column_labels=[str(dataset.classes[k]) for k in c.labels[pick]],
+        title=f"{dataset.name} ({split}): " + "; ".join(registry.label(o) for o in ops),
+        notes=[
+            f"copy k: the draw a dynamic run with seed {seed} makes in epoch k + 1 (static, copies: {copies}: epochs k + 1, k + {copies + 1}, ...)"
+        ]
+        if copies > 1
+        else [],
     )
