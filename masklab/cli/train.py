@@ -61,6 +61,14 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train again even if a finished run with the same id exists.")
     ] = False,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            metavar="TRACKER",
+            help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab[mlflow]' or 'masklab[tensorboard]'.",
+        ),
+    ] = None,
     runs_dir: RunsDirOption = None,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
@@ -83,31 +91,43 @@ def train(
     from masklab import spec as spec_mod, threads as threads_mod
 
     threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
-    from masklab.analysis.tables import columns, render
+    from masklab.analysis.tables import Column, columns, render
     from masklab.cli.progress import make_reporter
     from masklab.errors import UsageError
+    from masklab.store.exporters import open_exporter
     from masklab.store.runs import RunStore
     from masklab.study import runner as experiment
+    from masklab.study.tracking import TrackingReporter
 
     if resume and force:
         raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
     sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
     specs = spec_mod.load_study(spec_path, sets, variant)
     store = RunStore(runs_dir)
+    exporters = [open_exporter(t, "--track") for t in track or []]  # fails here, before any training
+    reporter = make_reporter(quiet)
+    tracking = TrackingReporter(reporter, exporters, store) if exporters else None
 
     def announce(outcome) -> None:
         if outcome.reused:
             say(f"{outcome.run.id}: already done, reusing it (--force trains it again)")
+        if tracking:
+            tracking.run_ended(outcome.run)
 
-    outcomes = experiment.train_specs(
-        specs,
-        parse_seeds(seeds) if seeds else None,
-        store,
-        make_reporter(quiet),
-        force=force,
-        resume=resume,
-        on_done=announce,
-    )
+    try:
+        outcomes = experiment.train_specs(
+            specs,
+            parse_seeds(seeds) if seeds else None,
+            store,
+            tracking or reporter,
+            force=force,
+            resume=resume,
+            on_done=announce,
+        )
+    except BaseException:
+        if tracking and tracking.run is not None:  # the run that stopped: its final status, tracked
+            tracking.run_ended(tracking.run)
+        raise
     rows = [
         {
             "run": o.run.id,
@@ -123,4 +143,5 @@ def train(
         }
         for o in outcomes
     ]
-    render(rows, columns(*SUMMARY_COLUMNS, "path"), fmt.value, title=specs[0].study or specs[0].name)
+    cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:], Column("path", table=False))
+    render(rows, cols, fmt.value, title=specs[0].study or specs[0].name)

@@ -52,7 +52,9 @@ def mode_note(op: dict) -> str:
     name = op["op"]
     if op.get("mode") == "static":
         k = op.get("copies", 1)
-        return f"{name}: static, {k} fixed draw{'s' if k > 1 else ''} per image (epoch e uses draw e mod {k})"
+        if k == 1:
+            return f"{name}: static, one fixed draw per image, the same in every epoch"
+        return f"{name}: static, {k} fixed draws per image (epoch e uses draw (e - 1) mod {k})"
     if op.get("mode") == "scheduled":
         return f"{name}: scheduled, a new draw every epoch at the scheduled strength"
     return f"{name}: dynamic, a new draw every epoch"
