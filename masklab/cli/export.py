@@ -43,7 +43,8 @@ def export(
 
       masklab export quickstart --to mlflow
 
-      masklab export quickstart quickstart-static --to mlflow:sqlite:///mlflow.db --to tensorboard:tensorboard
+      masklab export quickstart quickstart-static \\
+          --to mlflow:sqlite:///mlflow.db --to tensorboard:tensorboard
     """
     from masklab.analysis.tables import Column, render
     from masklab.errors import RunError

@@ -21,32 +21,44 @@ SpecArg = Annotated[
 DatasetOption = Annotated[
     str | None,
     typer.Option(
-        "--dataset", help="Dataset name instead of a spec: mnist-mini, mnist, fashion-mnist, digits, idx:DIR, npz:FILE."
+        "--dataset",
+        metavar="NAME",
+        help="Dataset name instead of a spec: mnist-mini, mnist, fashion-mnist, digits, idx:DIR, npz:FILE.",
     ),
 ]
 OpOption = Annotated[
-    str | None, typer.Option("--op", help="The op name, or a compact form such as 'patch:rate=0.5,size=4'.")
+    str | None,
+    typer.Option("--op", metavar="OP", help="The op name, or a compact form such as 'patch:rate=0.5,size=4'."),
 ]
-OutOption = Annotated[Path, typer.Option("--out", help="The .npz file to write (images, masks, labels, manifest).")]
+OutOption = Annotated[
+    Path, typer.Option("--out", metavar="FILE.npz", help="The .npz file to write (images, masks, labels, manifest).")
+]
 PreviewOption = Annotated[
-    Path | None, typer.Option("--preview", help="Also write a PNG grid of originals beside their changed versions.")
+    Path | None,
+    typer.Option(
+        "--preview", metavar="PNG", help="Also write a PNG: 8 originals above every copy, masked pixels in orange."
+    ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="The run seed whose draws to reproduce.")]
 CopiesOption = Annotated[
-    int, typer.Option("--copies", help="K draws per image (epochs 0..K-1): masks get shape (K, N, H, W).", min=1)
+    int,
+    typer.Option(
+        "--copies", metavar="K", help="K draws per image (epochs 0..K-1): masks get shape (K, N, H, W).", min=1
+    ),
 ]
-SplitOption = Annotated[str, typer.Option("--split", help="train or test.")]
+SplitOption = Annotated[str, typer.Option("--split", metavar="SPLIT", help="train or test.")]
 BatchOption = Annotated[
     int, typer.Option("--batch-size", help="Images per batch while drawing (results do not depend on it).", min=1)
 ]
 ModeOption = Annotated[
-    str | None, typer.Option("--mode", help="static or dynamic: copy k is what training draws in epoch k.")
+    str | None,
+    typer.Option("--mode", metavar="MODE", help="static or dynamic: copy k is what training draws in epoch k."),
 ]
-POption = Annotated[str | None, typer.Option("--p", help="Probability of applying the op to an image.")]
+POption = Annotated[str | None, typer.Option("--p", metavar="P", help="Probability of applying the op to an image.")]
 LimitOption = Annotated[
     int | None, typer.Option("--limit", help="Only a stratified subset of this many images.", min=1)
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
 
 
 def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) -> list[dict]:
@@ -150,7 +162,7 @@ def preview_of(c, ops: list[dict], dataset, split: str, seed: int, n: int = 8):
         column_labels=[str(dataset.classes[k]) for k in c.labels[pick]],
         title=f"{dataset.name} ({split}): " + "; ".join(registry.label(o) for o in ops),
         notes=[
-            f"copy k: the draw a dynamic run with seed {seed} makes in epoch k + 1 (static, copies: {copies}: epochs k + 1, k + {copies + 1}, ...)"
+            f"copy k: what a run with seed {seed} and these ops draws in epoch k (epochs counted from 0)"
         ]
         if copies > 1
         else [],

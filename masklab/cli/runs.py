@@ -89,9 +89,9 @@ def runs(
 
       masklab runs --name quickstart --format csv
 
-      masklab runs --status done | sort -k6 -r | head -3
+      masklab runs | awk 'NR == 1 || $2 == "done"'
 
-      masklab runs --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))'
+      masklab runs --format jsonl | wc -l
     """
     from masklab.analysis.tables import render
     from masklab.store.runs import RunStore

@@ -40,7 +40,7 @@ def tag(
 
     Examples:
 
-      masklab tag quickstart-static method=static --note 'one fixed mask per image'
+      masklab tag quickstart-static method=static --note 'one mask per image'
 
       masklab tag quickstart method=dynamic
 

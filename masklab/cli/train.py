@@ -42,18 +42,23 @@ def train(
     overrides: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="Override a spec key: --set train.lr=0.01 --set train_ops[0].rate=0.5 (repeatable)."
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a spec key: --set train.lr=0.01 --set 'train_ops[0].rate=0.5' (repeatable).",
         ),
     ] = None,
     seeds: Annotated[
-        str | None, typer.Option("--seeds", help="Seeds to train, replacing the spec's: --seeds 0,1,2.")
+        str | None, typer.Option("--seeds", metavar="LIST", help="Seeds to train, replacing the spec's: --seeds 0,1,2.")
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (sets train.device).")
+        str | None,
+        typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (sets train.device)."),
     ] = None,
     variant: Annotated[
         list[str] | None,
-        typer.Option("--variant", help="Train only these variants of a spec with variants: (repeatable)."),
+        typer.Option(
+            "--variant", metavar="LABEL", help="Train only this variant of a spec with variants: (repeatable)."
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue interrupted runs from their last completed epoch.")
@@ -77,8 +82,10 @@ def train(
     """Train one run per seed of SPEC and print a summary table.
 
     A run folder runs/<name>-<spec hash>-s<seed>/ holds the resolved spec, run.json,
-    metrics.jsonl, summary.json and the weights. Training the same spec and seed again
-    reports the finished run instead of duplicating it.
+    metrics.jsonl, summary.json, the weights and its figures (curves.png, confusion.png,
+    recall.png, ops.png). Training the same spec and seed again reports the finished run
+    instead of duplicating it. --track also logs each run to MLflow or TensorBoard as it
+    trains; a tracker that fails is a warning and never costs the run.
 
     Examples:
 
@@ -86,7 +93,8 @@ def train(
 
       masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0,1,2
 
-      masklab train experiments/fashion-cnn.yaml --device cuda --format json
+      masklab train experiments/quickstart.yaml --set 'train_ops[0].rate=0.5' \\
+          --track mlflow --format json
     """
     from masklab import spec as spec_mod, threads as threads_mod
 

@@ -351,6 +351,8 @@ def train_specs(
         key = data_key(spec)
         if key not in datasets:
             datasets[key] = load_data(spec)
+            if datasets[key].copies > 1:
+                print(copies_note(datasets[key]), file=sys.stderr)
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
@@ -371,6 +373,15 @@ def train_specs(
             if on_done:
                 on_done(outcome)
     return outcomes
+
+
+def copies_note(dataset: data_registry.Dataset) -> str:
+    k, n = dataset.copies, len(dataset.train_y)
+    return (
+        f"note: {dataset.name} holds {k} masked copies of each training image ({n // k} images, {n} samples): "
+        f"every epoch passes over all {n}, {k}x the steps per epoch of one copy. To cycle the copies over "
+        f"epochs instead (one per epoch, as BERT's dupe factor), train on the source data with mode: static, copies: {k}"
+    )
 
 
 def train_spec(

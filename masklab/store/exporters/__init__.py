@@ -61,7 +61,8 @@ def open_exporter(text: str, option: str) -> Exporter:
 
         return TensorBoardExporter(where)
     except ImportError as exc:
-        raise UsageError(f"{option} {kind} needs the {kind} extra ({exc.name or exc}): {INSTALL[kind]}") from None
+        missing = exc.name or kind
+        raise UsageError(f"{option} {kind}: needs {missing}, which is not installed: {INSTALL[kind]}") from None
 
 
 def metric_name(key: str) -> str:
