@@ -13,7 +13,7 @@ import yaml
 from conftest import cli, run_dirs, tiny_spec
 
 
-def test_train_writes_a_complete_run_folder(workdir, write_spec):
+def test_train_writes_a_complete_run_folder(figures, workdir, write_spec):
     path = write_spec(tiny_spec())
     result = cli("train", path, "--format", "json")
     assert result.exit_code == 0, result.stderr

@@ -12,7 +12,7 @@ from conftest import cli, run_dirs, tiny_spec
 OPS = [{"op": "patch", "rate": 0.5, "size": 7, "mode": "static", "copies": 2}]
 
 
-def test_a_finished_run_holds_its_figures_and_their_numbers(workdir, write_spec):
+def test_a_finished_run_holds_its_figures_and_their_numbers(figures, workdir, write_spec):
     result = cli("train", write_spec(tiny_spec(train_ops=OPS, train={"epochs": 3})), "-q")
     assert result.exit_code == 0, result.stderr
     (folder,) = run_dirs(workdir)
@@ -52,7 +52,7 @@ def test_the_ops_preview_shows_the_runs_own_draws(workdir, write_spec):
     assert (changed[:, :, 0][masks] == 0).all()  # zero fill where masked
 
 
-def test_a_figure_that_fails_never_costs_the_run(workdir, write_spec, monkeypatch):
+def test_a_figure_that_fails_never_costs_the_run(figures, workdir, write_spec, monkeypatch):
     from masklab.study import run_figures
 
     def broken(*args, **kwargs):

@@ -16,6 +16,13 @@ mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 OPS = [{"op": "patch", "rate": 0.5, "size": 7, "mode": "static", "copies": 2}]
+STUDY = tiny_spec(
+    name="trk",
+    seeds=[0],
+    train_ops=OPS,
+    variants={"a": {}, "b": {"train.lr": 0.003}},
+    eval={"ops": [{"op": "gaussian", "sigma": [0.2]}]},
+)
 
 
 def store_runs(uri: str) -> list:
@@ -32,16 +39,9 @@ def history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 @pytest.fixture
-def trained(workdir, write_spec):
+def trained(figures, workdir, write_spec):
     """A study of two variants x one seed, with train ops (so every figure is drawn)."""
-    body = tiny_spec(
-        name="trk",
-        seeds=[0],
-        train_ops=OPS,
-        variants={"a": {}, "b": {"train.lr": 0.003}},
-        eval={"ops": [{"op": "gaussian", "sigma": [0.2]}]},
-    )
-    assert cli("train", write_spec(body), "-q").exit_code == 0
+    assert cli("train", write_spec(STUDY), "-q").exit_code == 0
     return workdir
 
 
@@ -110,14 +110,7 @@ def test_tags_and_notes_travel_and_a_retrained_run_gets_a_new_mlflow_run(trained
     assert json.loads(updated.stdout)["rows"][0]["action"] == "updated"
     (got,) = store_runs(uri)
     assert got.data.tags["method"] == "dynamic"
-    body = tiny_spec(
-        name="trk",
-        seeds=[0],
-        train_ops=OPS,
-        variants={"a": {}, "b": {"train.lr": 0.003}},
-        eval={"ops": [{"op": "gaussian", "sigma": [0.2]}]},
-    )
-    assert cli("train", write_spec(body), "--variant", "a", "--force", "-q").exit_code == 0
+    assert cli("train", write_spec(STUDY), "--variant", "a", "--force", "-q").exit_code == 0
     assert (
         json.loads(cli("export", "trk-a", "--to", f"mlflow:{uri}", "-f", "json").stdout)["rows"][0]["action"]
         == "created"
@@ -125,7 +118,7 @@ def test_tags_and_notes_travel_and_a_retrained_run_gets_a_new_mlflow_run(trained
     assert len(store_runs(uri)) == 2  # the earlier training keeps its MLflow run
 
 
-def test_train_track_mlflow_logs_while_training(workdir, write_spec):
+def test_train_track_mlflow_logs_while_training(figures, workdir, write_spec):
     result = cli("train", write_spec(tiny_spec(train_ops=OPS)), "--track", "mlflow", "-q")
     assert result.exit_code == 0, result.stderr
     uri = f"sqlite:///{workdir / 'mlflow.db'}"  # the default store, in the working folder
@@ -139,7 +132,7 @@ def test_train_track_mlflow_logs_while_training(workdir, write_spec):
     assert json.loads(again.stdout)["rows"][0]["action"] == "up to date"
 
 
-def test_tensorboard_event_files_read_back_with_tensorboards_reader(workdir, write_spec):
+def test_tensorboard_event_files_read_back_with_tensorboards_reader(figures, workdir, write_spec):
     assert cli("train", write_spec(tiny_spec(train_ops=OPS)), "--track", "tensorboard:tb", "-q").exit_code == 0
     (folder,) = run_dirs(workdir)
     metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]

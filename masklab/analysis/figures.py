@@ -36,6 +36,7 @@ class Preview:
     column_labels: list[str]
     title: str
     notes: list[str] = field(default_factory=list)
+    legend: str = "orange: masked pixels (the model sees the fill value there)"
 
 
 def _pyplot():
@@ -191,7 +192,7 @@ def preview_png(preview: Preview, path: Path) -> Path:
     ]
     notes = list(preview.notes)
     if preview.masks is not None:
-        notes.append("orange: masked pixels (the model sees the fill value there)")
+        notes.append(preview.legend)
     tile = 0.95  # inches per image
     left, top, bottom = 1.0, 0.65, 0.15 + 0.2 * len(notes)
     width, height = left + 0.2 + tile * n, top + bottom + tile * len(rows)

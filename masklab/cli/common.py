@@ -98,6 +98,15 @@ class ReadableCommand(TyperCommand):
         return readable_params(super().get_params(ctx))
 
 
+RunRefsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="RUN_GROUP_OR_STUDY...",
+        help="Runs (id, prefix, <name>-s<seed>, path), spec names, groups or studies.",
+    ),
+]
+
+
 def say(message: str) -> None:
     """Talk goes to stderr; stdout is data."""
     err_console.print(message, markup=False, soft_wrap=True)

@@ -6,18 +6,12 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, RunRefsArgument, RunsDirOption, cli_command, say
 
 
 @cli_command
 def export(
-    refs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="RUN_GROUP_OR_STUDY...",
-            help="Runs (id, prefix, <name>-s<seed>, path), spec names, groups or studies.",
-        ),
-    ],
+    refs: RunRefsArgument,
     to: Annotated[
         list[str],
         typer.Option(

@@ -123,12 +123,13 @@ def materialize(
     else:
         spec_mod._dataset_name(dataset_name, "--dataset")
         dataset = data_registry.load(dataset_name)
+    source = dataset  # the file names the whole dataset, which is what `npz:FILE` reloads and checks
     if limit:
         dataset = data_registry.limit(dataset, limit if split == "train" else None, limit if split == "test" else None)
     _, height, width = dataset.shape
     op_registry.check_image_shape(ops, height, width, "ops")
     result = corrupt.corrupt_split(dataset, split, ops, seed, copies, batch_size, resolve_device(device))
-    corrupt.write(out, result, ops, seed, split, dataset)
+    corrupt.write(out, result, ops, seed, split, source)
     say(
         f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, RunRefsArgument, RunsDirOption, cli_command, say
 
 DryRunOption = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be removed; remove nothing.")]
 
@@ -32,13 +32,7 @@ def _report(actions, dry_run: bool, fmt: Format) -> None:
 
 @cli_command
 def rm(
-    refs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="RUN_GROUP_OR_STUDY...",
-            help="Runs (id, prefix, <name>-s<seed>, path), spec names, groups or studies.",
-        ),
-    ],
+    refs: RunRefsArgument,
     dry_run: DryRunOption = False,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,

@@ -93,8 +93,7 @@ def train(
 
       masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0,1,2
 
-      masklab train experiments/quickstart.yaml --set 'train_ops[0].rate=0.5' \\
-          --track mlflow --format json
+      masklab train experiments/quickstart.yaml --track mlflow --format json
     """
     from masklab import spec as spec_mod, threads as threads_mod
 

@@ -8,6 +8,7 @@ never a failed run: the numbers are already safe in the folder.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from masklab.analysis.figures import Preview, write_run_figures
@@ -22,6 +23,9 @@ PREVIEW_EPOCHS = 3
 
 
 def write_figures(run: Run, spec: Spec, data: TrainData, pipeline: OpPipeline) -> None:
+    """Draw them, unless MASKLAB_FIGURES=0 (a sweep of thousands of tiny runs, a test suite)."""
+    if os.environ.get("MASKLAB_FIGURES", "1") == "0":
+        return
     try:
         write_run_figures(run.path, run.metrics(), run.summary, ops_preview(spec, data, pipeline))
     except Exception as exc:  # a figure must never cost the run
@@ -45,7 +49,22 @@ def ops_preview(spec: Spec, data: TrainData, pipeline: OpPipeline) -> Preview | 
         column_labels=[str(data.classes[k]) for k in labels],
         title="train ops: " + "; ".join(registry.label(op) for op in spec.train_ops),
         notes=[mode_note(op) for op in spec.train_ops],
+        legend=legend(spec.train_ops),
     )
+
+
+TOKEN_LEGEND = {
+    "drop": "orange: patch tokens dropped before the encoder (the model never sees them)",
+    "mask": "orange: patch tokens replaced by the [MASK] embedding",
+    "mlm": "orange: patch tokens chosen for BERT's 80/10/10 ([MASK], another image's token, unchanged)",
+}
+
+
+def legend(ops: list[dict]) -> str:
+    tokens = next((op for op in ops if op["op"] == "tokens"), None)
+    if tokens is not None:
+        return TOKEN_LEGEND[tokens["action"]]
+    return Preview.legend
 
 
 def mode_note(op: dict) -> str:

@@ -38,6 +38,11 @@ class TrackingReporter:
     def finish(self) -> None:
         self.inner.finish()
 
+    def __getattr__(self, name: str):  # any other progress callback goes to the wrapped reporter
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def run_ended(self, run: Run) -> None:
         """After a run's final status is written (done, failed, interrupted) or a finished
         run is reused: the last sync, with summary, figures and status."""
