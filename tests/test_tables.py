@@ -92,3 +92,19 @@ def test_numbers_print_without_float_noise_in_every_format():
     assert row["lr"] == "0.003" and row["path"] == "runs/quickstart-static-a8642325-s0"  # csv keeps every column
     assert row["created"] == "2026-11-23T16:05:31.123+00:00"  # and the full timestamp
     assert cell_text(3e-05) == "3.00e-05" and cell_text(0.0) == "0.0000" and cell_text(0.25) == "0.2500"
+
+
+def test_an_important_text_column_outlasts_the_numbers_beside_it():
+    """compare's verdict (keep=3) stays whole while min/max-like columns (keep=1) go."""
+    rows = [
+        {
+            "group": "quickstart-a8642325",
+            "mean": 0.96,
+            "min": 0.95,
+            "max": 0.97,
+            "verdict": "no difference detected (n=3)",
+        }
+    ]
+    cols = [Column("group", id=True), Column("mean", keep=3), Column("min"), Column("max"), Column("verdict", keep=3)]
+    shown, caps, left_out = fit_columns(rows, cols, 62)
+    assert [c.key for c in shown] == ["group", "mean", "verdict"] and caps == {} and left_out == ["max", "min"]

@@ -33,8 +33,8 @@ class Column:
     `key` names the value in each row. In the two table views (terminal and pipe):
     `table=False` leaves the column out (a path that repeats the id: json/csv keep it);
     an `id` column is never shortened, dropped or wrapped; when a terminal is too narrow,
-    text cells are shortened first, then columns are left out, lowest `keep` first and
-    the rightmost of equals first."""
+    columns give way by `keep`, least important first: at each level text cells are
+    shortened (to MIN_TEXT characters), then columns left out, the rightmost first."""
 
     key: str
     header: str = ""
@@ -180,24 +180,30 @@ def fit_columns(rows: list[dict], cols: list[Column], width: int) -> tuple[list[
         return sum(caps.get(c.key, natural[c.key]) for c in shown) + GAP * (len(shown) - 1)
 
     shortenable = [c for c in cols if not c.id and not _numeric(rows, c.key) and not _timestamps(rows, c.key)]
-    # 1. shorten the widest text cells, a character at a time, down to MIN_TEXT
-    while total() > width:
-        candidates = [c for c in shortenable if caps.get(c.key, natural[c.key]) > max(MIN_TEXT, len(c.title))]
-        if not candidates:
-            break
-        widest = max(candidates, key=lambda c: caps.get(c.key, natural[c.key]))
-        caps[widest.key] = caps.get(widest.key, natural[widest.key]) - 1
-    # 2. leave out columns, the least important (then the rightmost) first
     left_out = []
-    while total() > width:
-        droppable = [c for c in shown if not c.id]
-        if not droppable:
+    # level by level, least important first: shorten that level's text, then leave out its columns
+    for level in sorted({c.keep for c in cols if not c.id}):
+        while total() > width:  # the widest text cell loses a character, down to MIN_TEXT
+            candidates = [
+                c
+                for c in shortenable
+                if c in shown and c.keep <= level and caps.get(c.key, natural[c.key]) > max(MIN_TEXT, len(c.title))
+            ]
+            if not candidates:
+                break
+            widest = max(candidates, key=lambda c: caps.get(c.key, natural[c.key]))
+            caps[widest.key] = caps.get(widest.key, natural[widest.key]) - 1
+        while total() > width:  # then columns go, the least important (then the rightmost) first
+            droppable = [c for c in shown if not c.id and c.keep <= level]
+            if not droppable:
+                break
+            victim = min(reversed(droppable), key=lambda c: c.keep)
+            shown.remove(victim)
+            left_out.append(victim.title)
+        if total() <= width:
             break
-        victim = min(reversed(droppable), key=lambda c: c.keep)
-        shown.remove(victim)
-        left_out.append(victim.title)
     # columns dropped late may have made room to undo shortening
-    for key in list(caps):
+    for key in [c.key for c in shown if c.key in caps]:
         spare = width - total()
         if spare <= 0:
             break

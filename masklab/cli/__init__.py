@@ -42,12 +42,11 @@ class _OneLineErrors(TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _ClickException as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError" and not args_given(args):
+            if type(exc).__name__ == "NoArgsIsHelpError":
                 sys.exit(0)  # bare `masklab`: the help was printed, nothing went wrong
-            if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed already
-                ctx = getattr(exc, "ctx", None)
-                hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-                say(f"Error: {exc.format_message().rstrip('.')}{hint}")
+            ctx = getattr(exc, "ctx", None)
+            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            say(f"Error: {exc.format_message().rstrip('.')}{hint}")
             sys.exit(exc.exit_code)
         except typer.Abort:
             say("Interrupted.")
@@ -86,10 +85,6 @@ def _root(
     from masklab.threads import set_wait_policy
 
     set_wait_policy()  # every command: idle OpenMP threads sleep instead of spinning (set before torch loads)
-
-
-def args_given(args) -> bool:
-    return bool(sys.argv[1:] if args is None else args)
 
 
 for _name, _fn in {
