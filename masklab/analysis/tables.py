@@ -54,8 +54,8 @@ def columns(*keys: str | Column) -> list[Column]:
 
 
 def cell_text(value: Any, digits: int = 4, fmt: str = "") -> str:
-    """A value as shown in a table or Markdown: floats to `digits` decimals (tiny ones in
-    scientific notation), timestamps to the second."""
+    """A value as shown in a table or Markdown: floats to `digits` decimals or by `fmt`
+    (those that would print as zero in scientific notation), timestamps to the second."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -67,7 +67,7 @@ def cell_text(value: Any, digits: int = 4, fmt: str = "") -> str:
             return "inf" if value > 0 else "-inf"
         if fmt:
             return format(value, fmt)
-        if value != 0 and abs(value) < 10 ** -(digits - 1):
+        if value != 0 and abs(value) < 0.5 * 10**-digits:  # would print as zero
             return f"{value:.2e}"
         return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
     if isinstance(value, str):
@@ -217,10 +217,13 @@ def rich_table(rows: list[dict], cols: list[Column], title: str | None, out: Tex
     from rich.table import Table
 
     console = Console(file=out)
+    if rows:  # on a terminal a column with no value in any row says nothing (a pipe keeps it, for awk)
+        cols = [c for c in cols if c.id or any(r.get(c.key) is not None for r in rows)]
     shown, caps, left_out = fit_columns(rows, cols, console.width)
     table = Table(
         title=title,
         title_justify="left",
+        min_width=len(title or ""),  # a title never wraps over a narrow table
         header_style="bold",
         box=box.SIMPLE_HEAD,
         show_edge=False,
