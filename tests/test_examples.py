@@ -216,6 +216,7 @@ def bash_words(command: str) -> list[str]:
 def test_spec_header_commands_run_when_pasted_into_bash(path: Path):
     from masklab import spec as spec_mod
     from masklab.evaluation.grid import cell_name, expand_grid
+    from masklab.evaluation.suites import suite_ops
 
     commands = header_commands(path)
     assert commands[0] == f"masklab train experiments/{path.name}"
@@ -223,6 +224,10 @@ def test_spec_header_commands_run_when_pasted_into_bash(path: Path):
     assert all(line.startswith("# masklab ") for line in prose), f"{path.name}: a command inside prose: {prose}"
     specs = spec_mod.load_study(path, [], None)
     cells = {f"acc@{cell_name(c)}" for s in specs for op in s.eval.ops for c in expand_grid(op)}
+    for suite in {s.eval.suite for s in specs if s.eval.suite}:  # its cells, and their mean acc@<suite>
+        cells |= {f"acc@{suite}"} | {
+            f"acc@{cell_name(c)}" for op in suite_ops(suite, (1, 28, 28)) for c in expand_grid(op)
+        }
     for command in commands:
         words = check_parses(command)  # bash raises on an unquoted parenthesis; click on a bad option
         metrics = [words[i + 1] for i, w in enumerate(words) if w in ("--metric", "-m")]

@@ -146,7 +146,9 @@ def _csv_value(value: Any) -> Any:
 def markdown(rows: list[dict], cols: list[Column]) -> str:
     lines = ["| " + " | ".join(c.title for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(cell_text(r.get(c.key), c.digits, c.fmt).replace("|", "\\|") for c in cols) + " |")
+        lines.append(
+            "| " + " | ".join(cell_text(r.get(c.key), c.digits, c.fmt).replace("|", "\\|") for c in cols) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -162,9 +162,7 @@ def preview_of(c, ops: list[dict], dataset, split: str, seed: int, n: int = 8):
         row_labels=[f"copy {k}" for k in range(copies)] if copies > 1 else ["changed"],
         column_labels=[str(dataset.classes[k]) for k in c.labels[pick]],
         title=f"{dataset.name} ({split}): " + "; ".join(registry.label(o) for o in ops),
-        notes=[
-            f"copy k: what a run with seed {seed} and these ops draws in epoch k (epochs counted from 0)"
-        ]
+        notes=[f"copy k: what a run with seed {seed} and these ops draws in epoch k (epochs counted from 0)"]
         if copies > 1
         else [],
     )
