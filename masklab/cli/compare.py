@@ -112,7 +112,8 @@ def compare(
 
       masklab compare quickstart quickstart-static --fail-if 'test_acc < -0.05'
 
-      masklab compare quickstart quickstart-static --min-effect 0.002 --p-outperform
+      masklab compare quickstart quickstart-static --min-effect 0.002 \\
+          --p-outperform
 
       masklab compare quickstart quickstart-static --curve val_acc --plot val.png
     """
