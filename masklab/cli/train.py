@@ -98,18 +98,20 @@ def train(
     from masklab import spec as spec_mod, threads as threads_mod
 
     threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
+    from masklab.errors import UsageError
+
+    if resume and force:
+        raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
+    sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
+    specs = spec_mod.load_study(spec_path, sets, variant)  # before torch is imported: a bad spec costs nothing
+
     from masklab.analysis.tables import Column, columns, render
     from masklab.cli.progress import make_reporter
-    from masklab.errors import UsageError
     from masklab.store.exporters import open_exporter
     from masklab.store.runs import RunStore
     from masklab.study import runner as experiment
     from masklab.study.tracking import TrackingReporter
 
-    if resume and force:
-        raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
-    sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
-    specs = spec_mod.load_study(spec_path, sets, variant)
     store = RunStore(runs_dir)
     exporters = [open_exporter(t, "--track") for t in track or []]  # fails here, before any training
     reporter = make_reporter(quiet)

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 import masklab
-from masklab import spec as spec_mod
+from masklab import signals, spec as spec_mod
 from masklab.data import registry as data_registry
 from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
@@ -33,7 +32,10 @@ from masklab.evaluation import grid as eval_grid, predictions as stored_predicti
 from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
-from masklab.store.runs import Run, RunStore, now, run_id
+from masklab.store import files, weights
+from masklab.store.files import DamagedFile, StoreWriteError
+from masklab.store.runs import Run, RunLock, RunStore, now, run_id
+from masklab.study import memory
 from masklab.study.run_figures import write_figures
 from masklab.study.text import check_same_tokenizer, text_info, text_pipeline
 from masklab.train import Reporter, fit, test_metrics, train_pipeline
@@ -47,27 +49,35 @@ class Outcome:
 
 
 class StopFlag:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second one stops now."""
+    """SIGINT/SIGTERM while training steps run (`graceful()`): stop after the current
+    step, checkpointed. Anywhere else, or a second signal: stop at once."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._saved: dict = {}
+        self.soft = False
+        self._scope = signals.handled_by(self._handle)
 
-    def _handle(self, signum: int, frame) -> None:
-        if self.requested:
+    def _handle(self, signum: int) -> None:
+        if self.requested or not self.soft:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this step (interrupt again to stop at once)...", file=sys.stderr)
+        with contextlib.suppress(OSError):  # os.write: safe even while stderr is mid-print
+            os.write(2, b"\nstopping after this step (interrupt again to stop at once)...\n")
+
+    @contextlib.contextmanager
+    def graceful(self):
+        self.soft = True
+        try:
+            yield
+        finally:
+            self.soft = False
 
     def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: keep the defaults
-                self._saved[sig] = signal.signal(sig, self._handle)
+        self._scope.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
+        self._scope.__exit__(*exc)
 
 
 @functools.lru_cache(maxsize=1)  # one `git` process per masklab process, not one per run
@@ -124,43 +134,75 @@ def changed_keys(store: RunStore, spec: Spec, seed: int) -> tuple[Run, list[str]
     """An unfinished run of the same name and seed whose spec differs, and the keys that differ."""
     for run in reversed(store.all()):
         info = run.info
-        if info.get("name") == spec.name and info.get("seed") == seed and run.status != "done":
+        if info.get("name") == spec.name and info.get("seed") == seed and run.status not in ("done", "damaged"):
             return run, spec_mod.diff_keys(run.spec, spec.to_dict() | {"seeds": run.spec.get("seeds")})
     return None
 
 
-def find_or_create(
-    store: RunStore, spec: Spec, seed: int, dataset, device, force: bool, resume: bool
-) -> tuple[Run, bool, bool]:
-    """(run, reused, resuming): the existing finished run, a run to resume, or a new one."""
+@dataclass
+class Claim:
+    """The folder a training writes, held locked: a new run, a run to resume, or a staged
+    replacement for `old` (committed over it only once complete)."""
+
+    run: Run
+    mode: str  # "reuse" | "new" | "resume" | "replace"
+    lock: RunLock | None = None
+    old: Run | None = None
+    old_lock: RunLock | None = None
+    finished: bool = False  # the outcome is recorded: nothing may change the run any more
+    previous: dict = field(default_factory=dict)  # run.json before this process touched it (resume)
+
+    def release(self) -> None:
+        for lock in (self.lock, self.old_lock):
+            if lock is not None:
+                lock.release()
+
+
+def find_or_create(store: RunStore, spec: Spec, seed: int, dataset, device, force: bool, resume: bool) -> Claim:
+    """The existing finished run (reused), a run to resume, or a new one, locked. A run
+    that exists and is started over (--force, or --resume without a checkpoint) is
+    replaced only when its replacement is complete."""
     rid = run_id(spec.name, spec.group_hash(), seed)
     existing = store.get(rid)
-    if existing and force:
-        store.discard(existing)
-        existing = None
-    if existing:
+    if existing is None:
+        if resume:
+            other = changed_keys(store, spec, seed)
+            if other:
+                run, keys = other
+                raise UsageError(
+                    f"cannot resume: the spec changed since run {run.id} ({', '.join(keys[:6])}); drop --resume to start a new run"
+                )
+        run, lock = store.create(rid, _spec_yaml(spec, seed), run_info(spec, seed, dataset, device))
+        return Claim(run, "new", lock)
+    if existing.path.is_symlink():
+        raise RunError(f"{existing.path} is a symbolic link, not a run folder; remove it")
+    if existing.status == "done" and not force:
+        return Claim(existing, "reuse")
+    old_lock = existing.lock()  # RunBusy while another process trains or replaces it
+    try:
         status = existing.status
-        if status == "done":
-            return existing, True, False
-        if status == "running":
-            raise RunError(f"run {rid} is being trained by another process (pid {existing.info.get('pid')})")
-        if not resume:
-            raise RunError(
-                f"run {rid} exists with status {status}; pass --resume to continue it or --force to start over"
-            )
-        if not (existing.path / "checkpoint.pt").is_file():
-            store.discard(existing)
-        else:
-            return existing, False, True
-    elif resume:
-        other = changed_keys(store, spec, seed)
-        if other:
-            run, keys = other
-            raise UsageError(
-                f"cannot resume: the spec changed since run {run.id} ({', '.join(keys[:6])}); drop --resume to start a new run"
-            )
-    info = run_info(spec, seed, dataset, device)
-    return store.create(rid, spec_mod.dump_yaml(dataclasses.replace(spec, seeds=[seed])), info), False, False
+        status = "stale" if status == "running" else status  # running, yet the lock was free
+        if not force:
+            if status == "done":
+                old_lock.release()
+                return Claim(existing, "reuse")
+            if status == "damaged":
+                raise RunError(f"run {rid} is damaged ({existing.damage()}); pass --force to train it again")
+            if not resume:
+                raise RunError(
+                    f"run {rid} exists with status {status}; pass --resume to continue it or --force to start over"
+                )
+            if (existing.path / "checkpoint.pt").is_file():
+                return Claim(existing, "resume", old_lock, previous=existing.info)
+        run, lock = store.stage(rid, _spec_yaml(spec, seed), run_info(spec, seed, dataset, device))
+        return Claim(run, "replace", lock, old=existing, old_lock=old_lock)
+    except BaseException:
+        old_lock.release()
+        raise
+
+
+def _spec_yaml(spec: Spec, seed: int) -> str:
+    return spec_mod.dump_yaml(dataclasses.replace(spec, seeds=[seed]))
 
 
 def train_one(
@@ -174,38 +216,90 @@ def train_one(
     resume=False,
     init: Run | None = None,
 ) -> Outcome:
-    run, reused, resuming = find_or_create(store, spec, seed, dataset, device, force, resume)
-    if reused:
-        return Outcome(run, reused=True, summary=run.summary)
-    with run.lock(), StopFlag() as stop:
-        run.update_info(status="running", pid=os.getpid(), started=now(), device=str(device))
-        began = time.perf_counter()
+    """Train one run and record how it ended. Every way out leaves the run in a true
+    state: done (committed), failed (with the error), interrupted (resumable), or,
+    for a replacement or a run that never started, as it was before."""
+    claim: Claim | None = None
+    with StopFlag() as stop:
         try:
-            summary = _train_and_test(
-                spec, seed, dataset, run, device, reporter, lambda: stop.requested, resuming, init
+            with signals.deferred():  # a signal waits until the claim is held, so it is recorded
+                claim = find_or_create(store, spec, seed, dataset, device, force, resume)
+            if claim.mode == "reuse":
+                return Outcome(claim.run, reused=True, summary=claim.run.summary)
+            began = time.perf_counter()
+            claim.run.update_info(
+                drop=("error", "finished", "duration_s"),
+                status="running",
+                pid=os.getpid(),
+                started=now(),
+                device=str(device),
             )
-        except (Interrupted, KeyboardInterrupt) as exc:
-            run.update_info(status="interrupted", finished=now(), error=str(exc) or "interrupted")
-            raise Interrupted(
-                f"run {run.id} interrupted after {run.info.get('epochs_done', 0)} epoch(s); `masklab train SPEC --resume` continues it"
-            ) from None
-        except MasklabError as exc:
-            run.update_info(status="failed", finished=now(), error=str(exc))
-            raise
-        except Exception as exc:
-            run.update_info(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}")
-            raise
-        run.update_info(status="done", finished=now(), duration_s=round(time.perf_counter() - began, 3))
-    return Outcome(run, summary=summary)
+            summary = _train_and_test(
+                spec, seed, dataset, claim.run, device, reporter, stop, claim.mode == "resume", init
+            )
+            with signals.deferred():
+                claim.run.update_info(status="done", finished=now(), duration_s=round(time.perf_counter() - began, 3))
+                run = (
+                    store.commit(claim.run.path, claim.run.id, replace=claim.old)
+                    if claim.mode == "replace"
+                    else claim.run
+                )
+                claim.finished = True
+            if stop.requested:
+                raise Interrupted(f"interrupted after run {run.id} finished; the next runs were not started")
+            return Outcome(run, summary=summary)
+        except BaseException as exc:
+            if claim is None or claim.mode == "reuse" or claim.finished:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted("interrupted; every finished run is kept") from None
+                raise
+            with signals.deferred():
+                raise _ended(store, claim, exc, spec, device) from None
+        finally:
+            if claim is not None:
+                claim.release()
 
 
-def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resuming, init: Run | None = None) -> dict:
+def _ended(store: RunStore, claim: Claim, exc: BaseException, spec: Spec, device) -> BaseException:
+    """Record how an unfinished claim ended; returns the exception to raise."""
+    run = claim.run
+    if claim.mode == "replace":
+        files.remove_tree(run.path)  # the run being replaced was never touched
+        kept = f"run {run.id} is unchanged ({claim.old.info.get('status', 'damaged')})"
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            return Interrupted(f"interrupted before the new run was complete; {kept}")
+        if memory.is_out_of_memory(exc):
+            return memory.out_of_memory(spec, device, f"while training run {run.id}; {kept}")
+        return type(exc)(f"{exc}; {kept}") if isinstance(exc, MasklabError) else exc
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        done = run.info.get("epochs_done", 0)
+        run.record_status(status="interrupted", finished=now(), error=str(exc) or "interrupted")
+        return Interrupted(
+            f"run {run.id} interrupted after {done} epoch(s); `masklab train SPEC --resume` continues it"
+        )
+    if isinstance(exc, DamagedFile) and claim.mode == "resume":
+        run.record_status(**claim.previous)
+        return exc  # a file of the run is unreadable: its status tells what it was
+    oom = memory.is_out_of_memory(exc)
+    if oom and claim.mode == "new" and not run.info.get("epochs_done"):
+        with contextlib.suppress(StoreWriteError):  # it never started: no folder (or, failing that, a failed one)
+            store.discard(run, held=claim.lock)
+            return memory.out_of_memory(spec, device, f"while starting run {run.id}")
+    if oom:
+        exc = memory.out_of_memory(spec, device, f"while training run {run.id}")
+    error = str(exc) if isinstance(exc, MasklabError) else f"{type(exc).__name__}: {exc}"
+    run.record_status(status="failed", finished=now(), error=error)
+    return exc
+
+
+def _train_and_test(
+    spec, seed, dataset, run: Run, device, reporter, stop: StopFlag, resuming, init: Run | None = None
+) -> dict:
     torch.manual_seed(seed)  # model init and dropout; recorded as the run's seed
     data = build_data(dataset, spec.data.val_fraction, seed, device)
     model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
     if init is not None:
-        state = torch.load(init.path / "model.pt", map_location=device, weights_only=True)
-        loaded = load_matching(model, state)
+        loaded = load_matching(model, weights.load_state(init.path / "model.pt", device))
         run.update_info(init_from={"run": init.id, "tensors_loaded": len(loaded)})
     if spec.train.freeze == "encoder":
         freeze_all_but_head(model)
@@ -217,7 +311,10 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     if data.vocab is not None:  # token ids: the text ops
         pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
     run.update_info(**model_info(model, data, compiled))
-    fit(spec, seed, data, model, pipeline, run, device, reporter, stop, resume=resuming)
+    with stop.graceful():
+        fit(spec, seed, data, model, pipeline, run, device, reporter, lambda: stop.requested, resume=resuming)
+    if stop.requested:  # asked during the last step: the checkpoint is complete, the test is not run
+        raise Interrupted(f"interrupted after epoch {spec.train.epochs}")
     save_model(run, model)
     summary = finish_summary(spec, run, model, data, pipeline)
     write_figures(run, spec, data, pipeline)
@@ -271,13 +368,12 @@ def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
             raise SpecError(
                 f"train.init_from: run {source.id} has model.{key} {theirs.get(key)}, this spec has {mine[key]}; they must match"
             )
+    weights.load_state(source.path / "model.pt")  # a file that is not plain weights is refused before any folder exists
     return source
 
 
 def save_model(run: Run, model: torch.nn.Module) -> None:
-    tmp = run.path / ".model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(run.path / "model.pt")
+    run.write_bytes("model.pt", weights.to_bytes(model.state_dict()))
 
 
 def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData, pipeline: OpPipeline) -> dict:
@@ -325,7 +421,8 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             keep=correct,
         )
         summary["robustness"] = cells
-        summary.update(eval_grid.grid_summary(cells))
+        summary["robust_grid"] = eval_grid.grid_name(list(spec.eval.ops), spec.eval.suite, spec.eval.seed)
+        summary.update(eval_grid.grid_summary(cells, spec.eval.seed))
     stored_predictions.save(
         run.path / stored_predictions.FILE, metrics["predictions"], correct, summary.get("robustness")
     )
@@ -356,6 +453,7 @@ def train_specs(
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
+        memory.check_fits(spec, datasets[key], device)  # and a model that cannot fit
         inits = {seed: init_source(store, spec, seed) for seed in seeds or spec.seeds}
         check_same_tokenizer(inits.values(), datasets[key])
         plans.append((spec, datasets[key], device, inits))
