@@ -191,9 +191,7 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
     test_x, test_y = read_idx_pair(*splits["test"])
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(f"{folder}: train images are {train_x.shape[2:]} but test images are {test_x.shape[2:]}")
-    ds = Dataset(
-        name, train_x, train_y, test_x, test_y, str(folder), _classes(name, np.concatenate([train_y, test_y]))
-    )
+    ds = Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, np.concatenate([train_y, test_y])))
     if compressed:
         cache.store(files, dict(zip(cache.ARRAYS, (train_x, train_y, test_x, test_y))), ds.fingerprint())
     return ds
