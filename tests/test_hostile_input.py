@@ -245,6 +245,15 @@ def test_a_model_that_cannot_fit_names_the_setting_and_leaves_no_folder(workdir,
     assert run_dirs(workdir) == []
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_too_large_for_the_gpu_is_refused_before_any_folder(workdir, write_spec):
+    huge = tiny_spec(model={"arch": "mlp", "hidden": [65536] * 4}, train={"device": "cuda"})  # 13e9 parameters
+    result = cli("train", write_spec(huge))
+    assert result.exit_code == 1 and "but cuda has" in result.stderr and "reduce model.hidden" in result.stderr
+    assert run_dirs(workdir) == []
+
+
 def test_running_out_of_memory_mid_start_leaves_no_failed_folder(workdir, write_spec, monkeypatch):
     from masklab.study import runner
 
@@ -255,6 +264,20 @@ def test_running_out_of_memory_mid_start_leaves_no_failed_folder(workdir, write_
     result = cli("train", write_spec(tiny_spec()), "-q")
     assert result.exit_code == 1 and "out of memory on cpu" in result.stderr and "train.batch_size" in result.stderr
     assert run_dirs(workdir) == [] and "internal error" not in result.stderr
+
+
+def test_running_out_of_memory_in_eval_is_one_line(workdir, write_spec, monkeypatch):
+    from masklab.evaluation import stored
+
+    run = trained(workdir, write_spec)
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(stored.eval_metrics, "predict", no_memory)
+    result = cli("eval", run.name)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "out of memory" in result.stderr and "train.eval_batch_size" in result.stderr
 
 
 def test_a_plot_path_that_is_a_folder_is_refused_and_nothing_lands_beside_it(workdir, write_spec):

@@ -163,6 +163,11 @@ def cli_command(fn):
         except Exception as exc:
             if os.environ.get("MASKLAB_DEBUG"):
                 raise
+            if isinstance(exc, RuntimeError) and _out_of_memory(exc):
+                say(
+                    f"Error: out of memory ({str(exc)[:120]}); reduce train.eval_batch_size, train.batch_size or the model"
+                )
+                raise typer.Exit(1) from None
             say(
                 f"Error: internal error: {type(exc).__name__}: {exc} (set MASKLAB_DEBUG=1 for the traceback and report it)"
             )
@@ -170,3 +175,9 @@ def cli_command(fn):
 
     wrapper.__doc__ = reflow_help(fn.__doc__)
     return wrapper
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    from masklab.study.memory import is_out_of_memory  # torch is loaded already if torch ran out
+
+    return is_out_of_memory(exc)

@@ -124,6 +124,9 @@ def compare(
       masklab compare quickstart quickstart-static --min-effect 0.002 \\
           --p-outperform
 
+      masklab compare quickstart quickstart-static \\
+          --fail-if 'acc@gaussian(sigma=0.2).mean < 0.5'
+
       masklab compare quickstart quickstart-static --curve val_acc --plot val.png
     """
     from masklab.analysis import compare as cmp, gates as gate_mod
