@@ -139,10 +139,15 @@ def test_robust_acc_means_the_spec_grid_and_an_eval_gets_its_own_name(tmp_path):
 def test_a_grid_summary_names_its_mean_and_its_seed():
     from masklab.evaluation.grid import grid_name, grid_summary
 
-    cells = [{"name": "gaussian(sigma=0.2)", "acc": 0.5}, {"name": "patch(rate=0.5)", "acc": 0.7}]
+    cells = [
+        {"name": "gaussian(sigma=0.2)", "op": {"op": "gaussian", "sigma": 0.2}, "acc": 0.5},
+        {"name": "patch(rate=0.5)", "op": {"op": "patch", "rate": 0.5}, "acc": 0.7},
+    ]
     assert grid_summary(cells) == {"acc@gaussian(sigma=0.2)": 0.5, "acc@patch(rate=0.5)": 0.7, "robust_acc": 0.6}
     named = grid_summary(cells, seed=3, mean_name="robust_acc@mnist-c-seed3")
     assert set(named) == {"acc@gaussian(sigma=0.2)[seed=3]", "acc@patch(rate=0.5)[seed=3]", "robust_acc@mnist-c-seed3"}
     ops = [{"op": "gaussian", "sigma": [0.2]}]
     assert grid_name(ops, None, 0) == grid_name(ops, None, 0) != grid_name(ops, None, 1)
+    suite = [{**c, "op": {**c["op"], "suite": "mnist-c"}} for c in cells]
+    assert grid_summary(suite, seed=3)["acc@mnist-c[seed=3]"] == 0.6  # a suite's mean carries the seed too
     assert grid_name([], "mnist-c", 0) == "mnist-c"

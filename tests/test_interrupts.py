@@ -101,6 +101,40 @@ def test_an_interrupted_test_evaluation_is_resumed_to_the_same_result(workdir, w
     assert mine["test_acc"] == theirs["test_acc"] and mine["test_loss"] == theirs["test_loss"]
 
 
+@pytest.mark.parametrize(
+    ("phase", "sig", "force"),
+    [
+        pytest.param("test", "SIGINT", False, id="test"),
+        pytest.param("group-step", "SIGTERM", False, id="step", marks=pytest.mark.slow),
+        pytest.param("create", "SIGINT", False, id="create", marks=pytest.mark.slow),  # before any run started
+        pytest.param("group-step", "SIGINT", True, id="force", marks=pytest.mark.slow),
+    ],
+)
+def test_seeds_trained_batched_end_in_true_states(workdir, write_spec, phase, sig, force):
+    """train.seed_batch: the seeds' runs share one process and one model, and each ends
+    as a separate run would: interrupted at its checkpoint, then resumed to done; a
+    forced replacement leaves the old runs untouched."""
+    path = spec(write_spec, train={**tiny_spec()["train"], "seed_batch": 2})
+    if force:
+        assert cli("train", path, "-q").exit_code == 0
+        before = {p.name: (p / "model.pt").read_bytes() for p in run_dirs(workdir)}
+    result = interrupt(workdir, phase, sig, "train", str(path), "-q", *(["--force"] if force else []))
+    assert_one_line_130(result)
+    no_leftovers(workdir)
+    if force:
+        assert statuses(workdir) == {"s0": "done", "s1": "done"}
+        assert {p.name: (p / "model.pt").read_bytes() for p in run_dirs(workdir)} == before
+        return
+    if phase == "create":  # the group's folders are claimed all or none: none, and nothing trained
+        assert statuses(workdir) == {}
+        return
+    assert statuses(workdir) == {"s0": "interrupted", "s1": "interrupted"}
+    assert cli("train", path, "--resume", "-q").exit_code == 0
+    infos = [json.loads((p / "run.json").read_text()) for p in run_dirs(workdir)]
+    assert [i["status"] for i in infos] == ["done", "done"] and all("error" not in i for i in infos)
+    assert all(i["seed_batch"] == {"seeds": [0, 1], "size": 2} for i in infos)
+
+
 @pytest.mark.slow
 def test_a_forced_replacement_interrupted_at_its_commit_still_lands_whole(workdir, write_spec):
     path = spec(write_spec, seeds=[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -156,22 +157,9 @@ def run_claimed(
             if claim.mode == "reuse":
                 return claim.run, True, claim.run.summary
             began = time.perf_counter()
-            claim.run.update_info(
-                drop=("error", "finished", "duration_s"),
-                status="running",
-                pid=os.getpid(),
-                started=now(),
-                device=str(device),
-            )
+            _start([claim], device)
             summary = train(claim.run, stop, claim.mode == "resume")
-            with signals.deferred():
-                claim.run.update_info(status="done", finished=now(), duration_s=round(time.perf_counter() - began, 3))
-                run = (
-                    store.commit(claim.run.path, claim.run.id, replace=claim.old)
-                    if claim.mode == "replace"
-                    else claim.run
-                )
-                claim.finished = True
+            (run,) = _finish(store, [claim], began)
             if stop.requested:
                 raise Interrupted(f"interrupted after run {run.id} finished; the next runs were not started")
             return run, False, summary
@@ -184,6 +172,121 @@ def run_claimed(
                 raise _ended(store, claim, exc, spec, device) from None
         finally:
             if claim is not None:
+                claim.release()
+
+
+def _start(claims: list[Claim], device, **extra) -> None:
+    """Mark claimed runs running in this process (a resumed run drops its old ending)."""
+    for claim in claims:
+        claim.run.update_info(
+            drop=("error", "finished", "duration_s"),
+            status="running",
+            pid=os.getpid(),
+            started=now(),
+            device=str(device),
+            **extra,
+        )
+
+
+def _finish(store: RunStore, claims: list[Claim], began: float) -> list[Run]:
+    """Mark trained runs done and commit the staged replacements, signals held; each
+    run's duration is its share of the time since `began`."""
+    runs = []
+    with signals.deferred():
+        duration = round((time.perf_counter() - began) / len(claims), 3)
+        for claim in claims:
+            claim.run.update_info(status="done", finished=now(), duration_s=duration)
+            committed = claim.mode == "replace"
+            runs.append(store.commit(claim.run.path, claim.run.id, replace=claim.old) if committed else claim.run)
+            claim.finished = True
+    return runs
+
+
+def claim_all(store: RunStore, spec: Spec, seeds: list[int], info: Callable[[int], dict], force: bool, resume: bool):
+    """Claims for several seeds of one spec (a batched seed group), all or none: if one
+    cannot be claimed (held by another process, damaged, a spec change), the claims
+    made so far are given up and their new folders removed."""
+    claims: list[Claim] = []
+    try:
+        with signals.deferred():
+            for seed in seeds:
+                claims.append(find_or_create(store, spec, seed, functools.partial(info, seed), force, resume))
+    except BaseException:
+        give_up(store, claims)
+        raise
+    return claims
+
+
+def give_up(store: RunStore, claims: list[Claim]) -> None:
+    """Release claims whose runs never started here: a new folder is removed, a staged
+    replacement dropped (the old run untouched), a run to resume left as it was."""
+    with signals.deferred():
+        for claim in claims:
+            if not claim.finished and claim.mode in ("new", "replace"):
+                with contextlib.suppress(RunError, OSError):
+                    if claim.mode == "new":
+                        store.discard(claim.run, held=claim.lock)
+                    else:
+                        files.remove_tree(claim.run.path)
+            claim.finished = True
+            claim.release()
+
+
+def run_group(
+    store: RunStore,
+    spec: Spec,
+    claims: list[Claim],
+    device,
+    train: Callable[[list[Run], StopFlag], list[dict]],
+    **extra,
+) -> tuple[list[Run], list[dict]]:
+    """`train(runs, stop)` for claimed runs trained together (one batched model) and
+    record how each ended, as `run_claimed` does for one: all done (committed), or each
+    failed, interrupted or as it was before. A `SeedFailed` names the seed that failed;
+    the others of the group are interrupted, resumable. Returns (runs, summaries).
+    `extra` is recorded in each run.json (the group's seeds)."""
+    from masklab.train_batched import SeedFailed
+
+    with StopFlag() as stop:
+        try:
+            began = time.perf_counter()
+            _start(claims, device, **extra)
+            summaries = train([c.run for c in claims], stop)
+            runs = _finish(store, claims, began)
+            if stop.requested:
+                raise Interrupted(f"interrupted after runs {', '.join(r.id for r in runs)} finished")
+            return runs, summaries
+        except BaseException as exc:
+            if all(c.finished for c in claims):
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted("interrupted; every finished run is kept") from None
+                raise
+            with signals.deferred():
+                for claim in claims:
+                    if claim.finished:
+                        continue
+                    mine = exc
+                    if isinstance(exc, SeedFailed) and claim.run.info.get("seed") != exc.seed:
+                        mine = Interrupted(
+                            f"stopped: seed {exc.seed} of its batch failed ({exc}); --resume continues this run"
+                        )
+                    _ended(store, claim, mine, spec, device)
+                    claim.finished = True
+            if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+                ids = ", ".join(c.run.id for c in claims)
+                raise Interrupted(
+                    f"runs {ids} interrupted after {claims[0].run.info.get('epochs_done', 0)} epoch(s); "
+                    "`masklab train SPEC --resume` continues them"
+                ) from None
+            if isinstance(exc, SeedFailed):
+                raise SeedFailed(f"seed {exc.seed}: {exc}", exc.seed) from None
+            if memory.is_out_of_memory(exc):
+                raise memory.out_of_memory(
+                    spec, device, f"while training seeds batched ({len(claims)} at once)"
+                ) from None
+            raise
+        finally:
+            for claim in claims:
                 claim.release()
 
 

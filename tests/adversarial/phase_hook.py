@@ -20,6 +20,7 @@ PHASES = {  # phase -> (function, before or after, which call)
     "data": ("masklab.study.runner.load_data", "before", 1),
     "create": ("masklab.store.runs.RunStore.create", "after", 1),
     "step": ("masklab.train.train_epoch", "before", 2),
+    "group-step": ("masklab.train_batched.train_group_epoch", "before", 2),  # seeds trained batched
     "checkpoint": ("masklab.train.save_checkpoint", "before", 1),
     "test": ("masklab.study.runner.test_metrics", "before", 1),
     "summary": ("masklab.study.runner.finish_summary", "after", 1),
