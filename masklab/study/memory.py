@@ -3,7 +3,8 @@ memory runs out anyway.
 
 The estimate builds the model on torch's meta device (no memory used): weights,
 gradients and optimizer state from the parameter count, activations from one forward
-pass of a single image scaled by the batch size, and the dataset's copy on the device.
+pass of a single image scaled by the batch size (on the CPU for a small model), and the
+dataset's copy on the device.
 It is deliberately rough and errs on the small side: it refuses only what cannot fit,
 and names the setting to reduce.
 """
@@ -27,12 +28,28 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+REAL_FORWARD_BYTES = 1 << 30  # a model this small is built for real to count its activations
+
+
 def estimate(spec, shape: tuple[int, int, int], classes: int) -> tuple[int, int, int]:
     """(parameters, bytes of weights + gradients + optimizer state, activation bytes per image)."""
     with torch.device("meta"):
         model = build_model(spec.model, shape, classes, 0.0, 1.0, spec.train.objective)
     params = sum(p.numel() for p in model.parameters())
     per_param = 4 * (2 + (2 if spec.train.optimizer == "adamw" else 1))  # weights, grads, optimizer state
+    if params * 4 <= REAL_FORWARD_BYTES:
+        # a small model is counted on the CPU for real: some ops on meta tensors import
+        # torch._dynamo, a second of start-up that every quickstart would pay
+        with torch.random.fork_rng(devices=[]):  # the runs' initialisation draws stay untouched
+            model = build_model(spec.model, shape, classes, 0.0, 1.0, spec.train.objective)
+        image = torch.zeros((1, *shape))
+    else:
+        image = torch.empty((1, *shape), device="meta")
+    return params, params * per_param, _activations(model, image) * 4 * 2  # saved for backward, and their gradients
+
+
+def _activations(model: torch.nn.Module, image: torch.Tensor) -> int:
+    """Elements output by the model's leaf modules for one image."""
     outputs = [0]
 
     def count(module, inputs, output) -> None:
@@ -40,14 +57,16 @@ def estimate(spec, shape: tuple[int, int, int], classes: int) -> tuple[int, int,
             outputs[0] += output.numel()
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+    model.eval()  # batch norm takes one image
     try:
-        model(torch.empty((1, *shape), device="meta"))
+        with torch.no_grad():
+            model(image)
     except Exception:  # noqa: BLE001 - a model needing extra inputs: weights only
         outputs[0] = 0
     finally:
         for h in hooks:
             h.remove()
-    return params, params * per_param, outputs[0] * 4 * 2  # saved for backward, and their gradients
+    return outputs[0]
 
 
 def free_bytes(device: torch.device) -> int | None:
