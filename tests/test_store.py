@@ -160,6 +160,8 @@ DAMAGE = [
     ("run.json", "[1, 2]", "run.json: holds a list"),
     ("run.json", '{"status": "done", "name": "x", "seed": 0, "data": "mnist"}', "run.json: data holds a string"),
     ("run.json", '{"status": "done", "name": "x"}', "run.json: no seed"),
+    ("run.json", '{"status": "done", "name": "x", "seed": 0, "tags": "a=b"}', "run.json: tags holds a string"),
+    ("run.json", '{"status": "done", "name": "x", "seed": 0, "note": ["n"]}', "run.json: note holds a list"),
     ("run.json", "", "run.json: not valid JSON"),
     ("run.json", "[" * 100_000, "run.json: not valid JSON"),
     ("run.json", '{"status": "bogus"}', "run.json: status 'bogus'"),
@@ -223,6 +225,16 @@ def test_damaged_runs_are_listed_and_never_break_runs_show_or_compare(workdir):
     assert compared.exit_code == 0, compared.stderr
     assert "skipping fake-0123abcd-s1: status damaged" in compared.stderr  # matched by its folder name
     assert json.loads(compared.stdout)["groups"][0]["seeds"] == [0, 2]
+    tagged = runs / "fake-0123abcd-s2" / "run.json"  # the fields housekeeping reads, of the wrong kind
+    tagged.write_text(json.dumps({**json.loads(tagged.read_text()), "tags": "x", "finished": "not a time"}))
+    for args in (("runs", "--tag", "a=b"), ("prune", "--dry-run", "--older-than", "0s")):
+        result = cli(*args)
+        assert result.exit_code == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+    exported = cli("export", "fake-0123abcd", "--to", f"tensorboard:{workdir / 'tb'}")
+    assert (
+        exported.exit_code == 1
+        and "fake-0123abcd-s1: damaged (run.json: holds a list, not an object); not exported" in exported.stderr
+    )
 
 
 def test_commit_publishes_a_finished_scratch_folder_by_one_rename(tmp_path):

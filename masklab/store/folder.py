@@ -37,6 +37,13 @@ _INFO_TYPES = {
     "data": dict,
     "versions": dict,
     "epochs_done": int,
+    "started": str,
+    "finished": str,
+    "n_val": int,
+    "tags": dict,  # masklab tag
+    "note": str,
+    "mlflow": dict,  # masklab export --to mlflow
+    "seed_batch": dict,
 }
 _SPEC_TYPES = {"name": str, "data": dict, "model": dict, "train": dict, "eval": dict, "train_ops": list, "seeds": list}
 _SPEC_REQUIRED = ("name", "seeds", "data", "model", "train")
