@@ -286,6 +286,11 @@ def test_a_plot_path_that_is_a_folder_is_refused_and_nothing_lands_beside_it(wor
     for args in (("compare", "tiny"), ("eval", "tiny", "--op", "gaussian:sigma=0.1")):
         result = cli(*args, "--plot", workdir / "out")
         assert result.exit_code == 2 and "is a folder" in result.stderr
+    for family, op in (("mask", "patch:rate=0.5"), ("noise", "gaussian:sigma=0.1")):  # before any work
+        args = (family, "--dataset", "mnist-mini", "--op", op, "--limit", "50", "--out", workdir / "m.npz")
+        result = cli(*args, "--preview", workdir / "out")
+        assert result.exit_code == 2 and "--preview" in result.stderr and "is a folder" in result.stderr
+        assert not (workdir / "m.npz").exists()
     assert sorted(p.name for p in workdir.iterdir() if p.name.startswith("out")) == ["out"]
     assert cli("compare", "tiny", "--plot", workdir / "bars").exit_code == 0
     assert (workdir / "bars").read_bytes()[:4] == b"\x89PNG" and not (workdir / "bars.png").exists()
