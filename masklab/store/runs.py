@@ -19,6 +19,23 @@ its finished run instead of duplicating it. What the store promises:
   `damaged` and `damage()` names the file; it never stops the others from being read.
 - **Valid JSON.** NaN and infinities are written as null, their key paths listed under
   `non_finite`.
+
+The commit API, for any executor (the in-process runner, `study.lifecycle`; a pool of
+workers on other machines or disks):
+
+    run, lock = store.create(rid, spec_yaml, info)   # a new run folder, published locked
+    run, lock = store.stage(rid, spec_yaml, info)    # a hidden scratch folder in the store
+    # ... train into run.path (or into a worker's own scratch folder, anywhere) ...
+    store.commit(run.path, rid)                      # publish a finished folder: one rename
+    store.commit(run.path, rid, replace=old)         # swap it for `old` (whose lock you hold)
+    store.discard(run, held=lock)                    # or drop it
+
+`commit` refuses a folder that is not finished (`status: done` in its run.json), is
+damaged, or holds a symbolic link; a folder on another disk is copied in under a hidden
+name first, so the publish is still one rename. Replacing uses `files.exchange`
+(`renameat2(RENAME_EXCHANGE)` on Linux; elsewhere a move aside that is undone on
+failure): readers see the old run or the new one, never neither. `sweep` removes the
+hidden folders a killed process left, once they are unlocked and a minute old.
 """
 
 from __future__ import annotations
