@@ -22,7 +22,7 @@ import yaml
 
 from masklab import safeyaml, schema as sc
 from masklab.errors import SpecError, UsageError
-from masklab.ops import registry as op_registry
+from masklab.ops import adaptive_spec, registry as op_registry
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits", "kjv-mini", "fortunes")
@@ -308,6 +308,7 @@ class Spec:
                 f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit or bert, got {self.model.arch}"
             )
         _check_text_or_images(self)
+        adaptive_spec.check_spec(self.train_ops, objective=self.train.objective, val_fraction=self.data.val_fraction)
 
     def to_dict(self) -> dict:
         body = dataclasses.asdict(self)
@@ -366,6 +367,9 @@ def seed_batch_unsupported(spec: Spec) -> str | None:
         return f"for model.arch cnn or mlp only, got {spec.model.arch}"
     if t.objective != "classify" or t.init_from or t.freeze != "none" or t.compile is True:
         return "only for plain classification (no masked-modeling, init_from, freeze or compile: true)"
+    adaptive = adaptive_spec.uses_model(spec.train_ops)
+    if adaptive:
+        return f"without ops that follow the model, as {adaptive[0]} does (it keeps state per run)"
     return None
 
 
