@@ -273,7 +273,10 @@ def _epoch_row(
         "samples_per_s": round(seen / max(seconds, 1e-9), 1),
     }
     if len(pipeline):
-        row["ops"] = [{"op": op["op"], "realized": round(r, 6)} for op, r in zip(pipeline.ops, realized)]
+        row["ops"] = [
+            {"op": op["op"], "realized": round(r, 6)} | ({"mean_mask": round(1.0 - r, 6)} if op["op"] == "soft" else {})
+            for op, r in zip(pipeline.ops, realized)
+        ]
         scheduled = pipeline.current_values(epoch)
         if scheduled:
             row["scheduled"] = scheduled

@@ -74,12 +74,20 @@ def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) 
             )
         if spec is None or not spec.train_ops:
             raise UsageError("name an op with --op (e.g. --op patch --rate 0.5), or pass a SPEC with train_ops")
+        from masklab.ops.adaptive_spec import uses_model
+
+        following = uses_model(spec.train_ops)
+        if following:
+            raise UsageError(
+                f"{following[0]}: follows the model as it trains, so there is nothing to draw without one; give fixed values with --set"
+            )
         return spec.train_ops
     raw = registry.parse_op_text(op) if ":" in op else {"op": op}
     for key, text in given.items():
         values = [registry._scalar_text(t.strip()) for t in text.split(",") if t.strip()]
         raw[key] = values[0] if len(values) == 1 else values
     kind = registry.OPS[raw["op"]].family if raw["op"] in registry.OPS else family
+    kind = "mask" if kind == "soft" else kind  # a soft mask is drawn by masklab mask
     if kind != family:
         other = {"mask": "masklab mask", "noise": "masklab noise"}.get(kind, "a ViT spec's train_ops")
         raise UsageError(f"--op {raw['op']} is a {kind} op; use `{other}` for it")

@@ -148,6 +148,10 @@ def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dic
         setting = op.get("rate", op.get(definition.strength or "width", op.get("area")))
         if definition.family == "mask":
             measures = [("masked fraction", c.stats[:, :, i], setting)]
+        elif definition.family == "soft":
+            if isinstance(setting, float):  # the expected share: E[strength * u]
+                setting = setting * (0.5 if op["dist"] == "uniform" else 1.0)
+            measures = [("share taken away (1 - mean m)", c.stats[:, :, i], setting)]
         elif i in c.measures:
             measures = [(what, values, setting) for what, values in c.measures[i]]
         else:
@@ -155,7 +159,7 @@ def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dic
         if op.get("p", 1.0) < 1.0:
             measures.append(("share of images changed", c.changed[:, :, i].astype(np.float64), op["p"]))
         for what, values, requested in measures:
-            only_changed = definition.family != "mask" and what != "share of images changed"
+            only_changed = definition.family not in ("mask", "soft") and what != "share of images changed"
             for name, keep in groups:
                 counted = keep[None, :] & c.changed[:, :, i] if only_changed else np.broadcast_to(keep, values.shape)
                 if not counted.any():
