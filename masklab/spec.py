@@ -264,6 +264,11 @@ class EvalSpec:
         "seed of the corruptions: every model sees the same corrupted test set",
         lambda v, p: sc.as_int(v, p, 0, 2**31 - 1),
     )
+    test: bool = opt(
+        True,
+        "evaluate on the test split after training; false: validation only (search trials: the test split is never read)",
+        sc.as_bool,
+    )
 
 
 @dataclass
@@ -283,6 +288,9 @@ class Spec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     study: str | None = field(default=None, repr=False, compare=False)  # the spec file's name when it has variants
     variant: int | None = field(default=None, repr=False, compare=False)  # this variant's place in the file
+    trial: dict | None = field(
+        default=None, repr=False, compare=False
+    )  # the search trial a run answers (study/search.py)
 
     def __post_init__(self) -> None:
         if self.train.objective == "masked-modeling" and not isinstance(self.model, TRANSFORMERS):
@@ -314,7 +322,10 @@ class Spec:
         body = dataclasses.asdict(self)
         body.pop("study")
         body.pop("variant")
+        body.pop("trial")
         body["train"].pop("seed_batch")  # how seeds are executed, not what a run is: not in its spec or id
+        if body["eval"]["test"]:
+            body["eval"].pop("test")  # the default: specs written before it existed keep their ids
         return body
 
     def group_hash(self) -> str:
@@ -405,7 +416,7 @@ def _point_to_the_section(raw: dict, allowed: list[str]) -> None:
 def resolve(raw: Any, default_name: str = "experiment") -> Spec:
     """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
     raw = sc.need_mapping(raw, "spec")
-    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant")}
+    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant", "trial")}
     _point_to_the_section(raw, [*top, "variants"])
     sc.reject_unknown(raw, [*top, "variants"], "")
     if "variants" in raw:
