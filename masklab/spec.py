@@ -564,6 +564,7 @@ def load_study(
     there is one spec per variant, named `<name>-<label>`: the base, then the variant's
     settings, then the command line's `--set`s. `only` keeps the named variants."""
     raw = read_spec_file(path)
+    raw.pop("search", None)  # what `masklab search` tunes; training takes the spec as written
     variants = raw.pop("variants", None)
     name = raw.get("name") or _default_name(Path(path))
     if variants is None:

@@ -72,7 +72,8 @@ def runs(
     status: Annotated[
         str | None,
         typer.Option(
-            "--status", help="Only runs with this status (done, failed, interrupted, running, stale, damaged)."
+            "--status",
+            help="Only runs with this status (done, failed, interrupted, running, pruned, stale, damaged).",
         ),
     ] = None,
     tag: Annotated[

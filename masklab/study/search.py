@@ -287,6 +287,13 @@ def run_search(
         for t in batch:
             study._storage.set_trial_user_attr(t._trial_id, "driver", me)
             params = t.params if t.params else _suggest(study, t, plan)
+            try:
+                trial_spec(plan, params, {})
+            except SpecError as exc:  # values that are fine alone but not together (static + salient)
+                study._storage.set_trial_user_attr(t._trial_id, "error", str(exc))
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                note(f"trial {t.number}: failed, an invalid combination: {exc}")
+                continue
             ref = {
                 "storage": url,
                 "study": plan.study_name,
