@@ -123,6 +123,14 @@ def test_an_adaptive_form_resolves_complete_and_random_placement_keeps_old_ids()
     assert "placement" not in plain.train_ops[0] and plain.group_hash() == placed.group_hash()
 
 
+def test_seed_batch_auto_trains_adaptive_specs_one_run_at_a_time():
+    from masklab.study.seed_groups import batch_size
+
+    spec = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": CLASS_RATE}], train={"seed_batch": "auto"}))
+    plain = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": 0.25}], train={"seed_batch": "auto"}))
+    assert batch_size(spec, 5) == 1 and batch_size(plain, 5) == 5
+
+
 def test_classes_named_by_up_must_exist(workdir, write_spec):
     rate = {"adapt": "class", "signal": "label", "up": [3, 12], "init": 0.2}
     result = cli("train", write_spec(tiny_spec(train_ops=[{"op": "patch", "rate": rate}])))
