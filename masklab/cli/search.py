@@ -46,11 +46,13 @@ def search(
 
     Examples:
 
-      masklab search experiments/adaptive.yaml --trials 8
+      masklab search experiments/search-quickstart.yaml --trials 4
 
-      masklab search experiments/adaptive.yaml --trials 8 --confirm 5
+      masklab search experiments/search-quickstart.yaml --trials 4 --confirm 2
 
-      masklab search experiments/adaptive.yaml --trials 40 --format json
+      masklab search experiments/search-quickstart.yaml --trials 4 --format json
+
+      masklab search experiments/adaptive-search.yaml --trials 8 --confirm 5
     """
     from masklab import threads as threads_mod
 
