@@ -7,6 +7,8 @@ on the same model, draws that stay keyed, and one-line spec errors naming the ke
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -341,3 +343,14 @@ def test_mask_refuses_ops_that_follow_the_model(workdir, write_spec):
     path = write_spec(tiny_spec(train_ops=[{"op": "patch", "rate": 0.3, "placement": "background"}]))
     result = cli("mask", path, "--out", "m.npz")
     assert result.exit_code == 2 and "train_ops[0].placement: follows the model as it trains" in result.stderr
+
+
+def test_mask_draws_a_soft_mask_and_reports_the_share_it_takes(workdir):
+    op = "soft:strength=0.5,size=4"
+    out = cli("mask", "--dataset", "mnist-mini", "--op", op, "--limit", "500", "--out", "s.npz", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    rows = {r["class"]: r for r in json.loads(out.stdout)["rows"]}
+    assert rows["all"]["measure"] == "share taken away (1 - mean m)" and rows["all"]["requested"] == 0.25
+    assert rows["all"]["n"] == 500 and abs(rows["all"]["realized"] - 0.25) < 0.01  # E[0.5 * u], u uniform per patch
+    images = np.load(workdir / "s.npz")["images"]
+    assert images.shape == (500, 28, 28) and float(images.max()) <= 1.0

@@ -149,7 +149,8 @@ def test_readme_tour_ran_and_left_what_it_says(tour):
     runs = sorted(p.name for p in (tour / "runs").iterdir() if not p.name.startswith("."))
     names = {re.sub(r"-[0-9a-f]{8}-s\d+$", "", r) for r in runs}
     searched = {"search-quickstart-search", "search-quickstart", "search-quickstart-best"}  # trials, --confirm
-    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | searched  # `masklab rm` took quickstart-noisy
+    # `masklab rm` took quickstart-noisy
+    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | searched
     assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file()
     tracked = [r for r in runs if re.fullmatch(r"quickstart-[0-9a-f]{8}-s[012]", r)]
     assert sorted(p.name for p in (tour / "tensorboard").iterdir()) == tracked  # the runs `--track` logged
@@ -221,7 +222,8 @@ def test_spec_header_commands_run_when_pasted_into_bash(path: Path):
     from masklab.evaluation.suites import suite_ops
 
     commands = header_commands(path)
-    verb = "search" if yaml.safe_load(path.read_text()).get("search") else "train"  # a search spec starts with its search
+    # a search spec starts with its search, and says how to train its own configuration
+    verb = "search" if yaml.safe_load(path.read_text()).get("search") else "train"
     first = f"masklab {verb} experiments/{path.name}"
     assert commands[0] == first or (verb == "search" and commands[0].startswith(first + " "))
     assert f"masklab train experiments/{path.name}" in commands

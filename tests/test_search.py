@@ -57,9 +57,8 @@ def test_a_search_runs_ordinary_validation_only_trials(workdir, write_spec):
         assert spec["eval"]["test"] is False and spec["name"] == "tiny-search"
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
         trial = next(t for t in body["trials"] if t["run"] == rid)
-        assert trial["val_acc"] == pytest.approx(
-            rows[-1]["val_acc"], abs=1e-12
-        )  # the last epoch's (JSON rounds to 12 digits)
+        # the last epoch's value, as JSON writes it (12 significant digits)
+        assert trial["val_acc"] == pytest.approx(rows[-1]["val_acc"], abs=1e-12)
     for t in trials_of(workdir):
         assert sorted(t.intermediate_values) == [1, 2]  # every epoch reported
     shown = cli("compare", "tiny-search", "--metric", "val_acc")

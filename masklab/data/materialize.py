@@ -149,6 +149,7 @@ def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dic
         if definition.family == "mask":
             measures = [("masked fraction", c.stats[:, :, i], setting)]
         elif definition.family == "soft":
+            setting = op["strength"]
             if isinstance(setting, float):  # the expected share: E[strength * u]
                 setting = setting * (0.5 if op["dist"] == "uniform" else 1.0)
             measures = [("share taken away (1 - mean m)", c.stats[:, :, i], setting)]
