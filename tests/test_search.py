@@ -108,6 +108,23 @@ def test_a_killed_search_continues_from_its_database(workdir, write_spec):
     assert len({t.user_attrs["run"] for t in after}) == 3
 
 
+def test_two_search_processes_share_one_study(workdir, write_spec):
+    path = write_spec(search_spec(train={"epochs": 3, "batch_size": 16}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "masklab", "search", str(path), "--trials", "4"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err.decode()[-1500:] for _, err in outs]
+    trials = trials_of(workdir)
+    assert 4 <= len(trials) <= 5  # each asks while fewer than 4 are finished or running: at most one over
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["driver"]["pid"] for t in trials}) == 2  # both trained trials
+    for t in trials:  # every trial trained once: one run, three epochs, no restart
+        lines = (workdir / "runs" / t.user_attrs["run"] / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert len({t.user_attrs["run"] for t in trials}) == len(trials)
+
+
 def test_confirm_compares_the_best_with_the_spec_on_fresh_seeds(workdir, write_spec):
     result = cli("search", write_spec(search_spec()), "--trials", "2", "--confirm", "2", "--format", "json")
     assert result.exit_code == 0, result.stderr

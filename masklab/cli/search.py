@@ -100,7 +100,7 @@ def executor_for(jobs: int, store, reporter, note):
     except ImportError:
         if jobs > 1:
             raise UsageError(
-                "--jobs needs the study executors, which this build lacks; run one search per process"
+                f"--jobs {jobs}: this build has no study executors; start {jobs} `masklab search` processes on the same spec instead (they share the study)"
             ) from None
         return search_mod.in_process(store, reporter, note)
     return search_mod.through_executor(Pool(jobs) if jobs > 1 else InProcess(), store)

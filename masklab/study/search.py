@@ -33,13 +33,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ from masklab.study.trial import make_pruner, require_optuna, storage
 
 SETTINGS = ("metric", "pruner", "startup", "sampler_seed", "seed")
 WAIT_POLL_S = 2.0
+CLAIM_GRACE_S = 60.0  # a trial another process has just asked for, before it names its driver
 
 
 @dataclass(frozen=True)
@@ -221,14 +225,16 @@ class SearchResult:
     best: dict | None
 
 
-def _alive(driver: dict | None) -> bool:
-    """Whether the process that took a trial still runs (on this host; other hosts are trusted)."""
+def _alive(driver: dict | None, me: dict, started: datetime | None = None) -> bool:
+    """Whether the search that took a trial still runs (on this host; other hosts are
+    trusted). A trial with no driver yet was asked for moments ago by another search
+    process, which names itself next: it is taken as held for CLAIM_GRACE_S."""
     if not driver:
-        return False
+        return started is not None and (datetime.now() - started).total_seconds() < CLAIM_GRACE_S
     if driver.get("host") != platform.node():
         return True
     if driver.get("pid") == os.getpid():
-        return False  # an earlier search in this very process left it: it is not running now
+        return driver.get("search") == me["search"]  # another search in this process left it: not running now
     try:
         os.kill(int(driver["pid"]), 0)
     except ProcessLookupError:
@@ -238,18 +244,28 @@ def _alive(driver: dict | None) -> bool:
     return True
 
 
+def make_sampler(plan: SearchPlan, number: int):
+    """TPE (random for the first `startup` trials; constant liar for trials still running)."""
+    optuna = require_optuna()
+    seed = int(hashlib.sha256(f"{plan.sampler_seed}:{number}".encode()).hexdigest()[:8], 16)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=plan.startup, constant_liar=True)
+
+
 def open_study(plan: SearchPlan):
     optuna = require_optuna()
     plan.db.parent.mkdir(parents=True, exist_ok=True)
-    sampler = optuna.samplers.TPESampler(seed=plan.sampler_seed, n_startup_trials=plan.startup, constant_liar=True)
-    return optuna.create_study(
-        storage=storage(f"sqlite:///{plan.db.resolve()}"),
-        study_name=plan.study_name,
-        direction=plan.direction,
-        sampler=sampler,
-        pruner=make_pruner(plan.pruner, plan.startup),
-        load_if_exists=True,
-    )
+    sampler = make_sampler(plan, 0)
+    # Optuna creates its tables on first use; two searches starting at once would both try
+    with open(plan.db.with_name(plan.db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return optuna.create_study(
+            storage=storage(f"sqlite:///{plan.db.resolve()}"),
+            study_name=plan.study_name,
+            direction=plan.direction,
+            sampler=sampler,
+            pruner=make_pruner(plan.pruner, plan.startup),
+            load_if_exists=True,
+        )
 
 
 def run_search(
@@ -266,17 +282,20 @@ def run_search(
     study = open_study(plan)
     url = f"sqlite:///{plan.db.resolve()}"
     TrialState = optuna.trial.TrialState
-    me = {"host": platform.node(), "pid": os.getpid()}
+    me = {"host": platform.node(), "pid": os.getpid(), "search": uuid.uuid4().hex[:12]}
+    waiting: list[Spec] = []  # my trials whose run another search process was training
     while True:
+        waiting = [spec for spec in waiting if not _tell(study, spec, store, plan, optuna, note)]
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.is_finished()]
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        orphans = [t for t in running if not _alive(t.user_attrs.get("driver"))]
+        orphans = [t for t in running if not _alive(t.user_attrs.get("driver"), me, t.datetime_start)]
         batch = orphans[:jobs]
         for t in batch:
             note(f"trial {t.number}: taken up again (its process is gone); its run continues from its checkpoint")
         while len(batch) < jobs and len(finished) + len(running) + (len(batch) - len(orphans[:jobs])) < n_trials:
             trial = study.ask()
+            study._storage.set_trial_user_attr(trial._trial_id, "driver", me)  # at once: other searches see it held
             batch.append(study._storage.get_trial(trial._trial_id))
         if not batch:
             if len(finished) >= n_trials or not running:
@@ -313,13 +332,16 @@ def run_search(
         except Interrupted:
             note("interrupted: the trials in progress stay open; the same command continues them")
             raise
-        for spec in specs:
-            _tell(study, spec, store, plan, optuna, note)
+        waiting += [spec for spec in specs if not _tell(study, spec, store, plan, optuna, note)]
     return summarize(study, plan, optuna)
 
 
 def _suggest(study, frozen, plan: SearchPlan) -> dict:
+    """The trial's values, drawn with a sampler seeded by (sampler_seed, trial number): a
+    search alone proposes the same sequence every time, and searches sharing the study
+    do not propose the same random values side by side."""
     optuna = require_optuna()
+    study.sampler = make_sampler(plan, frozen.number)
     trial = optuna.trial.Trial(study, frozen._trial_id)
     return {d.path: d.suggest(trial) for d in plan.space}
 
@@ -363,11 +385,16 @@ def through_executor(executor, store: RunStore, events=None) -> Callable[[list[S
     return execute
 
 
-def _tell(study, spec: Spec, store: RunStore, plan: SearchPlan, optuna, note) -> None:
+def _tell(study, spec: Spec, store: RunStore, plan: SearchPlan, optuna, note) -> bool:
+    """Tell Optuna how the trial's run ended; False while another process still trains it."""
     ref = spec.trial
     rid = f"{spec.name}-{spec.group_hash()}-s{spec.seeds[0]}"
     run = store.get(rid)
     status = run.status if run else "missing"
+    if status == "running":
+        return False
+    if study._storage.get_trial(ref["trial_id"]).state.is_finished():
+        return True  # told already (by a search that took the trial up)
     trial = optuna.trial.Trial(study, ref["trial_id"])
     if run is not None:  # a reused run's curve was reported under another trial: report it here too
         reported = study._storage.get_trial(ref["trial_id"]).intermediate_values
@@ -385,6 +412,7 @@ def _tell(study, spec: Spec, store: RunStore, plan: SearchPlan, optuna, note) ->
         study._storage.set_trial_user_attr(ref["trial_id"], "error", (run.info.get("error") if run else "") or status)
         study.tell(ref["number"], state=optuna.trial.TrialState.FAIL)
         note(f"trial {ref['number']}: failed ({status}) ({rid})")
+    return True
 
 
 def summarize(study, plan: SearchPlan, optuna) -> SearchResult:
