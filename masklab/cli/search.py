@@ -42,7 +42,8 @@ def search(
     several processes can share it. The best configuration and its validation value
     end the output; --confirm N then retrains it and the spec's own configuration over
     N seeds the search never used and compares them on the test split, with the
-    statistics of `masklab compare`. Needs Optuna: pip install 'masklab[search]'.
+    statistics of `masklab compare`. Needs Optuna: pip install 'masklab\\[search]'.
+    A study on Fashion-MNIST: experiments/adaptive-search.yaml.
 
     Examples:
 
@@ -51,8 +52,6 @@ def search(
       masklab search experiments/search-quickstart.yaml --trials 4 --confirm 2
 
       masklab search experiments/search-quickstart.yaml --trials 4 --format json
-
-      masklab search experiments/adaptive-search.yaml --trials 8 --confirm 5
     """
     from masklab import threads as threads_mod
 
