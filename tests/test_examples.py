@@ -146,11 +146,12 @@ def tour(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_readme_tour_ran_and_left_what_it_says(tour):
-    runs = sorted(p.name for p in (tour / "runs").iterdir() if not p.name.startswith("."))
+    runs = sorted(p.name for p in (tour / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
     names = {re.sub(r"-[0-9a-f]{8}-s\d+$", "", r) for r in runs}
     searched = {"search-quickstart-search", "search-quickstart", "search-quickstart-best"}  # trials, --confirm
     # `masklab rm` took quickstart-noisy
     assert names == {"quickstart", "quickstart-static", "text-quickstart"} | searched
+    assert (tour / "runs" / "search-quickstart.search.db").is_file()  # the search's Optuna study
     assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file()
     tracked = [r for r in runs if re.fullmatch(r"quickstart-[0-9a-f]{8}-s[012]", r)]
     assert sorted(p.name for p in (tour / "tensorboard").iterdir()) == tracked  # the runs `--track` logged
