@@ -131,18 +131,24 @@ def materialize(
         check_plot_path(preview, "--preview")  # a folder is refused before any work
     spec = spec_mod.load_spec(spec_path) if spec_path else None
     ops = build_ops(op, params, spec, family)
+    fill, epochs = None, 1
     if spec is not None:
         d = spec.data
         dataset = data_registry.load(d.dataset, d.root, d.download)
+        limits = (limit or d.train_limit, limit or d.test_limit)  # the images a run trains on, as training cuts them
     else:
         spec_mod._dataset_name(dataset_name, "--dataset")
         dataset = data_registry.load(dataset_name)
+        limits = (limit, limit)
     source = dataset  # the file names the whole dataset, which is what `npz:FILE` reloads and checks
-    if limit:
-        dataset = data_registry.limit(dataset, limit if split == "train" else None, limit if split == "test" else None)
+    dataset = data_registry.limit(dataset, *(n if s == split else None for n, s in zip(limits, ("train", "test"))))
+    if spec is not None:  # fills and epoch schedules as a run with this seed has them
+        fill, epochs = corrupt.training_fill(dataset, spec.data.val_fraction, seed), spec.train.epochs
     _, height, width = dataset.shape
     op_registry.check_image_shape(ops, height, width, "ops")
-    result = corrupt.corrupt_split(dataset, split, ops, seed, copies, batch_size, resolve_device(device))
+    result = corrupt.corrupt_split(
+        dataset, split, ops, seed, copies, batch_size, resolve_device(device), fill=fill, epochs=epochs
+    )
     corrupt.write(out, result, ops, seed, split, source)
     say(
         f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"
