@@ -283,3 +283,84 @@ def test_difference_as_dict():
     assert isinstance(d["ci"], list) and len(d["ci"]) == 2 and isinstance(d["p_outperform_ci"], list)
     assert d["p_outperform"] == 1.0 and d["verdict"] == "better" and d["min_effect"] == 0.0
     assert stats.compare_values({0: 0.8}, {0: 0.9}).as_dict()["ci"] is None
+
+
+def test_batched_estimates_keep_their_rows_apart():
+    """simulate.py runs R comparisons at once: each row must equal its own one-row answer."""
+    rng = np.random.default_rng(5)
+    ref, other = rng.normal(0.8, 0.01, (3, 4)), rng.normal(0.81, 0.02, (3, 4))
+    for paired in (True, False):
+        batched = stats.assess(stats.seed_estimate(ref, other, paired))
+        for r in range(3):
+            alone = stats.assess(stats.seed_estimate(ref[r : r + 1], other[r : r + 1], paired))
+            assert (batched.low[r], batched.high[r], batched.p[r]) == pytest.approx(
+                (alone.low[0], alone.high[0], alone.p[0])
+            )
+    ex_ref, ex_other = (rng.random((2, 3, 40)) < 0.8).astype(float), (rng.random((2, 3, 40)) < 0.85).astype(float)
+    for paired in (True, False):
+        batched = stats.example_estimate(ex_ref, ex_other, paired)
+        for r in range(2):
+            alone = stats.example_estimate(ex_ref[r : r + 1], ex_other[r : r + 1], paired)
+            assert [float(v[r]) for v, _ in batched.parts] == pytest.approx([float(v[0]) for v, _ in alone.parts])
+    share, _, _ = stats.outperform(ref, other, paired=False)
+    assert [float(s) for s in share] == pytest.approx(
+        [((other[r][None, :] > ref[r][:, None]).mean()) for r in range(3)]
+    )
+
+
+def test_seeds_for_power_without_matched_seeds():
+    ref, other = {0: 0.80, 1: 0.82, 2: 0.79}, {5: 0.81, 6: 0.84, 7: 0.80}
+    d = stats.compare_values(ref, other)
+    va, vb = np.var(list(ref.values()), ddof=1), np.var(list(other.values()), ddof=1)
+    effect = abs(np.mean(list(other.values())) - np.mean(list(ref.values())))
+
+    def power(n: int) -> float:
+        se = math.sqrt((va + vb) / n)
+        df = (va + vb) ** 2 / ((va**2 + vb**2) / (n - 1))
+        return sps.nct.sf(sps.t.ppf(0.975, df), df, effect / se)
+
+    need = next(n for n in range(2, 10_001) if power(n) >= 0.8)
+    assert d.verdict == "inconclusive" and d.seeds_for_power == need
+    assert d.why.endswith(f"about {need} seeds per group (now 3) would give 80% power for +0.0133 at this spread")
+
+
+def test_per_example_comparisons_and_their_whys():
+    rng = np.random.default_rng(7)
+    base = (rng.random((3, 200)) < 0.8).astype(float)
+    flips = rng.random((3, 200)) < 0.03
+    other = np.where(flips, 1 - base, base)
+    pair = stats.Pair(
+        {s: base[s].mean() for s in range(3)},
+        {s: other[s].mean() for s in range(3)},
+        quantum=1 / 200,
+        ref_examples={s: base[s] for s in range(3)},
+        other_examples={s: other[s] for s in range(3)},
+    )
+    (d,) = stats.compare_family([pair])
+    e = stats.example_estimate(base[None], other[None], True, 1 / 200)
+    t = stats.assess(e)
+    assert d.interval == "paired-t x examples" and d.ci == pytest.approx((t.low[0], t.high[0]))
+    assert d.p == pytest.approx(t.p[0]) and d.se == pytest.approx(e.se[0])
+    (seeds_only,) = stats.compare_family([pair], use_examples=False)
+    assert seeds_only.interval == "paired-t"
+    assert d.verdict == "inconclusive" and (
+        d.why.endswith("is too large for this difference; a larger test set would")
+        or f"seeds per group (now 3) would give 80% power for {d.diff:+.3g} at this spread" in d.why
+    )
+    same = stats.Pair(
+        {s: base[s].mean() for s in range(3)},
+        {s: base[s].mean() for s in range(3)},
+        ref_examples={s: base[s] for s in range(3)},
+        other_examples={s: base[s] for s in range(3)},
+    )
+    (nothing,) = stats.compare_family([same])
+    assert nothing.why == "+0: the two groups' per-example scores do not vary at all; there is nothing to test"
+
+
+def test_holm_text_names_the_number_of_tests():
+    out = stats.compare_family([stats.Pair(REF, GAIN), stats.Pair(REF, GAIN)])
+    assert [d.p_adj for d in out] == pytest.approx([out[0].p * 2] * 2)
+    for d in out:
+        assert d.why.endswith(f"p={d.p:.3g}, Holm-adjusted over 2 tests: {d.p_adj:.3g}") or d.verdict == "inconclusive"
+    (alone,) = stats.compare_family([stats.Pair(REF, GAIN)])
+    assert "Holm" not in alone.why
