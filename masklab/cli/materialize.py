@@ -14,7 +14,7 @@ SpecArg = Annotated[
     Path | None,
     typer.Argument(
         metavar="SPEC",
-        help="A spec: its data section picks the dataset; without --op, its train_ops are written.",
+        help="A spec: its data section picks the dataset and the images (train_limit, test_limit) as a run does; without --op, its train_ops are written.",
         show_default=False,
     ),
 ]
