@@ -101,6 +101,7 @@ def run(name: str, max_children: int) -> dict:
         if m:
             states.setdefault(m.group(2).strip(), []).append(m.group(1))
     killed = len(states.get("killed", []))
+    timeout = len(states.get("timeout", []))  # the tests hang or run 15x longer: noticed, as mutmut counts it
     total = sum(len(v) for v in states.values())
     survivors = states.get("survived", [])
     (here / "survivors.txt").write_text("".join(s + "\n" for s in survivors))
@@ -109,8 +110,9 @@ def run(name: str, max_children: int) -> dict:
         "mutants": total,
         "killed": killed,
         "survived": len(survivors),
-        "other": {k: len(v) for k, v in states.items() if k not in ("killed", "survived")},
-        "score": round(killed / total, 3) if total else None,
+        "other": {k: len(v) for k, v in states.items() if k not in ("killed", "survived", "timeout")},
+        "timeout": timeout,
+        "score": round((killed + timeout) / total, 3) if total else None,
         "minutes": round((time.time() - began) / 60, 1),
     }
 
@@ -125,8 +127,8 @@ def main() -> None:
         scores[name] = run(name, args.max_children)
         s = scores[name]
         print(
-            f"{name:6} {s['module']:28} {s['killed']:4}/{s['mutants']:<4} killed ({s['score']}), "
-            f"{s['survived']} survived, other {s['other']}, {s['minutes']} min",
+            f"{name:6} {s['module']:28} {s['mutants']} mutants: {s['killed']} killed, {s['timeout']} timed out, "
+            f"{s['survived']} survived, other {s['other']}: score {s['score']}, {s['minutes']} min",
             flush=True,
         )
     WORK.mkdir(exist_ok=True)
