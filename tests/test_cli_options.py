@@ -263,3 +263,33 @@ def test_the_quickstart_spec_trains_end_to_end(workdir):
     (line,) = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
     assert line["ops"] == [{"op": "patch", "realized": pytest.approx(12 / 49, abs=1e-6)}]  # round(0.25 * 49) patches
     assert summary["test_acc"] > 0.3  # a real CNN learnt something in one short epoch
+
+
+def test_ctrl_c_from_the_command_line_exits_130_and_keeps_a_resumable_run(workdir, write_spec):
+    """A user's Ctrl-C (SIGINT) to `masklab train`: 130, no traceback, the run marked interrupted."""
+    import signal
+    import time
+
+    path = write_spec(tiny_spec(train={"epochs": 500}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "masklab", "train", str(path), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+            (f / "metrics.jsonl").is_file() and (f / "metrics.jsonl").read_text().count("\n") >= 1
+            for f in run_dirs(workdir)
+        ):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err and "--resume" in err
+    (folder,) = run_dirs(workdir)
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["epochs_done"] >= 1
