@@ -4,6 +4,7 @@
     python tools/mutation.py                 # every module below, one after another
     python tools/mutation.py stats keyed     # some of them
     python tools/mutation.py stats --max-children 2
+    python tools/mutation.py masks noise --every 3      # a sample: every third mutant
 
 Each module is mutated by mutmut in a scratch copy of the repository
 (.mutation/<module>/, git-ignored) against its own fast tests only, under `nice -n 10`.
@@ -87,11 +88,8 @@ def scratch(name: str) -> Path:
     return here
 
 
-def run(name: str, max_children: int) -> dict:
-    here = scratch(name)
-    began = time.time()
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
-    subprocess.run(cmd, cwd=here, check=False, stdout=subprocess.DEVNULL)
+def states_of(here: Path) -> dict[str, list[str]]:
+    """mutmut's verdicts in a scratch folder: state -> mutant names."""
     listing = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=here, capture_output=True, text=True
     ).stdout
@@ -100,6 +98,23 @@ def run(name: str, max_children: int) -> dict:
         m = re.match(r"\s*(\S+): (.+)$", line)
         if m:
             states.setdefault(m.group(2).strip(), []).append(m.group(1))
+    return states
+
+
+def run(name: str, max_children: int, every: int = 1) -> dict:
+    here = scratch(name)
+    began = time.time()
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    names: list[str] = []
+    if every > 1:  # a sample: mutants are generated (and none tested), then every k-th is tested
+        subprocess.run([*cmd, "no-such-mutant"], cwd=here, check=False, stdout=subprocess.DEVNULL)
+        names = sorted(n for found in states_of(here).values() for n in found)[::every]
+    subprocess.run([*cmd, *names], cwd=here, check=False, stdout=subprocess.DEVNULL)
+    states = states_of(here)
+    if names:
+        chosen = set(names)
+        states = {k: [n for n in v if n in chosen] for k, v in states.items()}
+        states = {k: v for k, v in states.items() if v}
     killed = len(states.get("killed", []))
     timeout = len(states.get("timeout", []))  # the tests hang or run 15x longer: noticed, as mutmut counts it
     total = sum(len(v) for v in states.values())
@@ -114,6 +129,7 @@ def run(name: str, max_children: int) -> dict:
         "timeout": timeout,
         "score": round((killed + timeout) / total, 3) if total else None,
         "minutes": round((time.time() - began) / 60, 1),
+        "sample": f"every {every}th mutant" if every > 1 else "all",
     }
 
 
@@ -121,10 +137,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", choices=[*MODULES, []], default=list(MODULES))
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--every", type=int, default=1, metavar="K", help="test a sample: every K-th mutant by name")
     args = parser.parse_args()
     scores = {}
     for name in args.modules or list(MODULES):
-        scores[name] = run(name, args.max_children)
+        scores[name] = run(name, args.max_children, args.every)
         s = scores[name]
         print(
             f"{name:6} {s['module']:28} {s['mutants']} mutants: {s['killed']} killed, {s['timeout']} timed out, "
