@@ -364,3 +364,91 @@ def test_holm_text_names_the_number_of_tests():
         assert d.why.endswith(f"p={d.p:.3g}, Holm-adjusted over 2 tests: {d.p_adj:.3g}") or d.verdict == "inconclusive"
     (alone,) = stats.compare_family([stats.Pair(REF, GAIN)])
     assert "Holm" not in alone.why
+
+
+def test_edges_that_decide_words():
+    """Boundaries the rules name: p exactly 0.05 is not < 0.05; an interval that touches
+    -min_effect has not cleared it; the defaults are min_effect 0 and higher is better."""
+    one = np.array([0.02])
+    assert list(stats.classify(one, np.array([0.01]), np.array([0.03]), np.array([0.05]), np.array([np.nan]))) == [
+        "inconclusive"
+    ]
+    assert list(stats.classify(one, np.array([0.01]), np.array([0.03]), np.array([0.01]), np.array([np.nan]))) == [
+        "better"
+    ]
+    inside = stats.classify(-one / 2, np.array([-0.03]), np.array([0.01]), np.array([0.01]), np.array([0.5]), 0.02)
+    touch = stats.classify(-one, np.array([-0.03]), np.array([-0.02]), np.array([0.01]), np.array([np.nan]), 0.02)
+    assert list(inside) == ["inconclusive"] and list(touch) == ["inconclusive"]
+    edge = stats.classify(one * 0, np.array([-0.02]), np.array([0.01]), np.array([0.5]), np.array([0.01]), 0.02)
+    assert list(edge) == ["inconclusive"]  # touches -min_effect: not inside
+    assert stats.holm([0.6, 0.7]) == [1.0, 1.0]  # capped at 1
+    low, _ = stats.clopper_pearson(np.array(1), 10)
+    assert float(low) == pytest.approx(sps.binomtest(1, 10).proportion_ci(method="exact").low) and float(low) > 0
+    share, _, _ = stats.outperform(np.array([[0.1, 0.2]]), np.array([[0.2, 0.3]]), paired=False)
+    assert share[0] == pytest.approx(3.5 / 4)  # three wins and 0.2 vs 0.2, a tie: half a win
+    with pytest.raises(ValueError, match="min_effect must be >= 0"):
+        stats.compare_family([stats.Pair(REF, GAIN)], min_effect=-0.1)
+
+
+def test_single_run_details():
+    a, b = np.array([1.0, 0, 1, 1]), np.array([0.5, 1, 1, 0.5])  # b is not 0/1: the t over examples
+    pair = stats.Pair({0: a.mean()}, {0: b.mean()}, ref_examples={0: a}, other_examples={0: b})
+    (d,) = stats.compare_family([pair])
+    assert d.interval == "examples-t" and d.paired is False
+    assert d.why.startswith(
+        "n=1: one run per group measures no seed noise; the recipes cannot be compared; add seeds. "
+    )
+    (d,) = stats.compare_family([stats.Pair({0: a.mean()}, {0: a.mean()}, ref_examples={0: a}, other_examples={0: a})])
+    assert d.interval == "mcnemar-exact" and d.p == 1.0 and d.ci == (0.0, 0.0)
+
+
+def test_per_example_parts_when_the_examples_differ_for_real():
+    """Example effects much larger than the seed-by-example noise: the example part is not floored at 0."""
+    rng = np.random.default_rng(11)
+    effect = rng.normal(0, 1, 60)
+    ref = 0.5 + 0.01 * rng.normal(size=(3, 60))
+    other = 0.5 + effect[None, :] * 0.1 + 0.01 * rng.normal(size=(4, 60))
+    for paired, o in ((True, other[:3]), (False, other)):
+        e = stats.example_estimate(ref[None], o[None], paired)
+        if paired:
+            d = o - ref
+            noise = ((d - d.mean(1, keepdims=True) - d.mean(0, keepdims=True) + d.mean()) ** 2).sum() / (2 * 59) / 3
+            per_example = d.mean(0)
+        else:
+            noise = sum(
+                ((x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + x.mean()) ** 2).sum()
+                / ((len(x) - 1) * 59)
+                / len(x)
+                for x in (ref, o)
+            )
+            per_example = o.mean(0) - ref.mean(0)
+        assert per_example.var(ddof=1) > 10 * noise
+        assert e.parts[1][0][0] == pytest.approx((per_example.var(ddof=1) - noise) / 60)
+
+
+def test_whys_pinned_for_seeded_inputs():
+    """The full sentence users read, for inputs fixed here (a change of wording or number fails)."""
+    rng = np.random.default_rng(7)
+    base = (rng.random((3, 200)) < 0.8).astype(float)
+    other = np.where(rng.random((3, 200)) < 0.03, 1 - base, base)
+    pair = stats.Pair(
+        {s: base[s].mean() for s in range(3)},
+        {s: other[s].mean() for s in range(3)},
+        quantum=1 / 200,
+        ref_examples={s: base[s] for s in range(3)},
+        other_examples={s: other[s] for s in range(3)},
+    )
+    (d,) = stats.compare_family([pair])
+    assert d.why == WHY_EXAMPLES
+    welch = stats.compare_values({0: 0.80, 1: 0.82, 2: 0.79}, {5: 0.81, 6: 0.84, 7: 0.80}, min_effect=0.002)
+    assert welch.why == WHY_WELCH
+
+
+WHY_EXAMPLES = (
+    "-0.01833: the 95% CI [-0.04959, +0.01292] includes 0 (p=0.128); "
+    "about 6 seeds per group (now 3) would give 80% power for -0.0183 at this spread"
+)
+WHY_WELCH = (
+    "+0.01333: the 95% CI [-0.02957, +0.05623] neither clears +-0.002 nor lies inside it (p=0.493); "
+    "about 42 seeds per group (now 3) would give 80% power for +0.0133 against +-0.002 at this spread"
+)
