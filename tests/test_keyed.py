@@ -126,3 +126,12 @@ def test_normal_is_pinned_standard_and_bounded():
     assert abs(float(z.mean())) < 4 / math.sqrt(n) and abs(float(z.std()) - 1) < 4 * math.sqrt(0.5 / n)
     assert float(z.abs().max()) <= math.sqrt(-2 * math.log(0.5 / 65536)) + 1e-6  # 4.85: the radius is bounded
     assert abs(float((z > 1.96).double().mean()) - 0.025) < 4 * math.sqrt(0.025 * 0.975 / n)
+
+
+def test_normal_under_the_compiler_gives_the_eager_draws(monkeypatch):
+    """torch.compile takes the concatenating branch (out= views would break it): same numbers."""
+    k = keys().stream(4)
+    eager = {n: keyed.normal(k, n) for n in (1, 3, 4, 9)}
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for n, values in eager.items():
+        assert torch.equal(keyed.normal(k, n), values), n
