@@ -217,3 +217,22 @@ def test_validation_answers_any_value_with_a_spec_or_masklabs_own_error(changes)
         assert str(exc) and "\n" not in str(exc)  # one line for the user
         return
     assert spec_mod.resolve(spec.to_dict()).to_dict() == spec.to_dict()
+
+
+@FAST
+@given(seed=SEEDS, lo=st.floats(0.0, 0.5), width=st.floats(0.01, 0.5), ratio=st.floats(0.0, 1.0))
+def test_per_image_ranges_draw_one_value_per_image(seed, lo, width, ratio):
+    """A [lo, hi] setting is drawn per image: salt-and-pepper hits round(a * 784) pixels with
+    a in [lo, hi], round(ratio * hits) of them salt; Gaussian noise has a per-image sigma in [lo, hi]."""
+    hi = lo + width
+    x = torch.full((24, *SHAPE), 0.5)
+    p = pipeline({"op": "salt_pepper", "amount": [lo, hi], "salt_ratio": ratio}, seed)
+    y = p(x, torch.arange(24), p.plan(0)).images.flatten(1)
+    hits = ((y == 0) | (y == 1)).sum(1)
+    assert bool(((hits >= round(lo * 784) - 1) & (hits <= round(hi * 784) + 1)).all())
+    salt = (y == 1).sum(1).tolist()
+    assert all(abs(s - h * ratio) <= 0.5 + 1e-4 for s, h in zip(salt, hits.tolist()))  # round(ratio * hits), float32
+    g = pipeline({"op": "gaussian", "sigma": [lo + 0.05, hi + 0.05], "clip": False}, seed)
+    noise = (g(x, torch.arange(24), g.plan(0)).images - x).flatten(1).std(1)
+    assert bool(((noise > (lo + 0.05) * 0.85) & (noise < (hi + 0.05) * 1.15)).all())
+    assert len(set(noise.tolist())) == 24  # one sigma per image

@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "masklab/ops/noise.py",
         [
             "tests/test_properties.py::test_salt_and_pepper_hits_exactly_round_amount_times_pixels",
+            "tests/test_properties.py::test_per_image_ranges_draw_one_value_per_image",
             "tests/test_mnist_c.py::test_shot_noise_is_poisson_with_c_3",
             "tests/test_eval.py::test_impulse_noise_draws_per_pixel_like_scikit_image",
         ]
