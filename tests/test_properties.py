@@ -236,3 +236,17 @@ def test_per_image_ranges_draw_one_value_per_image(seed, lo, width, ratio):
     noise = (g(x, torch.arange(24), g.plan(0)).images - x).flatten(1).std(1)
     assert bool(((noise > (lo + 0.05) * 0.85) & (noise < (hi + 0.05) * 1.15)).all())
     assert len(set(noise.tolist())) == 24  # one sigma per image
+
+
+@FAST
+@given(seed=SEEDS, lo=st.floats(0.02, 0.3), width=st.floats(0.0, 0.3))
+def test_rect_boxes_cover_the_area_drawn(seed, lo, width):
+    """One rect per image covers a fraction of the image drawn uniformly from [lo, hi]
+    (a box is rounded to whole pixels and clamped, never skipped): the mean over 64
+    images lies near (lo + hi) / 2 and every image has a box of at least one pixel."""
+    hi = lo + width
+    mask = draw(pipeline({"op": "rect", "area": [lo, hi], "aspect": [1.0, 1.0]}, seed), torch.arange(64))
+    covered = mask.flatten(1).float().mean(1)
+    assert bool((covered > 0).all())
+    assert abs(float(covered.mean()) - (lo + hi) / 2) < 0.02 + 0.35 * width
+    assert bool((covered <= hi + 0.04).all()) and bool((covered >= lo - 0.04).all())

@@ -60,7 +60,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                 "test_fill_policies",
                 "test_per_sample_range_and_probability",
             )
-        ],
+        ]
+        + ["tests/test_mask_noise_options.py::test_fill_options"],
     ),
     "noise": (
         "masklab/ops/noise.py",
