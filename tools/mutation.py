@@ -82,7 +82,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             )
         ],
     ),
-    "runs": ("masklab/store/runs.py", ["tests/test_store_runs.py", "tests/test_housekeeping.py"]),
+    "runs": ("masklab/store/runs.py", ["tests/test_store.py"]),
 }
 # mutmut forks a worker per mutant from a process that has run torch: a forked child
 # waiting on torch's OpenMP pool would hang (and count as a timeout), so one thread
