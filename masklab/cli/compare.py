@@ -73,6 +73,16 @@ def compare(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG: the --curve curves, else the metric's group means.")
     ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Pivot along a spec key: rows are its values, e.g. --by 'train_ops[0].rate'."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="With --by: a column (and a plotted line) per value of this key.")
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="With --by: only runs whose spec has key=value (repeatable).")
+    ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -95,20 +105,32 @@ def compare(
       masklab compare static dynamic --min-effect 0.002 --p-outperform
 
       masklab compare patch-static patch-dynamic --curve val_acc --plot curves.png
+
+      masklab compare mask-rate --by 'train_ops[0].rate' --split 'train_ops[0].mode' --plot rate.png
     """
     from masklab.analysis import compare as cmp
     from masklab.analysis.tables import Column, render
-    from masklab.errors import GateTripped
+    from masklab.errors import GateTripped, UsageError
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
     gates = [cmp.parse_gate(g) for g in fail_if or []]
     metrics = list(dict.fromkeys([cmp.canonical(m) for m in (metric or ["test_acc"])] + [g.metric for g in gates]))
-    named = [r for ref in refs for r in store.resolve_many(ref)]
+    named = [r for ref in refs for r in _named(store, ref, study_only=by is not None)]
     done = [r for r in named if r.status == "done"]
     for r in named:
         if r.status != "done":
             say(f"warning: skipping {r.id}: status {r.status}")
+    if by:
+        from masklab.cli.compare_axis import compare_by
+
+        if fail_if or curve or per_run or min_effect or p_outperform:
+            raise UsageError(
+                "--by makes a pivot table; --fail-if, --curve, --per-run, --min-effect and --p-outperform compare groups, without --by"
+            )
+        return compare_by(done, metrics[0], by, split, where or [], plot, fmt.value)
+    if split or where:
+        raise UsageError("--split and --where go with --by, e.g. --by 'train_ops[0].rate' --split 'train_ops[0].mode'")
     c = cmp.compare(cmp.group_runs(done, per_run), metrics, all_keys, min_effect, per_example)
     for w in c.warnings:
         say(f"warning: {w}")
@@ -136,6 +158,14 @@ def compare(
         for t in tripped:
             say(t)
         raise GateTripped(f"{len(tripped)} comparison(s) tripped --fail-if")
+
+
+def _named(store, ref: str, study_only: bool) -> list:
+    """The runs a name stands for; with --by, a study's name stands for its runs only
+    (not older runs that happen to share the spec's name)."""
+    runs = store.resolve_many(ref)
+    in_study = [r for r in runs if r.info.get("study") == ref]
+    return in_study if study_only and in_study else runs
 
 
 def _sorted(rows: list[dict], key: str) -> list[dict]:

@@ -107,7 +107,8 @@ class StudyView(Events):
             self.durations.append(result.seconds / max(1e-9, 1 - (run.start_epoch / run.epochs if run else 0)))
         if result.status not in ("done", "reused"):
             self.failed += 1
-        self._print(self._finished_text(result))
+        if self.total > 1 or result.status in ("done", "reused"):  # a lone run's failure is the Error line
+            self._print(self._finished_text(result))
         self._refresh()
 
     def note(self, message: str) -> None:

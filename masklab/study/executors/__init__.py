@@ -145,7 +145,7 @@ def _settle(states: list[RunState], results: dict[str, Result], events: Events) 
             hint = "--resume retries it from its checkpoint, --force starts it over"
             if s.state == "damaged":
                 hint = "--force trains it again"
-            result = Result(s.id, s.state, error=f"{s.state} earlier: {s.detail}; {hint}", exit_code=1)
+            result = Result(s.id, s.state, error=f"run {s.id} {s.state} earlier ({s.detail}); {hint}", exit_code=1)
             result.label, result.seed = run.label, run.seed
         results[s.id] = result
         events.finished(result)
