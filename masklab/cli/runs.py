@@ -8,7 +8,7 @@ import typer
 
 from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command
 
-LIST_COLUMNS = ("id", "status", "name", "seed", "dataset", "epochs", "test_acc", "created")
+LIST_COLUMNS = ("id", "status", "name", "label", "seed", "dataset", "epochs", "test_acc", "created")
 
 
 def run_row(run) -> dict:
@@ -17,6 +17,7 @@ def run_row(run) -> dict:
         "id": run.id,
         "status": run.status,
         "name": info.get("name"),
+        "label": info.get("label"),
         "group": info.get("group"),
         "seed": info.get("seed"),
         "dataset": info.get("data", {}).get("dataset"),

@@ -134,8 +134,13 @@ def label_keys(axes: list[Axis]) -> dict[tuple, str]:
     """The name each varying axis has in labels: the last part of its key path, or more
     of it where two axes would read the same (`train_ops.0.rate`, `train_ops.1.rate`)."""
     varying = [a for a in axes if a.varies]
+
+    def tail(tokens: tuple, depth: int) -> str:
+        depth += isinstance(tokens[-1], int)  # a bare list index says nothing: keep its list's name
+        return ".".join(map(str, tokens[-depth:]))
+
     for depth in range(1, max((len(a.tokens) for a in varying), default=1) + 1):
-        names = {a.tokens: ".".join(map(str, a.tokens[-depth:])) for a in varying}
+        names = {a.tokens: tail(a.tokens, depth) for a in varying}
         if len(set(names.values())) == len(names):
             return names
     return {a.tokens: ".".join(map(str, a.tokens)) for a in varying}
