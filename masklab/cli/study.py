@@ -57,12 +57,21 @@ PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
 
 def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
     """--dry-run: every run, where it stands, what the study would do with it."""
-    from masklab.study.states import counts, read_states
+    from masklab.study.executors import work_items
+    from masklab.study.states import TRAINING_ACTIONS, counts, read_states
 
     states = read_states(study, store, force, resume)
     rows = [s.row() for s in states]
+    batches = {
+        rid: ",".join(map(str, item.seeds))
+        for item in work_items([s for s in states if s.action in TRAINING_ACTIONS])
+        if len(item.seeds) > 1
+        for rid in item.ids
+    }
+    if batches:  # train.seed_batch: the seeds that train together as one batched model
+        rows = [{**row, "batch": batches.get(row["id"])} for row in rows]
     tally = counts(states)
-    keys = [f"grid.{a.path}" for a in study.axes]
+    keys = [f"grid.{a.path}" for a in study.axes] + (["batch"] if batches else [])
     body = {
         "study": study.name,
         "runs": len(rows),
@@ -71,7 +80,7 @@ def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
         "rows": rows,
     }
     title = f"study {study.name}: {len(rows)} runs ({', '.join(f'{n} {k}' for k, n in tally.items())})"
-    shown = PLAN_COLUMNS if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
+    shown = (*PLAN_COLUMNS, *keys[len(study.axes) :]) if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
     render(rows, columns(*shown), fmt, title=title, json_body=body)
 
 
@@ -81,18 +90,39 @@ def make_executor(
     from masklab.errors import UsageError
 
     if name == ExecutorName.ray:
+        from masklab.store.runs import RunStore
         from masklab.study.executors.ray_tasks import RayTasks
 
         cpus = num_cpus if num_cpus is not None else resources.get("num_cpus", 1.0)
         gpus = num_gpus if num_gpus is not None else resources.get("num_gpus", 0.0)
-        return RayTasks(address, cpus, gpus)
+        ray = RayTasks(address, cpus, gpus)  # names the install command when Ray is missing
+        if not hasattr(RunStore, "commit"):  # finished folders come back through the store's atomic commit
+            raise UsageError(
+                "--executor ray is not usable yet: it needs the run store's atomic commit (issue 10); use --jobs N on this machine"
+            )
+        return ray
     if address or num_cpus is not None or num_gpus is not None:
         raise UsageError("--address, --num-cpus and --num-gpus are for --executor ray")
     from masklab.study.executors.local import InProcess, Pool
 
     if jobs == 1 and gpu_fraction is None:
         return InProcess()
+    warn_oversubscribed(jobs, threads)
     return Pool(jobs, threads, gpu_fraction)
+
+
+def warn_oversubscribed(jobs: int, threads: int | None) -> None:
+    """Say so when --jobs workers x their threads ask for more cores than this process may use."""
+    from masklab import threads as threads_mod
+    from masklab.cli.common import say
+
+    each, cores, source = threads_mod.choose_threads(threads, jobs)
+    if jobs * each > cores:
+        given = f"{each} thread(s) each ({source})" if source != "cores" else "1 thread each"
+        fit = max(1, cores // each)
+        say(
+            f"warning: --jobs {jobs} with {given} asks for {jobs * each} cores, {cores} usable: runs slow each other; --jobs {fit} fits"
+        )
 
 
 SUMMARY_COLUMNS = (

@@ -33,6 +33,7 @@ class _Running:
     info: str = ""
     last_line: float = field(default_factory=time.monotonic)
     task: int | None = None
+    runs: int = 1  # runs trained together in it (a seed group)
 
     @property
     def fraction(self) -> float:
@@ -47,6 +48,7 @@ class StudyView(Events):
         self.total = self.finished_count = self.failed = 0
         self.labels: dict[str, str] = {}
         self.running: dict[str, _Running] = {}
+        self.ended_runs: dict[str, _Running] = {}  # work items that ended, for their runs' results
         self.durations: list[float] = []
         self.concurrency = 1
         self.began = time.monotonic()
@@ -61,8 +63,9 @@ class StudyView(Events):
         if self.live:
             self._start_live()
 
-    def started(self, rid: str, epochs: int, steps: int, start_epoch: int) -> None:
-        run = _Running(epochs, steps, start_epoch, epoch=start_epoch, step=-1)
+    def started(self, rid: str, epochs: int, steps: int, start_epoch: int, runs: int = 1) -> None:
+        self._drop(rid)  # a seed group that resumes from two epochs starts twice
+        run = _Running(epochs, steps, start_epoch, epoch=start_epoch, step=-1, runs=runs)
         self.running[rid] = run
         self.concurrency = max(self.concurrency, len(self.running))
         if self.progress is not None:
@@ -71,7 +74,8 @@ class StudyView(Events):
             )
         elif not self.quiet:
             note = f" (resuming after epoch {start_epoch})" if start_epoch else ""
-            say(f"{rid}: training {epochs} epochs x {steps} steps{note}")
+            batched = f" ({runs} seeds batched)" if runs > 1 else ""
+            say(f"{rid}: training {epochs} epochs x {steps} steps{batched}{note}")
         self._refresh()
 
     def step(self, rid: str, epoch: int, step: int) -> None:
@@ -94,14 +98,19 @@ class StudyView(Events):
         run.info = _row_info(row)
         if self.progress is not None and run.task is not None:
             self.progress.update(run.task, completed=row["epoch"] * run.steps, info=self._epoch_info(run))
+            if self.total == 1:  # one run: its epochs stay on screen above the bar, as a log
+                self._print(f"{rid}: {epoch_text(row, run.epochs)}")
         elif not self.quiet:
             say(f"{rid}: {epoch_text(row, run.epochs)}")
         self._refresh()
 
+    def ended(self, rid: str) -> None:
+        run = self._drop(rid)
+        if run is not None:
+            self.ended_runs[rid] = run
+
     def finished(self, result: Result) -> None:
-        run = self.running.pop(result.id, None)
-        if run is not None and self.progress is not None and run.task is not None:
-            self.progress.remove_task(run.task)
+        run = self._drop(result.id) or self.ended_runs.get(result.item)
         self.finished_count += 1
         if result.status == "done" and result.seconds:
             self.durations.append(result.seconds / max(1e-9, 1 - (run.start_epoch / run.epochs if run else 0)))
@@ -111,8 +120,9 @@ class StudyView(Events):
             self._print(self._finished_text(result))
         self._refresh()
 
-    def note(self, message: str) -> None:
-        self._print(message)
+    def note(self, message: str, quiet_too: bool = True) -> None:
+        if quiet_too or not self.quiet:
+            self._print(message)
 
     def waiting(self, ids: list[str]) -> None:
         if self.header is None and not getattr(self, "_said_waiting", False):
@@ -124,6 +134,12 @@ class StudyView(Events):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+    def _drop(self, rid: str) -> _Running | None:
+        run = self.running.pop(rid, None)
+        if run is not None and self.progress is not None and run.task is not None:
+            self.progress.remove_task(run.task)
+        return run
 
     # --- rendering --------------------------------------------------------------------
 
@@ -162,10 +178,11 @@ class StudyView(Events):
     def _refresh(self, waiting: int = 0) -> None:
         if self.progress is None or self.header is None:
             return
-        left = self.total - self.finished_count - len(self.running)
+        running = sum(r.runs for r in self.running.values())
+        left = self.total - self.finished_count - running
         parts = [
             f"{self.finished_count - self.failed} done",
-            f"{len(self.running)} running",
+            f"{running} running",
             f"{self.failed} failed",
             f"{left} left",
         ]
@@ -180,16 +197,17 @@ class StudyView(Events):
         """Seconds to the end: remaining runs x the time one run takes, over the runs at once."""
         per_run = statistics.mean(self.durations) if self.durations else None
         if per_run is None:
-            guesses = [
-                (time.monotonic() - r.began) / (r.fraction - r.start_epoch / r.epochs)
+            guesses = [  # a seed group's time shared among its runs, as their results will say
+                (time.monotonic() - r.began) / (r.fraction - r.start_epoch / r.epochs) / r.runs
                 for r in self.running.values()
                 if r.fraction - r.start_epoch / max(1, r.epochs) > 0.02
             ]
             per_run = statistics.mean(guesses) if guesses else None
         if per_run is None:
             return None
-        left = self.total - self.finished_count - len(self.running)
-        remaining = sum((1 - r.fraction) * per_run for r in self.running.values()) + left * per_run
+        running = self.running.values()
+        left = self.total - self.finished_count - sum(r.runs for r in running)
+        remaining = sum((1 - r.fraction) * per_run * r.runs for r in running) + left * per_run
         return remaining / max(1, self.concurrency)
 
     def _epoch_info(self, run: _Running) -> str:

@@ -34,6 +34,9 @@ from masklab.store.runs import run_id
 MAX_RUNS = 10_000  # a plan larger than this is a typo, not a study
 MAX_VALUE_TEXT = 24  # longer values are written as their position in the axis (v1, v2, ...)
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
+AUTO_LIMIT = (
+    8  # seeds per batch with `train.seed_batch: auto`: each seed holds its own copy of the splits on the device
+)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,18 @@ def plan_study(
     _refuse_duplicate_names(specs)
     runs = [PlannedRun(spec, seed, values) for spec, values in specs for seed in (seeds or spec.seeds)]
     return Study(name, axes, runs, resources)
+
+
+def seeds_per_batch(spec: Spec, pending: int) -> int:
+    """How many seeds of one spec train together as one batched model: `train.seed_batch`
+    N, or with auto all `pending` seeds up to AUTO_LIMIT where batching is supported (1
+    where it is not)."""
+    setting = spec.train.seed_batch
+    if setting == "auto":
+        if spec_mod.seed_batch_unsupported(spec):
+            return 1
+        return max(1, min(pending, AUTO_LIMIT))
+    return int(setting)
 
 
 def _named(spec: Spec, study: str, grid_label: str, position: int, gridded: bool) -> Spec:

@@ -377,7 +377,9 @@ def train_specs(
             from masklab.study.seed_groups import train_batched
 
             group = seeds or p.spec.seeds
-            outcomes += train_batched(p.spec, group, p.dataset, store, p.device, reporter, force, resume, p.inits, on_done)
+            outcomes += train_batched(
+                p.spec, group, p.dataset, store, p.device, reporter, force, resume, p.inits, on_done
+            )
             continue
         for seed in seeds or p.spec.seeds:
             outcome = train_one(p.spec, seed, p.dataset, store, p.device, reporter, force, resume, p.inits[seed])

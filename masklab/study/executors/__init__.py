@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from masklab.spec import Spec
 from masklab.store.runs import RunStore
-from masklab.study.plan import PlannedRun, Study
+from masklab.study.plan import PlannedRun, Study, seeds_per_batch
 from masklab.study.states import TRAINING_ACTIONS, RunState, read_state, read_states
 
 WAIT_POLL_S = 1.0
@@ -29,16 +29,28 @@ WAIT_POLL_S = 1.0
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One run to train, and how: train | resume | restart | retrain."""
+    """Runs to train together, and how: train | resume | restart | retrain. One seed, or
+    with `train.seed_batch` several seeds of one spec trained as one batched model."""
 
     spec: Spec
-    seed: int
+    seeds: tuple[int, ...]
     action: str
     attempt: int = 1
 
     @property
+    def ids(self) -> list[str]:
+        return [PlannedRun(self.spec, seed).id for seed in self.seeds]
+
+    @property
     def id(self) -> str:
-        return PlannedRun(self.spec, self.seed).id
+        """The run's id; for a seed group, `<name>-<hash>-s0,1,2` (its name in the live view)."""
+        if len(self.seeds) == 1:
+            return self.ids[0]
+        return f"{self.ids[0].rsplit('-s', 1)[0]}-s{','.join(map(str, self.seeds))}"
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
 
     @property
     def label(self) -> str:
@@ -53,13 +65,33 @@ class WorkItem:
         return self.action in ("resume", "restart")
 
     def retried(self) -> WorkItem:
-        """The same run after its worker died: it continues from its last checkpoint."""
+        """The same runs after their worker died: they continue from their last checkpoints."""
         return replace(self, action="resume", attempt=self.attempt + 1)
+
+
+def work_items(states: list[RunState], batch_seeds: bool = True) -> list[WorkItem]:
+    """What to hand an executor: one item per run, or with `train.seed_batch` (and
+    `batch_seeds`) the seeds of one spec that need the same action, in chunks of the
+    spec's seeds per batch. Plan order is kept: each cell's seeds are planned together."""
+    by_spec: dict[tuple[str, str], list[RunState]] = {}
+    for s in states:
+        key = (s.id.rsplit("-s", 1)[0], s.action)
+        by_spec.setdefault(key, []).append(s)
+    items = []
+    for (_, action), members in by_spec.items():
+        spec = members[0].planned.spec
+        size = seeds_per_batch(spec, len(members)) if batch_seeds else 1
+        for first in range(0, len(members), size):
+            seeds = tuple(s.planned.seed for s in members[first : first + size])
+            items.append(WorkItem(spec, seeds, action))
+    return items
 
 
 @dataclass
 class Result:
-    """How one run ended: done | reused | failed | interrupted | busy (held elsewhere)."""
+    """How one run ended: done | reused | failed | interrupted. Two more are not endings:
+    busy (another process holds it) and stopped (its batch stopped for another seed's
+    failure); the driver reads such runs again and waits for or resumes them."""
 
     id: str
     status: str
@@ -70,6 +102,11 @@ class Result:
     seconds: float | None = None
     label: str = ""
     seed: int | None = None
+    item: str = ""  # the work item it trained in: its own id, or its seed group's
+
+    @property
+    def final(self) -> bool:
+        return self.status not in ("busy", "stopped")
 
 
 class Events:
@@ -77,15 +114,19 @@ class Events:
 
     def begin(self, states: list[RunState]) -> None: ...
 
-    def started(self, rid: str, epochs: int, steps: int, start_epoch: int) -> None: ...
+    def started(self, rid: str, epochs: int, steps: int, start_epoch: int, runs: int = 1) -> None: ...
 
     def step(self, rid: str, epoch: int, step: int) -> None: ...
 
     def epoch(self, rid: str, row: dict) -> None: ...
 
+    def ended(self, rid: str) -> None:
+        """A work item's training ended, however it went; its runs' results follow."""
+
     def finished(self, result: Result) -> None: ...
 
-    def note(self, message: str) -> None: ...
+    def note(self, message: str, quiet_too: bool = True) -> None:
+        """A line for the user; `quiet_too=False`: not with -q."""
 
     def waiting(self, ids: list[str]) -> None: ...
 
@@ -96,6 +137,7 @@ class Executor:
     """Trains work items and returns their results; `check` runs in the driver first."""
 
     name = "executor"
+    batches_seeds = False  # whether it takes seed groups (train.seed_batch) as one item
 
     def check(self, runs: list[PlannedRun], store: RunStore) -> None: ...
 
@@ -116,10 +158,10 @@ def run_study(
     executor.check([s.planned for s in pending], store)  # every spec against its data before any training
     try:
         while pending:
-            runnable = [WorkItem(s.planned.spec, s.planned.seed, s.action) for s in pending if s.action != "wait"]
+            runnable = work_items([s for s in pending if s.action != "wait"], executor.batches_seeds)
             if runnable:
                 for result in executor.run(runnable, store, events):
-                    if result.status != "busy":
+                    if result.final:
                         results[result.id] = result
             else:
                 events.waiting([s.id for s in pending])

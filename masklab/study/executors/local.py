@@ -48,9 +48,10 @@ def check_runs(runs: list[PlannedRun], store: RunStore, datasets: dict) -> None:
 
 
 class InProcess(Executor):
-    """One run after another in this process: today's path, and the default."""
+    """One run (or seed group) after another in this process: today's path, and the default."""
 
     name = "in-process"
+    batches_seeds = True
 
     def __init__(self) -> None:
         self.datasets: dict = {}
@@ -61,14 +62,22 @@ class InProcess(Executor):
     def run(self, items: list[WorkItem], store: RunStore, events: Events) -> list[Result]:
         results = []
         for item in items:
-            reporter = EventReporter(item.id, lambda kind, *args: getattr(events, kind)(*args))
-            result = train_item(item, store, reporter, self.datasets)
-            results.append(result)
-            if result.status != "busy":
-                events.finished(result)
-            if result.status == "interrupted":
-                raise Interrupted(result.error)
+            reporter = EventReporter(item.id, lambda kind, *args: getattr(events, kind)(*args), len(item.seeds))
+            ended = train_item(item, store, reporter, self.datasets)
+            report(item, ended, events)
+            results += ended
+            interrupted = [r for r in ended if r.status == "interrupted"]
+            if interrupted:
+                raise Interrupted(interrupted[0].error)
         return results
+
+
+def report(item: WorkItem, results: list[Result], events: Events) -> None:
+    """Tell the view a work item ended and how each of its runs did."""
+    events.ended(item.id)
+    for result in results:
+        if result.final:
+            events.finished(result)
 
 
 @dataclass
@@ -85,6 +94,7 @@ class Pool(Executor):
     """`--jobs N` worker processes on this machine."""
 
     name = "pool"
+    batches_seeds = True
 
     def __init__(self, jobs: int, threads: int | None = None, gpu_fraction: float | None = None) -> None:
         if jobs < 1:
@@ -123,7 +133,10 @@ class Pool(Executor):
             there.close()
             workers[here] = _Worker(index, process)
 
-        for index in range(min(self.jobs, len(items))):
+        workers_needed = min(self.jobs, len(items))
+        each = threads_mod.choose_threads(self.threads, self.jobs)[0]  # what each worker's configure() will pick
+        events.note(f"starting {workers_needed} worker process(es), {each} thread(s) each", quiet_too=False)
+        for index in range(workers_needed):
             start(index)
         try:
             while workers:
@@ -169,11 +182,10 @@ class Pool(Executor):
                 message = None
             if message is not None:
                 kind, *args = message
-                if kind == "result":
+                if kind == "results":
+                    report(w.item, args[0], events)
+                    results += args[0]
                     w.item = None
-                    results.append(args[0])
-                    if args[0].status != "busy":
-                        events.finished(args[0])
                 else:
                     getattr(events, kind)(*args)
                 continue
@@ -189,15 +201,18 @@ class Pool(Executor):
         item = w.item
         if item is None:
             return
+        events.ended(item.id)
         why = f"its worker died (exit {w.process.exitcode})"
         if item.attempt <= RETRIES:
             events.note(f"{item.id}: {why}; continuing it from its last checkpoint")
             queue.appendleft(item.retried())
             return
-        result = Result(item.id, "failed", error=f"{why} {item.attempt} times", exit_code=1)
-        result.label, result.seed = item.label, item.seed
-        results.append(result)
-        events.finished(result)
+        for rid, seed in zip(item.ids, item.seeds):
+            result = Result(
+                rid, "failed", error=f"{why} {item.attempt} times", exit_code=1, label=item.label, seed=seed
+            )
+            results.append(result)
+            events.finished(result)
 
 
 @dataclass
@@ -232,9 +247,9 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             return
         if item is None:
             return
-        result = train_item(item, store, EventReporter(item.id, send), datasets)
+        ended = train_item(item, store, EventReporter(item.id, send, len(item.seeds)), datasets)
         try:
-            send("result", result)
+            send("results", ended)
         except OSError:
             return
 

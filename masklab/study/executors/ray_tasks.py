@@ -27,11 +27,12 @@ from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from masklab import threads as threads_mod
 from masklab.errors import Interrupted, MasklabError, UsageError
 from masklab.store.runs import RunStore, now, write_atomic
 from masklab.study.executors import Events, Executor, Result, WorkItem
 from masklab.study.executors.folders import pack, unpack
-from masklab.study.executors.local import RETRIES, check_runs, set_threads
+from masklab.study.executors.local import RETRIES, check_runs
 from masklab.study.executors.work import EventReporter, train_item
 from masklab.study.plan import PlannedRun
 
@@ -72,9 +73,7 @@ class RayTasks(Executor):
             if self.address:
                 ray.init(address=self.address, **options)
             else:
-                from masklab.study.executors.local import usable_cores
-
-                ray.init(num_cpus=usable_cores(), **options)
+                ray.init(num_cpus=threads_mod.usable_cores(), **options)
         return ray
 
     def run(self, items: list[WorkItem], store: RunStore, events: Events) -> list[Result]:
@@ -214,7 +213,7 @@ def train_remote(item: WorkItem, rid: str, shipped: bytes, sink, threads: int) -
     checkpoint to the driver; return the run folder as bytes."""
     import ray
 
-    set_threads(threads)
+    threads_mod.configure(threads)
     scratch = Path(tempfile.mkdtemp(prefix="masklab-ray-"))
     try:
         store = RunStore(scratch)
@@ -229,7 +228,7 @@ def train_remote(item: WorkItem, rid: str, shipped: bytes, sink, threads: int) -
                 ray.get(sink.put.remote(("files", rid, pack([scratch / rid], SHIPPED_EACH_EPOCH))))
                 super().epoch(row)
 
-        result = train_item(item, store, Shipping(rid, send), {})
+        (result,) = train_item(item, store, Shipping(rid, send), {})  # one seed per task
         folder = pack([scratch / rid]) if (scratch / rid).is_dir() and result.status != "busy" else b""
         return {"result": result, "folder": folder}
     finally:

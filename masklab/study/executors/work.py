@@ -18,15 +18,16 @@ STEP_EVERY_S = 0.25  # at most this often a step event leaves a worker
 
 
 class EventReporter:
-    """A train.Reporter that passes a run's progress on as `send(kind, rid, *args)`;
-    steps are thinned to 4 a second. (No torch import: pool workers set their threads first.)"""
+    """A train.Reporter that passes a work item's progress on as `send(kind, rid, *args)`
+    (`runs`: how many runs train together in it); steps are thinned to 4 a second.
+    (No torch import: pool workers set their threads first.)"""
 
-    def __init__(self, rid: str, send: Callable[..., None]) -> None:
-        self.rid, self.send = rid, send
+    def __init__(self, rid: str, send: Callable[..., None], runs: int = 1) -> None:
+        self.rid, self.send, self.runs = rid, send, runs
         self._last = 0.0
 
     def start(self, run_id: str, epochs: int, steps: int, start_epoch: int) -> None:
-        self.send("started", self.rid, epochs, steps, start_epoch)
+        self.send("started", self.rid, epochs, steps, start_epoch, self.runs)
 
     def step(self, epoch: int, step: int) -> None:
         now = time.monotonic()
@@ -41,13 +42,15 @@ class EventReporter:
         pass
 
 
-def train_item(item: WorkItem, store: RunStore, reporter, datasets: dict | None = None) -> Result:
-    """Train one run into `store` and say how it ended. Interrupted is a result here;
-    the caller decides whether it stops the study."""
+def train_item(item: WorkItem, store: RunStore, reporter, datasets: dict | None = None) -> list[Result]:
+    """Train a work item's runs into `store` and say how each ended. Interrupted is a
+    result here; the caller decides whether it stops the study."""
+    if len(item.seeds) > 1:
+        return train_group(item, store, reporter, datasets)
     from masklab.study import runner
 
     began = time.perf_counter()
-    result = Result(item.id, "failed", label=item.label, seed=item.seed)
+    result = Result(item.id, "failed", label=item.label, seed=item.seed, item=item.id)
     try:
         (ready,) = runner.prepare([item.spec], [item.seed], store, datasets)
         outcome = runner.train_one(
@@ -73,7 +76,54 @@ def train_item(item: WorkItem, store: RunStore, reporter, datasets: dict | None 
         result.status = "reused" if outcome.reused else "done"
         result.summary, result.path = outcome.summary, str(outcome.run.path)
     result.seconds = round(time.perf_counter() - began, 3)
-    return result
+    return [result]
+
+
+def train_group(item: WorkItem, store: RunStore, reporter, datasets: dict | None = None) -> list[Result]:
+    """A seed group trained as one batched model (study/seed_groups.py), one result per
+    seed. The group's statuses in the store are true whatever happens, so after an error
+    each result reads its run: a seed stopped because another failed is `stopped` (the
+    driver resumes it), a group that another process took part of is `busy`."""
+    from masklab.study import runner, seed_groups
+    from masklab.train_batched import SeedFailed
+
+    began = time.perf_counter()
+    results = [Result(rid, "failed", label=item.label, seed=s, item=item.id) for rid, s in zip(item.ids, item.seeds)]
+    try:
+        (ready,) = runner.prepare([item.spec], list(item.seeds), store, datasets)
+        outcomes = seed_groups.train_batched(
+            item.spec,
+            list(item.seeds),
+            ready.dataset,
+            store,
+            ready.device,
+            reporter,
+            force=item.force,
+            resume=item.resume,
+            inits=ready.inits,
+        )
+    except Interrupted as exc:
+        for r in results:
+            r.status, r.error, r.exit_code = "interrupted", str(exc), exc.exit_code
+    except SeedFailed as exc:
+        for r in results:
+            failed = r.seed == exc.seed
+            r.status, r.error, r.exit_code = ("failed" if failed else "stopped"), str(exc), exc.exit_code
+    except MasklabError as exc:
+        held = isinstance(exc, RunError) and any(taken_elsewhere(store, rid) for rid in item.ids)
+        for r in results:
+            r.status, r.error, r.exit_code = ("busy" if held else "failed"), str(exc), exc.exit_code
+    except Exception as exc:  # a bug or an out-of-memory: the runs are marked failed, the study goes on
+        for r in results:
+            r.error, r.exit_code = f"{type(exc).__name__}: {exc}", 1
+    else:
+        for r, outcome in zip(results, outcomes):
+            r.status = "reused" if outcome.reused else "done"
+            r.summary, r.path = outcome.summary, str(outcome.run.path)
+    share = round((time.perf_counter() - began) / len(results), 3)  # each run's share, as run.json records it
+    for r in results:
+        r.seconds = share
+    return results
 
 
 def taken_elsewhere(store: RunStore, rid: str) -> bool:
