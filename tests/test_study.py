@@ -375,6 +375,41 @@ def test_compare_by_refuses_runs_that_differ_in_another_key(trained):
     assert bad.exit_code == 2 and "did you mean 'train_ops[0].rate'" in bad.stderr
 
 
+def fake_run(root: Path, name: str, seed: int, spec: dict, test_acc: float) -> Path:
+    """A finished run folder with just what compare reads (200 test examples)."""
+    folder = root / f"{name}-{seed}"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    info = {"id": folder.name, "name": name, "seed": seed, "status": "done", "data": {"n_test": 200}}
+    (folder / "run.json").write_text(json.dumps(info))
+    (folder / "summary.json").write_text(json.dumps({"test_acc": test_acc}))
+    return folder
+
+
+def test_a_pivot_cell_follows_compares_rules_and_notes_a_confounded_key(tmp_path):
+    from masklab.analysis import pivot, stats
+    from masklab.store.runs import RunStore
+
+    accs = {(0.1, 0): 0.90, (0.1, 1): 0.92, (0.1, 2): 0.91, (0.5, 0): 0.85, (0.5, 1): 0.85, (0.9, 0): 0.70}
+    for (rate, seed), acc in accs.items():
+        spec = {"train_ops": [{"op": "patch", "rate": rate}], "train": {"lr": 0.01 if rate < 0.9 else 0.02}}
+        fake_run(tmp_path, f"s-{rate}", seed, spec, acc)
+    p = pivot.pivot(RunStore(tmp_path).all(), "test_acc", "train_ops[0].rate")
+    rows = {r["train_ops[0].rate"]: r for r in p.cell_rows()}
+    assert p.step == 1 / 200 and [rows[r]["n"] for r in (0.1, 0.5, 0.9)] == [3, 2, 1]
+    assert (rows[0.1]["ci_low"], rows[0.1]["ci_high"]) == pytest.approx(stats.mean_interval([0.90, 0.92, 0.91]))
+    assert rows[0.1]["ci_high"] - rows[0.1]["mean"] == pytest.approx(4.302653 * 0.01 / 3**0.5, rel=1e-6)
+    assert rows[0.5]["ci_low"] is None and rows[0.9]["ci_low"] is None  # seeds that agree; one seed
+    assert p.notes == ["train.lr changes along the axes too (0.01, 0.02): the pivot cannot separate its effect"]
+    from masklab.cli.compare_axis import _cell_text
+
+    assert [_cell_text(rows[r]) for r in (0.1, 0.5, 0.9)] == [
+        "0.9100 ± 0.0248 (n=3)",
+        "0.8500 (n=2, no spread)",
+        "0.7000 (n=1)",
+    ]
+
+
 # --- kills, resumes, two studies at once ----------------------------------------------
 
 

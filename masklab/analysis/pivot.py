@@ -56,6 +56,7 @@ class Pivot:
     columns: list  # values of --split ([None] without it)
     cells: dict[tuple, Cell]
     step: float = 0.0  # the metric's quantum: seeds that differ by less measured no noise
+    notes: list[str] = field(default_factory=list)
 
     def row(self, by_value: Any, split_value: Any) -> dict | None:
         cell = self.cells.get((by_value, split_value))
@@ -86,7 +87,7 @@ def pivot(runs: list[Run], metric: str, by: str, split: str | None = None, where
     _require(flats, by, "--by")
     if split:
         _require(flats, split, "--split")
-    _refuse_mixed(flats, {by, split, *(where or {})})
+    notes = _refuse_mixed(flats, {by, split, *(where or {})}, by, split)
     cells: dict[tuple, Cell] = {}
     for run, flat in flats:
         value = run_metrics(run).get(metric)
@@ -98,7 +99,7 @@ def pivot(runs: list[Run], metric: str, by: str, split: str | None = None, where
         cell.values[run.info.get("seed")] = float(value)  # the same seed twice (a rerun under another name) counts once
         cell.runs.append(run.id)
     rows, columns = _ordered(k[0] for k in cells), _ordered(k[1] for k in cells)
-    return Pivot(metric, by, split, rows, columns, cells, quantum([r for r, _ in flats], metric))
+    return Pivot(metric, by, split, rows, columns, cells, quantum([r for r, _ in flats], metric), notes)
 
 
 def _require(flats: list, key: str, option: str) -> None:
@@ -110,9 +111,16 @@ def _require(flats: list, key: str, option: str) -> None:
         )
 
 
-def _refuse_mixed(flats: list, chosen: set) -> None:
+def _refuse_mixed(flats: list, chosen: set, by: str, split: str | None) -> list[str]:
+    """Refuse runs that differ in another key within one cell (a cell would mix recipes);
+    return notes on keys that change only along the axes (confounded with them). A key
+    that some runs lack (None: it does not apply to them, as share_views to a dynamic
+    mask) is no difference on its own."""
     keys = sorted(set().union(*(f for _, f in flats)) - set(IGNORED) - chosen)
-    mixed = [k for k in keys if len({repr(f.get(k)) for _, f in flats}) > 1]
+    cells: dict[tuple, list[dict]] = {}
+    for _, f in flats:
+        cells.setdefault((repr(f.get(by)), repr(f.get(split)) if split else None), []).append(f)
+    mixed = [k for k in keys if any(len({repr(f.get(k)) for f in cell}) > 1 for cell in cells.values())]
     if mixed:
         k = mixed[0]
         seen = sorted({repr(f.get(k)) for _, f in flats})
@@ -120,6 +128,14 @@ def _refuse_mixed(flats: list, chosen: set) -> None:
             f"the runs also differ in {', '.join(mixed[:4])} ({k}: {', '.join(seen[:4])}); a cell would mix them: "
             f"pick one with --where '{k}=...' or compare it with --split {k}"
         )
+    notes = []
+    for k in keys:
+        values = sorted({repr(f.get(k)) for _, f in flats if f.get(k) is not None})
+        if len(values) > 1:
+            notes.append(
+                f"{k} changes along the axes too ({', '.join(values[:4])}): the pivot cannot separate its effect"
+            )
+    return notes
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -107,7 +107,7 @@ def axis_png(p, path: Path) -> None:
             if _is_fraction(p.metric):  # an accuracy cannot leave [0, 1]: neither may its band
                 lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
             ax.fill_between(x[banded], lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
-    if not numeric:
+    if not numeric or len(p.rows) <= 12:  # ticks at the values the study ran, as papers draw them
         ax.set_xticks(list(xs.values()), [str(v) for v in p.rows])
     ns = sorted({row["n"] for row in p.cell_rows()})
     n_text = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
@@ -117,7 +117,8 @@ def axis_png(p, path: Path) -> None:
         f"{p.metric} against {_short(p.by)}: mean and 95% t-interval over seeds ({n_text} per point)", fontsize=9
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title=p.split if p.split else None, title_fontsize=8)
+    if p.split:
+        ax.legend(fontsize=8, title=p.split, title_fontsize=8)
     _save(fig, path)
 
 

@@ -128,6 +128,8 @@ def compare(
             raise UsageError(
                 "--by makes a pivot table; --fail-if, --curve, --per-run, --min-effect and --p-outperform compare groups, without --by"
             )
+        if len(metrics) > 1:
+            raise UsageError(f"--by pivots one metric; got {', '.join(metrics)}: give one --metric")
         return compare_by(done, metrics[0], by, split, where or [], plot, fmt.value)
     if split or where:
         raise UsageError("--split and --where go with --by, e.g. --by 'train_ops[0].rate' --split 'train_ops[0].mode'")

@@ -12,6 +12,8 @@ def compare_by(runs, metric: str, by: str, split: str | None, where: list[str], 
     from masklab.analysis.pivot import LEVEL, parse_where, pivot
 
     p = pivot(runs, metric, by, split, parse_where(where))
+    for note in p.notes:
+        say(f"note: {note}")
     cells = p.cell_rows()
     title = f"{metric}: mean ± {LEVEL:.0%} t-interval half-width (n seeds), by {by}" + (
         f", split by {split}" if split else ""
