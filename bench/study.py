@@ -1,4 +1,5 @@
-"""A small grid study three ways: in process (sequential), `--jobs 2`, and Ray tasks.
+"""A small grid study several ways: in process (sequential), in process with each cell's
+two seeds as one batched model (`train.seed_batch=2`), `--jobs 2`, and Ray tasks.
 
     python bench/study.py [--epochs 3] [--jobs 2]
 
@@ -54,7 +55,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "study.yaml"
         spec.write_text(yaml.safe_dump(SPEC | {"train": SPEC["train"] | {"epochs": args.epochs}}, sort_keys=False))
-        ways = {"sequential": [], f"--jobs {args.jobs}": ["--jobs", str(args.jobs)]}
+        ways = {
+            "sequential": [],
+            "seed_batch 2": ["--set", "train.seed_batch=2"],
+            f"--jobs {args.jobs}": ["--jobs", str(args.jobs)],
+        }
         try:
             import ray  # noqa: F401
 
@@ -63,7 +68,7 @@ def main() -> None:
             if hasattr(RunStore, "commit"):
                 ways["ray"] = ["--executor", "ray"]
             else:
-                print("ray: skipped, the run store has no commit yet (issue 10)")
+                print("ray: skipped, the run store has no atomic commit yet (issue 10)")
         except ImportError:
             print("ray: not installed (pip install 'masklab[ray]'), skipped")
         times, ids = {}, {}

@@ -32,7 +32,10 @@ JobsOption = Annotated[
 ]
 ExecutorOption = Annotated[
     ExecutorName,
-    typer.Option("--executor", help="local (this machine, --jobs workers) or ray (pip install 'masklab[ray]')."),
+    typer.Option(
+        "--executor",
+        help="local (this machine, --jobs workers) or ray (pip install 'masklab\\[ray]'; not usable yet: it needs the run store's atomic commit).",
+    ),
 ]
 AddressOption = Annotated[
     str | None,
