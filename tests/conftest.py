@@ -28,7 +28,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MASKLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MASKLAB_DATA", raising=False)
     monkeypatch.delenv("MASKLAB_MIRROR", raising=False)
+    monkeypatch.setenv(
+        "MASKLAB_FIGURES", "0"
+    )  # 0.5 s a run; the tests of figures (and of what carries them) turn them on
     return tmp_path
+
+
+@pytest.fixture
+def figures(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """workdir, with the per-run figures drawn."""
+    monkeypatch.setenv("MASKLAB_FIGURES", "1")
+    return workdir
 
 
 def tiny_spec(**changes) -> dict:

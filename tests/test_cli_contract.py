@@ -9,7 +9,7 @@ import pytest
 
 from conftest import cli
 
-COMMANDS = ["train", "eval", "compare", "mask", "noise", "runs", "show"]
+COMMANDS = ["train", "eval", "compare", "mask", "noise", "runs", "show", "tag", "rm", "prune", "export"]
 
 
 def test_importing_the_cli_does_not_import_torch():
@@ -92,8 +92,7 @@ def test_table_in_a_pipe_is_plain_aligned_text():
     out = io.StringIO()  # not a TTY
     rows = [{"run": "a-s0", "seed": 0, "test_acc": 0.91234}, {"run": "bb-s1", "seed": 1, "test_acc": None}]
     render(rows, columns("run", "seed", "test_acc"), "table", title="runs", out=out)
-    assert out.getvalue().splitlines() == [
-        "runs",
+    assert out.getvalue().splitlines() == [  # no title: the header row comes first, for sort and awk
         "run    seed  test_acc",
         "a-s0      0    0.9123",
         "bb-s1     1         -",

@@ -140,8 +140,11 @@ def test_noise_files_and_the_pipeline_into_train(workdir, write_spec):
     noisy = workdir / "noisy.npz"
     result = cli("noise", "--dataset", "mnist-mini", "--op", "gaussian", "--sigma", "0.2", "--out", noisy, "-f", "json")
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)["rows"]
-    assert rows[0]["requested"] == 0.2 and 0.05 < rows[0]["realized"] < 0.2
+    rows = {(r["measure"], r["class"]): r for r in json.loads(result.stdout)["rows"]}
+    before, after = rows["noise std before clipping", "all"], rows["noise std after clipping", "all"]
+    assert before["requested"] == after["requested"] == 0.2 and before["n"] == 4000
+    assert before["realized"] == pytest.approx(0.2, abs=0.002)  # the noise as drawn has the sigma asked for
+    assert 0.1 < after["realized"] < 0.17  # clipping to [0, 1] removes much of it on black backgrounds
     arrays, manifest = read(noisy)
     assert "masks" not in arrays and arrays["images"].min() >= 0 and arrays["images"].max() <= 1
     sp = workdir / "sp.npz"
@@ -230,3 +233,46 @@ def test_a_damaged_npz_is_refused(workdir, write_spec):
     result = cli("train", path)
     assert result.exit_code == 1 and "not a readable .npz file" in result.stderr
     assert run_dirs(workdir) == []
+
+
+def test_noise_reports_the_quantity_its_setting_names(workdir):
+    def rows(*args):
+        result = cli(
+            "noise", "--dataset", "mnist-mini", "--limit", "200", "--out", workdir / "n.npz", "-f", "json", *args
+        )
+        assert result.exit_code == 0, result.stderr
+        return {(r["measure"], r["class"]): r for r in json.loads(result.stdout)["rows"]}
+
+    hit = rows("--op", "salt_pepper", "--amount", "0.1")["fraction of pixels hit", "all"]
+    assert (hit["realized"], hit["min"], hit["max"]) == (round(78 / 784, 6),) * 3  # round(0.1 * 784) pixels, exactly
+    shot = rows("--op", "shot", "--c", "20")["photons per unit (mean / noise variance)", "all"]
+    assert shot["requested"] == 20 and shot["realized"] == pytest.approx(20, rel=0.05)
+    speckle = rows("--op", "speckle", "--sigma", "0.3")["relative noise std before clipping (pixels > 0.05)", "all"]
+    assert speckle["realized"] == pytest.approx(0.3, abs=0.01)
+    uniform = rows("--op", "uniform", "--width", "0.4")
+    assert uniform["noise width (std x sqrt 12) before clipping", "all"]["realized"] == pytest.approx(0.4, abs=0.01)
+    half = rows("--op", "gaussian", "--sigma", "0.1,0.3", "--p", "0.5")
+    assert half["share of images changed", "all"]["requested"] == 0.5
+    assert half["share of images changed", "all"]["realized"] == pytest.approx(0.5, abs=0.1)
+    assert half["noise std before clipping", "all"]["realized"] == pytest.approx(0.2, abs=0.01)  # over changed images
+
+
+def test_previews_tint_masks_and_show_every_copy(workdir):
+    import matplotlib.image
+
+    from masklab.analysis.figures import MASK_ALPHA, MASK_COLOUR, tinted
+
+    images = np.zeros((1, 1, 2, 2), np.float32)
+    mask = np.array([[[True, False], [False, False]]])
+    rgb = tinted(images, mask)
+    assert np.allclose(rgb[0, 0, 0], MASK_ALPHA * MASK_COLOUR) and np.allclose(rgb[0, 1, 1], 0.0)
+    heights = {}
+    for k in (1, 3):
+        png = workdir / f"p{k}.png"
+        args = ["mask", "--dataset", "mnist-mini", "--limit", "100", "--op", "patch", "--rate", "0.5"]
+        assert cli(*args, "--copies", str(k), "--out", workdir / f"p{k}.npz", "--preview", png).exit_code == 0
+        pixels = matplotlib.image.imread(png)
+        heights[k] = pixels.shape[0]
+        orange = (np.abs(pixels[..., :3] - MASK_ALPHA * MASK_COLOUR) < 0.02).all(-1)
+        assert orange.sum() > 1000  # masked pixels stand out in colour, never black on black
+    assert heights[3] - heights[1] >= 2 * 90  # two more rows of images: every copy is shown

@@ -13,7 +13,7 @@ import yaml
 from conftest import cli, run_dirs, tiny_spec
 
 
-def test_train_writes_a_complete_run_folder(workdir, write_spec):
+def test_train_writes_a_complete_run_folder(figures, workdir, write_spec):
     path = write_spec(tiny_spec())
     result = cli("train", path, "--format", "json")
     assert result.exit_code == 0, result.stderr
@@ -24,13 +24,16 @@ def test_train_writes_a_complete_run_folder(workdir, write_spec):
     assert row["run"] == folder.name and folder.name.startswith("tiny-") and folder.name.endswith("-s0")
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "checkpoint.pt",
+        "confusion.png",
+        "curves.png",
         "metrics.jsonl",
         "model.pt",
         "predictions.npz",
+        "recall.png",
         "run.json",
         "spec.yaml",
         "summary.json",
-    ]
+    ]  # no ops.png: TINY has no train ops
     stored = np.load(folder / "predictions.npz", allow_pickle=False)
     assert stored["labels"].dtype == np.uint8 and stored["labels"].shape == stored["predicted"].shape == (200,)
     info = json.loads((folder / "run.json").read_text())

@@ -1,6 +1,6 @@
 """The stages point down (STYLE.md): a module never imports one from a higher stage.
 
-    cli -> study -> train -> evaluation/analysis -> store.reload -> data/spec/devices
+    cli -> study -> train -> evaluation/analysis -> store.reload/exporters -> data/spec/devices
         -> ops -> store/schema -> models/errors
 
 Every `import masklab...` in every module, including imports inside functions, is
@@ -26,6 +26,7 @@ STAGES = {
     "masklab.evaluation": 60,
     "masklab.analysis": 60,
     "masklab.store.reload": 55,
+    "masklab.store.exporters": 55,  # reads run folders and specs; writes to trackers
     "masklab.data": 50,
     "masklab.spec": 50,
     "masklab.devices": 50,

@@ -31,17 +31,18 @@ def text_curves(curves: dict[str, dict[str, list[float]]], metric: str, width: i
             for r in range(row(b), row(a) + 1):
                 if grid[r][col(i)] == " ":
                     grid[r][col(i)] = "."
-    for mark, c in zip(MARKS, curves.values()):
+    drawn = list(zip(MARKS, curves.values()))
+    for mark, c in drawn[1:] + drawn[:1]:  # the reference (first) last: on top where curves meet
         for i, v in enumerate(c["mean"]):
             grid[row(v)][col(i)] = mark
-    lines = [f"{metric} per epoch (mean; dots: min..max over seeds)"]
+    lines = [f"{metric} per epoch (mean; dots: min..max over seeds; the reference drawn on top)"]
     for r, cells in enumerate(grid):
         label = f"{hi:8.4f} |" if r == 0 else (f"{lo:8.4f} |" if r == height - 1 else " " * 9 + "|")
         lines.append(label + "".join(cells))
     lines.append(" " * 9 + "+" + "-" * width)
     lines.append(" " * 10 + f"epoch 1{' ' * (width - 14)}epoch {epochs}")
-    for mark, key in zip(MARKS, curves):
-        lines.append(f"  {mark} {key}")
+    for i, (mark, key) in enumerate(zip(MARKS, curves)):
+        lines.append(f"  {mark} {key}" + (" (reference)" if i == 0 else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -156,22 +157,6 @@ def robustness_plot(bodies: list[dict], path: Path) -> None:
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    _save(fig, path)
-
-
-def image_grid_png(originals: np.ndarray, changed: np.ndarray, path: Path, title: str, rows: int = 4) -> None:
-    """Originals beside their masked/noised versions: pairs of columns, (N, H, W) in [0, 1]."""
-    plt = _pyplot()
-    n = min(len(originals), rows * 4)
-    cols = 8
-    fig, axes = plt.subplots(-(-n // 4), cols, figsize=(cols * 1.1, -(-n // 4) * 1.2), dpi=100, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        r, c = divmod(i, 4)
-        axes[r][2 * c].imshow(originals[i], cmap="gray", vmin=0, vmax=1)
-        axes[r][2 * c + 1].imshow(np.clip(changed[i], 0, 1), cmap="gray", vmin=0, vmax=1)
-    fig.suptitle(title, fontsize=9)
     _save(fig, path)
 
 

@@ -14,12 +14,15 @@ from masklab import __version__
 from masklab.cli import (
     compare as compare_cli,
     eval as eval_cli,
+    export as export_cli,
     mask as mask_cli,
     noise as noise_cli,
+    remove as remove_cli,
     runs as runs_cli,
+    tag as tag_cli,
     train as train_cli,
 )
-from masklab.cli.common import say
+from masklab.cli.common import ReadableCommand, readable_params, say
 
 # click's base exception, reached through a public name: typer vendors click in recent
 # releases and imports it in older ones.
@@ -30,16 +33,20 @@ class _OneLineErrors(TyperGroup):
     """Usage errors (a missing argument, an unknown option) as one `Error: ...` line on
     stderr with exit 2, like masklab's own errors, instead of a boxed usage block."""
 
+    def get_params(self, ctx) -> list:
+        return readable_params(super().get_params(ctx))
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _ClickException as exc:
-            if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed already
-                ctx = getattr(exc, "ctx", None)
-                hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-                say(f"Error: {exc.format_message().rstrip('.')}{hint}")
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.exit(0)  # bare `masklab`: the help was printed, nothing went wrong
+            ctx = getattr(exc, "ctx", None)
+            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            say(f"Error: {exc.format_message().rstrip('.')}{hint}")
             sys.exit(exc.exit_code)
         except typer.Abort:
             say("Interrupted.")
@@ -80,13 +87,20 @@ def _root(
     set_wait_policy()  # every command: idle OpenMP threads sleep instead of spinning (set before torch loads)
 
 
-app.command("mask")(mask_cli.mask)
-app.command("noise")(noise_cli.noise)
-app.command("train")(train_cli.train)
-app.command("eval")(eval_cli.eval)
-app.command("compare")(compare_cli.compare)
-app.command("runs")(runs_cli.runs)
-app.command("show")(runs_cli.show)
+for _name, _fn in {
+    "train": train_cli.train,
+    "runs": runs_cli.runs,
+    "show": runs_cli.show,
+    "eval": eval_cli.eval,
+    "compare": compare_cli.compare,
+    "mask": mask_cli.mask,
+    "noise": noise_cli.noise,
+    "tag": tag_cli.tag,
+    "rm": remove_cli.rm,
+    "prune": remove_cli.prune,
+    "export": export_cli.export,
+}.items():
+    app.command(_name, cls=ReadableCommand)(_fn)
 
 
 def main() -> None:

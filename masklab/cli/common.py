@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from masklab.errors import MasklabError
 
@@ -44,6 +45,64 @@ ThreadsOption = Annotated[
         min=1,
         help="CPU threads for torch (default: the cores this process may use, after affinity and cgroup quota).",
         show_default=False,
+    ),
+]
+
+
+class _ReadableArgument(TyperArgument):
+    """`SPEC`, `[SPEC]`, `RUN...` in the usage line; no Python type beside the name."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or (self.name or "").upper()
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+
+class _ReadableOption(TyperOption):
+    """Flags show no type; a value shows its metavar, or a word for its type (TEXT,
+    INTEGER, PATH, a choice list) instead of `<list[str]>`."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        if self.is_flag:
+            return None
+        return self.metavar or _type_word(getattr(getattr(self, "type_descriptor", None), "annotation", None))
+
+
+def _type_word(annotation) -> str:
+    args = getattr(annotation, "__args__", None)
+    if args and getattr(annotation, "__origin__", None) is list:
+        annotation = args[0]
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "|".join(str(m.value) for m in annotation)
+    return {int: "INTEGER", float: "NUMBER", Path: "PATH"}.get(annotation, "TEXT")
+
+
+def readable_params(params: list) -> list:
+    """Give typer's parameters the readable help above (in place)."""
+    for p in params:
+        if type(p) is TyperArgument:
+            p.__class__ = _ReadableArgument
+        elif type(p) is TyperOption:
+            p.__class__ = _ReadableOption
+    return params
+
+
+class ReadableCommand(TyperCommand):
+    """A command whose --help reads like a man page: `masklab train [OPTIONS] SPEC`."""
+
+    def get_params(self, ctx) -> list:
+        return readable_params(super().get_params(ctx))
+
+
+RunRefsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="RUN_GROUP_OR_STUDY...",
+        help="Runs (id, prefix, <name>-s<seed>, path), spec names, groups or studies.",
     ),
 ]
 

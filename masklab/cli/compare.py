@@ -11,6 +11,8 @@ from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command,
 
 GROUP_COLUMNS = ("metric", "n", "mean", "std", "min", "max")
 FORMATS = {"p": ".3g", "p_adj": ".3g", "diff": "+.4f", "ci_low": "+.4f", "ci_high": "+.4f"}  # p never a bare 0.0000
+CURVE_COLUMNS = ("group", "epoch", "metric", "mean", "std", "min", "max")
+KEEP = {"metric": 3, "mean": 3, "diff": 2, "verdict": 3}  # on a narrow terminal these go last
 
 
 @cli_command
@@ -27,6 +29,7 @@ def compare(
         typer.Option(
             "--metric",
             "-m",
+            metavar="METRIC",
             help="Metric(s) to compare (default: test_acc); any summary, eval or last-epoch metric (acc@gaussian(sigma=0.2), robust_acc, val_acc, ...).",
         ),
     ] = None,
@@ -34,6 +37,7 @@ def compare(
         list[str] | None,
         typer.Option(
             "--fail-if",
+            metavar="EXPR",
             help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .p_adj (Holm) .mean.",
         ),
     ] = None,
@@ -62,26 +66,47 @@ def compare(
     per_run: Annotated[bool, typer.Option("--per-run", help="One row per run instead of per seed group.")] = False,
     sort: Annotated[
         str | None,
-        typer.Option("--sort", help="Sort rows by a column (mean, diff, p, group, ...); prefix - for descending."),
+        typer.Option(
+            "--sort",
+            metavar="COLUMN",
+            help="Sort rows by a column (mean, diff, p, group, ...); prefix - for descending.",
+        ),
     ] = None,
     curve: Annotated[
         str | None,
         typer.Option(
-            "--curve", help="Draw the groups' per-epoch curves of a metrics.jsonl column (val_acc, train_loss, ...)."
+            "--curve",
+            metavar="COLUMN",
+            help="Draw the groups' per-epoch curves of a metrics.jsonl column (val_acc, train_loss, ...).",
         ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG: the --curve curves, else the metric's group means.")
+        Path | None,
+        typer.Option("--plot", metavar="PNG", help="Write a PNG: the --curve curves, else the metric's group means."),
+    ] = None,
+    name_by: Annotated[
+        str | None,
+        typer.Option(
+            "--name-by",
+            metavar="TAG",
+            help="Name each group by the value of this tag (set with masklab tag) that its runs share.",
+        ),
     ] = None,
     by: Annotated[
         str | None,
-        typer.Option("--by", help="Pivot along a spec key: rows are its values, e.g. --by 'train_ops[0].rate'."),
+        typer.Option(
+            "--by", metavar="KEY", help="Pivot along a spec key: rows are its values, e.g. --by 'train_ops[0].rate'."
+        ),
     ] = None,
     split: Annotated[
-        str | None, typer.Option("--split", help="With --by: a column (and a plotted line) per value of this key.")
+        str | None,
+        typer.Option("--split", metavar="KEY", help="With --by: a column (and a plotted line) per value of this key."),
     ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="With --by: only runs whose spec has key=value (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--where", metavar="KEY=VALUE", help="With --by: only runs whose spec has key=value (repeatable)."
+        ),
     ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
@@ -96,17 +121,20 @@ def compare(
 
     Examples:
 
-      masklab compare quickstart quickstart-lr
+      masklab compare quickstart quickstart-static
 
-      masklab compare patch-static patch-dynamic --metric test_acc --metric robust_acc --format json
+      masklab compare quickstart quickstart-static -m test_acc -m robust_acc \\
+          --format json
 
-      masklab compare baseline candidate --fail-if 'test_acc < -0.005'
+      masklab compare quickstart quickstart-static --fail-if 'test_acc < -0.05'
 
-      masklab compare static dynamic --min-effect 0.002 --p-outperform
+      masklab compare quickstart quickstart-static --min-effect 0.002 \\
+          --p-outperform
 
-      masklab compare patch-static patch-dynamic --curve val_acc --plot curves.png
+      masklab compare quickstart quickstart-static --curve val_acc --plot val.png
 
-      masklab compare mask-rate --by 'train_ops[0].rate' --split 'train_ops[0].mode' --plot rate.png
+      masklab compare quickstart --by 'train_ops[0].rate' \\
+          --split 'train_ops[0].mode' --plot rate.png
     """
     from masklab.analysis import compare as cmp
     from masklab.analysis.tables import Column, render
@@ -124,16 +152,19 @@ def compare(
     if by:
         from masklab.cli.compare_axis import compare_by
 
-        if fail_if or curve or per_run or min_effect or p_outperform:
+        if fail_if or curve or per_run or min_effect or p_outperform or name_by:
             raise UsageError(
-                "--by makes a pivot table; --fail-if, --curve, --per-run, --min-effect and --p-outperform compare groups, without --by"
+                "--by makes a pivot table; --fail-if, --curve, --per-run, --min-effect, --p-outperform and --name-by compare groups, without --by"
             )
         if len(metrics) > 1:
             raise UsageError(f"--by pivots one metric; got {', '.join(metrics)}: give one --metric")
         return compare_by(done, metrics[0], by, split, where or [], plot, fmt.value)
     if split or where:
         raise UsageError("--split and --where go with --by, e.g. --by 'train_ops[0].rate' --split 'train_ops[0].mode'")
-    c = cmp.compare(cmp.group_runs(done, per_run), metrics, all_keys, min_effect, per_example)
+    groups = cmp.group_runs(done, per_run)
+    if name_by:
+        groups = _named_by_tag(groups, name_by)
+    c = cmp.compare(groups, metrics, all_keys, min_effect, per_example)
     for w in c.warnings:
         say(f"warning: {w}")
     for note in c.notes:
@@ -144,8 +175,15 @@ def compare(
     curves = cmp.curves(c, curve) if curve else None
     body = cmp.json_body(c) | ({"curves": {"metric": curve, "groups": curves}} if curves else {})
     stat_columns = GROUP_COLUMNS + cmp.DIFFERENCE_COLUMNS + (cmp.OUTPERFORM_COLUMNS if p_outperform else ())
-    cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k, fmt=FORMATS.get(k, "")) for k in stat_columns]
-    render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
+    cols = [Column("group", id=True)] + [Column(k) for k in c.keys]
+    cols += [Column(k, fmt=FORMATS.get(k, ""), keep=KEEP.get(k, 1)) for k in stat_columns]
+    if curves and fmt.value in ("csv", "jsonl", "md"):  # one table per stream: the curve's, as asked
+        say(
+            f"--curve {curve} with --format {fmt.value}: writing the per-epoch curve rows; drop --curve for the comparison rows"
+        )
+        render(curve_rows(curves, curve), [Column(k) for k in CURVE_COLUMNS], fmt.value)
+    else:
+        render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
     if curves and fmt.value == "table":
         from masklab.analysis.plots import text_curves
 
@@ -180,3 +218,36 @@ def _sorted(rows: list[dict], key: str) -> list[dict]:
     present = [r for r in rows if r.get(key) is not None]
     missing = [r for r in rows if r.get(key) is None]
     return sorted(present, key=lambda r: r[key], reverse=reverse) + missing
+
+
+def curve_rows(curves: dict[str, dict[str, list[float]]], metric: str) -> list[dict]:
+    """The --curve series in long form: one row per (group, epoch)."""
+    return [
+        {"group": g, "epoch": e, "metric": metric, "mean": m, "std": s, "min": lo, "max": hi}
+        for g, c in curves.items()
+        for e, m, s, lo, hi in zip(c["epoch"], c["mean"], c["std"], c["min"], c["max"])
+    ]
+
+
+def _named_by_tag(groups: list, tag: str) -> list:
+    """Groups renamed by a tag's value that all their runs share (else left as they are)."""
+    from masklab.errors import UsageError
+
+    names = {}
+    for g in groups:
+        values = {(r.info.get("tags") or {}).get(tag) for r in g.runs}
+        if len(values) == 1 and None not in values:
+            names[g.key] = str(values.pop())
+        else:
+            say(
+                f"warning: --name-by {tag}: the runs of {g.key} do not share one value of tag {tag!r}; keeping its name"
+            )
+    taken = [n for n in names.values()]
+    clash = sorted({n for n in taken if taken.count(n) > 1})
+    if clash:
+        raise UsageError(
+            f"--name-by {tag}: several groups have {tag}={clash[0]}; compare them by group, or tag them apart"
+        )
+    for g in groups:
+        g.key = names.get(g.key, g.key)
+    return groups

@@ -34,19 +34,29 @@ def eval(  # noqa: A001 - the command is called eval
     ],
     op: Annotated[
         list[str] | None,
-        typer.Option("--op", help="A grid op: gaussian:sigma=0.1,0.2,0.4 or patch:rate=0.25,0.5,size=4 (repeatable)."),
+        typer.Option(
+            "--op",
+            metavar="OP",
+            help="A grid op: gaussian:sigma=0.1,0.2,0.4 or patch:rate=0.25,0.5,size=4 (repeatable).",
+        ),
     ] = None,
-    ops_file: Annotated[Path | None, typer.Option("--ops", help="A YAML spec whose eval.ops is the grid.")] = None,
-    suite: Annotated[str | None, typer.Option("--suite", help="A corruption suite: mnist-c.")] = None,
+    ops_file: Annotated[
+        Path | None, typer.Option("--ops", metavar="SPEC", help="A YAML spec whose eval.ops is the grid.")
+    ] = None,
+    suite: Annotated[str | None, typer.Option("--suite", metavar="NAME", help="A corruption suite: mnist-c.")] = None,
     spec_grid: Annotated[
         bool, typer.Option("--spec-grid", help="Also evaluate each run's own eval.ops grid from its spec.")
     ] = False,
     baseline: Annotated[
         str | None,
-        typer.Option("--baseline", help="A reference run: adds corruption errors (CE, relative CE) against it."),
+        typer.Option(
+            "--baseline",
+            metavar="RUN",
+            help="A reference run: adds corruption errors against it (mCE and relative mCE, in their own columns).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions (the same for every run).")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against strength as a PNG.")] = None,
     runs_dir: RunsDirOption = None,
     threads: ThreadsOption = None,
@@ -63,9 +73,10 @@ def eval(  # noqa: A001 - the command is called eval
 
       masklab eval quickstart
 
-      masklab eval quickstart --op gaussian:sigma=0.1,0.2,0.4 --op patch:rate=0.25,0.5,0.75,size=4
+      masklab eval quickstart --op gaussian:sigma=0.1,0.2,0.4 \\
+          --op patch:rate=0.25,0.5,0.75,size=4
 
-      masklab eval run-a run-b --suite mnist-c --baseline run-a --format json
+      masklab eval quickstart-static --suite mnist-c --baseline quickstart-s0
     """
     from masklab import threads as threads_mod
 
@@ -129,22 +140,18 @@ def _render(bodies: list[dict], fmt: str) -> None:
                 {"run": body["run_id"], "corruption": cell["name"], "acc": cell["acc"], "macro_f1": cell["macro_f1"]}
             )
         if body["cells"]:
-            rows.append(
-                {"run": body["run_id"], "corruption": "mean over corruptions", "acc": body["metrics"]["robust_acc"]}
-            )
-        ce = body.get("corruption_error")
-        if ce:
-            rows.append(
-                {
-                    "run": body["run_id"],
-                    "corruption": f"mCE vs {body['baseline']}",
-                    "acc": ce["mce"],
-                    "relative": ce["relative_mce"],
-                }
-            )
-    cols = [Column("run"), Column("corruption"), Column("acc"), Column("macro_f1")]
-    if any("relative" in r for r in rows):
-        cols.append(Column("relative", "relative mCE"))
+            ce = body.get("corruption_error") or {}
+            mean_row = {
+                "run": body["run_id"],
+                "corruption": "mean over corruptions",
+                "acc": body["metrics"]["robust_acc"],
+            }
+            if ce:  # corruption errors against the baseline: their own columns, never the accuracy's
+                mean_row.update(mce=ce["mce"], relative_mce=ce["relative_mce"])
+            rows.append(mean_row)
+    cols = [Column("run", id=True), Column("corruption"), Column("acc"), Column("macro_f1")]
+    if any("mce" in r for r in rows):
+        cols += [Column("mce", "mCE"), Column("relative_mce", "relative_mCE")]  # against --baseline
     if len(rows) == len(bodies):  # clean only: show per-class recall
         cols += [Column(k) for k in rows[0] if k.startswith("recall[")]
     render(rows, cols, fmt, title="evaluation on the test split")

@@ -44,13 +44,16 @@ def mask(
 
     The masks are the keyed ones training draws: copy k equals what a run with this
     seed draws in epoch k. stdout gets requested vs realized rates, overall and per class.
-    The file trains as `data.dataset: npz:FILE`.
+    --preview draws 8 images and every copy, masked pixels in orange. The file trains as
+    `data.dataset: npz:FILE` (with --copies K, an epoch then passes over all K copies).
 
     Examples:
 
-      masklab mask --dataset mnist-mini --op patch --rate 0.5 --size 4 --out patch.npz --preview patch.png
+      masklab mask --dataset mnist-mini --op patch --rate 0.5 --size 4 \\
+          --out patch.npz --preview patch.png
 
-      masklab mask --dataset mnist-mini --op rect --area 0.1,0.3 --copies 3 --out rect.npz
+      masklab mask --dataset mnist-mini --op rect --area 0.1,0.3 --copies 3 \\
+          --out rect.npz --preview rect.png
 
       masklab mask experiments/quickstart.yaml --out quickstart-masks.npz
     """

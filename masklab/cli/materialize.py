@@ -13,7 +13,7 @@ from masklab.cli.common import Format, say
 SpecArg = Annotated[
     Path | None,
     typer.Argument(
-        metavar="[SPEC]",
+        metavar="SPEC",
         help="A spec: its data section picks the dataset; without --op, its train_ops are written.",
         show_default=False,
     ),
@@ -21,32 +21,44 @@ SpecArg = Annotated[
 DatasetOption = Annotated[
     str | None,
     typer.Option(
-        "--dataset", help="Dataset name instead of a spec: mnist-mini, mnist, fashion-mnist, digits, idx:DIR, npz:FILE."
+        "--dataset",
+        metavar="NAME",
+        help="Dataset name instead of a spec: mnist-mini, mnist, fashion-mnist, digits, idx:DIR, npz:FILE.",
     ),
 ]
 OpOption = Annotated[
-    str | None, typer.Option("--op", help="The op name, or a compact form such as 'patch:rate=0.5,size=4'.")
+    str | None,
+    typer.Option("--op", metavar="OP", help="The op name, or a compact form such as 'patch:rate=0.5,size=4'."),
 ]
-OutOption = Annotated[Path, typer.Option("--out", help="The .npz file to write (images, masks, labels, manifest).")]
+OutOption = Annotated[
+    Path, typer.Option("--out", metavar="FILE.npz", help="The .npz file to write (images, masks, labels, manifest).")
+]
 PreviewOption = Annotated[
-    Path | None, typer.Option("--preview", help="Also write a PNG grid of originals beside their changed versions.")
+    Path | None,
+    typer.Option(
+        "--preview", metavar="PNG", help="Also write a PNG: 8 originals above every copy, masked pixels in orange."
+    ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="The run seed whose draws to reproduce.")]
 CopiesOption = Annotated[
-    int, typer.Option("--copies", help="K draws per image (epochs 0..K-1): masks get shape (K, N, H, W).", min=1)
+    int,
+    typer.Option(
+        "--copies", metavar="K", help="K draws per image (epochs 0..K-1): masks get shape (K, N, H, W).", min=1
+    ),
 ]
-SplitOption = Annotated[str, typer.Option("--split", help="train or test.")]
+SplitOption = Annotated[str, typer.Option("--split", metavar="SPLIT", help="train or test.")]
 BatchOption = Annotated[
     int, typer.Option("--batch-size", help="Images per batch while drawing (results do not depend on it).", min=1)
 ]
 ModeOption = Annotated[
-    str | None, typer.Option("--mode", help="static or dynamic: copy k is what training draws in epoch k.")
+    str | None,
+    typer.Option("--mode", metavar="MODE", help="static or dynamic: copy k is what training draws in epoch k."),
 ]
-POption = Annotated[str | None, typer.Option("--p", help="Probability of applying the op to an image.")]
+POption = Annotated[str | None, typer.Option("--p", metavar="P", help="Probability of applying the op to an image.")]
 LimitOption = Annotated[
     int | None, typer.Option("--limit", help="Only a stratified subset of this many images.", min=1)
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
 
 
 def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) -> list[dict]:
@@ -111,32 +123,46 @@ def materialize(
     else:
         spec_mod._dataset_name(dataset_name, "--dataset")
         dataset = data_registry.load(dataset_name)
+    source = dataset  # the file names the whole dataset, which is what `npz:FILE` reloads and checks
     if limit:
         dataset = data_registry.limit(dataset, limit if split == "train" else None, limit if split == "test" else None)
     _, height, width = dataset.shape
     op_registry.check_image_shape(ops, height, width, "ops")
     result = corrupt.corrupt_split(dataset, split, ops, seed, copies, batch_size, resolve_device(device))
-    corrupt.write(out, result, ops, seed, split, dataset)
+    corrupt.write(out, result, ops, seed, split, source)
     say(
         f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"
     )
     if preview:
-        import numpy as np
+        from masklab.analysis.figures import preview_png
 
-        from masklab.analysis.plots import image_grid_png
-
-        pick = np.linspace(0, len(result.labels) - 1, 16).round().astype(int)  # spread over the classes
-        image_grid_png(
-            result.originals[pick, 0],
-            result.images[0, pick, 0],
-            preview,
-            f"{dataset.name}: " + "; ".join(op_registry.label(o) for o in ops),
-        )
+        preview_png(preview_of(result, ops, dataset, split, seed), preview)
         say(f"wrote {preview}")
     rows = corrupt.realized_rows(result, ops, dataset.classes)
     render(
         rows,
-        columns("op", "class", "n", "measure", "requested", "realized", "min", "max"),
+        columns("op", "measure", "class", "n", "requested", "realized", "min", "max"),
         fmt.value,
         title="requested vs realized",
+    )
+
+
+def preview_of(c, ops: list[dict], dataset, split: str, seed: int, n: int = 8):
+    """The figure data of `--preview`: n images spread over the classes, every copy."""
+    from masklab.analysis.figures import Preview
+    from masklab.data.materialize import preview_indices
+    from masklab.ops import registry
+
+    pick = preview_indices(c.labels, n)
+    copies = len(c.images)
+    return Preview(
+        originals=c.originals[pick],
+        changed=c.images[:, pick],
+        masks=None if c.masks is None else c.masks[:, pick],
+        row_labels=[f"copy {k}" for k in range(copies)] if copies > 1 else ["changed"],
+        column_labels=[str(dataset.classes[k]) for k in c.labels[pick]],
+        title=f"{dataset.name} ({split}): " + "; ".join(registry.label(o) for o in ops),
+        notes=[f"copy k: what a run with seed {seed} and these ops draws in epoch k (epochs counted from 0)"]
+        if copies > 1
+        else [],
     )

@@ -8,8 +8,6 @@ import typer
 
 from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command
 
-LIST_COLUMNS = ("id", "status", "name", "label", "seed", "dataset", "epochs", "test_acc", "created")
-
 
 def run_row(run) -> dict:
     info, summary = run.info, run.summary
@@ -24,9 +22,48 @@ def run_row(run) -> dict:
         "epochs": info.get("epochs_done"),
         "test_acc": summary.get("test_acc"),
         "test_macro_f1": summary.get("test_macro_f1"),
+        "tags": tags_text(info.get("tags")),
+        "note": info.get("note"),
         "created": info.get("created"),
         "path": str(run.path),
     }
+
+
+def list_columns() -> list:
+    from masklab.analysis.tables import Column
+
+    return [
+        Column("id", id=True),
+        Column("status", keep=3),
+        Column("name", table=False),  # the id starts with it
+        Column("label", keep=1),  # a study's grid values (and variant); left out when no run has one
+        Column("group", table=False),  # the id without its seed
+        Column("seed", keep=2),
+        Column("dataset"),
+        Column("epochs"),
+        Column("test_acc", keep=3),
+        Column("test_macro_f1", "macro_f1", keep=0),
+        Column("tags", keep=2),
+        Column("note", keep=0),
+        Column("created", keep=2),
+        Column("path", table=False),
+    ]
+
+
+def tags_text(tags: dict | None) -> str | None:
+    return ",".join(f"{k}={v}" for k, v in tags.items()) if tags else None
+
+
+def parse_tag_filters(texts: list[str]) -> dict[str, str]:
+    from masklab.errors import UsageError
+
+    out = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {text}: expected KEY=VALUE, e.g. --tag paper=fig2")
+        out[key] = value
+    return out
 
 
 @cli_command
@@ -36,10 +73,17 @@ def runs(
         str | None,
         typer.Option("--status", help="Only runs with this status (done, failed, interrupted, running, stale)."),
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", metavar="KEY=VALUE", help="Only runs with this tag (masklab tag sets them; repeatable)."),
+    ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """List runs, oldest first.
+
+    On a terminal the table fits its width; in a pipe it is plain columns under a
+    header row. JSON, JSONL and CSV carry every column (name, group, note, path).
 
     Examples:
 
@@ -47,30 +91,45 @@ def runs(
 
       masklab runs --name quickstart --format csv
 
-      masklab runs --format json | python -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))'
+      masklab runs | awk 'NR == 1 || $2 == "done"'
+
+      masklab runs --format jsonl | wc -l
     """
-    from masklab.analysis.tables import columns, render
+    from masklab.analysis.tables import render
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
-    rows = [run_row(r) for r in store.all()]
-    rows = [r for r in rows if (name is None or r["name"] == name) and (status is None or r["status"] == status)]
-    render(rows, columns(*LIST_COLUMNS, "group", "test_macro_f1", "path"), fmt.value, title=f"runs in {store.root}")
+    wanted = parse_tag_filters(tag or [])
+    selected = [
+        r
+        for r in store.all()
+        if (name is None or r.info.get("name") == name)
+        and (status is None or r.status == status)
+        and all(str((r.info.get("tags") or {}).get(k)) == v for k, v in wanted.items())
+    ]
+    render([run_row(r) for r in selected], list_columns(), fmt.value, title=f"runs in {store.root}")
 
 
 @cli_command
 def show(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id, unique id prefix, or path to a run folder.")],
+    run_ref: Annotated[
+        str,
+        typer.Argument(metavar="RUN", help="A run id, unique id prefix, <name>-s<seed>, or path to a run folder."),
+    ],
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Show one run: its identity, data, final metrics and per-epoch log.
+    """Show one run: identity, final metrics, per-class recall, robustness grid, per-epoch log.
+
+    In a table view the parts follow each other, each under its own header row; JSON holds
+    everything (run.json, the spec, summary.json, metrics.jsonl, stored evaluations);
+    JSONL and CSV hold the per-epoch log.
 
     Examples:
 
-      masklab show quickstart
+      masklab show quickstart-s0
 
-      masklab show runs/quickstart-1a2b3c4d-s0 --format json
+      masklab show quickstart-s0 --format json
     """
     from masklab.analysis.tables import Column, render
     from masklab.store.runs import RunStore
@@ -91,6 +150,38 @@ def show(
         keys = sorted({k for row in metrics for k in row if not isinstance(row[k], (list, dict))}, key=_metric_order)
         render(metrics, [Column(k) for k in keys], fmt.value)
         return
+    parts = [(_facts(run), [Column("key"), Column("value")], run.id)]
+    recall = summary.get("per_class_recall") or {}
+    if recall:
+        parts.append(
+            (
+                [{"class": k, "test_recall": v} for k, v in recall.items()],
+                [Column("class", id=True), Column("test_recall")],
+                "per-class recall (test)",
+            )
+        )
+    grid = summary.get("robustness") or []
+    if grid:
+        parts.append(
+            (
+                [{"corruption": c["name"], "acc": c["acc"], "macro_f1": c.get("macro_f1")} for c in grid],
+                [Column("corruption", id=True), Column("acc"), Column("macro_f1")],
+                "robustness grid (test)",
+            )
+        )
+    if metrics:
+        keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+        parts.append((metrics, [Column(k) for k in keys if k in metrics[0]], "per epoch"))
+    for i, (rows, cols, title) in enumerate(parts):
+        if i:
+            print()
+        render(rows, cols, fmt.value, title=title)
+
+
+def _facts(run) -> list[dict]:
+    info, summary = run.info, run.summary
+    figures = sorted(p.name for p in run.path.glob("*.png"))
+    mlflow = info.get("mlflow") or {}
     facts = {
         "id": run.id,
         "status": run.status,
@@ -103,17 +194,17 @@ def show(
         "epochs": info.get("epochs_done"),
         "test_acc": summary.get("test_acc"),
         "test_macro_f1": summary.get("test_macro_f1"),
+        "robust_acc": summary.get("robust_acc"),
         "train_seconds": summary.get("train_seconds"),
         "created": info.get("created"),
+        "tags": tags_text(info.get("tags")),
+        "note": info.get("note"),
+        "mlflow run": f"{mlflow.get('run_id')} in {mlflow.get('tracking_uri')}" if mlflow.get("run_id") else None,
+        "figures": " ".join(figures) if figures else None,
         "error": info.get("error"),
         "path": str(run.path),
     }
-    rows = [{"key": k, "value": v} for k, v in facts.items() if v is not None]
-    render(rows, [Column("key"), Column("value")], fmt.value, title=run.id)
-    if metrics:
-        print()
-        keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
-        render(metrics, [Column(k) for k in keys if k in metrics[0]], fmt.value, title="per epoch")
+    return [{"key": k, "value": v} for k, v in facts.items() if v is not None]
 
 
 def _metric_order(key: str) -> tuple:

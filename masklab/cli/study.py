@@ -20,6 +20,7 @@ GridOption = Annotated[
     list[str] | None,
     typer.Option(
         "--grid",
+        metavar="KEY=V1,V2",
         help="Train every value of a key: --grid 'train_ops[0].rate=0.1,0.25,0.5' (repeatable: the study is the product).",
         show_default=False,
     ),
@@ -28,31 +29,47 @@ DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="List every run of the study (id, label, state, action); train nothing.")
 ]
 JobsOption = Annotated[
-    int, typer.Option("--jobs", "-j", min=1, help="Worker processes on this machine, each with its share of the cores.")
+    int,
+    typer.Option(
+        "--jobs", "-j", metavar="N", min=1, help="Worker processes on this machine, each with its share of the cores."
+    ),
 ]
 ExecutorOption = Annotated[
     ExecutorName,
     typer.Option(
         "--executor",
+        metavar="local|ray",
         help="local (this machine, --jobs workers) or ray (pip install 'masklab\\[ray]'; not usable yet: it needs the run store's atomic commit).",
     ),
 ]
 AddressOption = Annotated[
     str | None,
     typer.Option(
-        "--address", help="Ray cluster: auto (a running cluster) or ray://host:port; default: start one here."
+        "--address",
+        metavar="ADDRESS",
+        help="Ray cluster: auto (a running cluster) or ray://host:port; default: start one here.",
     ),
 ]
 NumCpusOption = Annotated[
-    float | None, typer.Option("--num-cpus", min=0, help="Ray: CPUs per run (default: resources.num_cpus, else 1).")
+    float | None,
+    typer.Option("--num-cpus", metavar="N", min=0, help="Ray: CPUs per run (default: resources.num_cpus, else 1)."),
 ]
 NumGpusOption = Annotated[
     float | None,
-    typer.Option("--num-gpus", min=0, help="Ray: GPUs per run, fractional packs runs onto a GPU (0.25: four per GPU)."),
+    typer.Option(
+        "--num-gpus",
+        metavar="N",
+        min=0,
+        help="Ray: GPUs per run, fractional packs runs onto a GPU (0.25: four per GPU).",
+    ),
 ]
 GpuFractionOption = Annotated[
     float | None,
-    typer.Option("--gpu-fraction", help="With --jobs on a GPU machine: the share of a GPU's memory each run may use."),
+    typer.Option(
+        "--gpu-fraction",
+        metavar="F",
+        help="With --jobs on a GPU machine: the share of a GPU's memory each run may use.",
+    ),
 ]
 
 PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
@@ -84,7 +101,7 @@ def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
     }
     title = f"study {study.name}: {len(rows)} runs ({', '.join(f'{n} {k}' for k, n in tally.items())})"
     shown = (*PLAN_COLUMNS, *keys[len(study.axes) :]) if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
-    render(rows, columns(*shown), fmt, title=title, json_body=body)
+    render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body)
 
 
 def make_executor(
@@ -169,7 +186,8 @@ def report(results, fmt: str, title: str) -> None:
         error = MasklabError(bad[0].error)
         error.exit_code = bad[0].exit_code or 1
         raise error
-    render(summary_rows(results), [Column(k) for k in SUMMARY_COLUMNS], fmt, title=title)
+    cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:-1], Column("path", table=False))
+    render(summary_rows(results), cols, fmt, title=title)
     if bad:
         listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
         raise RunError(f"{len(bad)} of {len(results)} runs did not finish ({listed})")

@@ -1,4 +1,4 @@
-"""masklab train: one run per seed of a spec."""
+"""masklab train: every run of a spec's study (variants x grid x seeds)."""
 
 from __future__ import annotations
 
@@ -29,19 +29,25 @@ def train(
     overrides: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="Override a spec key: --set train.lr=0.01 --set train_ops[0].rate=0.5 (repeatable)."
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a spec key: --set train.lr=0.01 --set 'train_ops[0].rate=0.5' (repeatable).",
         ),
     ] = None,
     grid: GridOption = None,
     seeds: Annotated[
-        str | None, typer.Option("--seeds", help="Seeds to train, replacing the spec's: --seeds 0,1,2 or 0-4.")
+        str | None,
+        typer.Option("--seeds", metavar="LIST", help="Seeds to train, replacing the spec's: --seeds 0,1,2 or 0-4."),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (sets train.device).")
+        str | None,
+        typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (sets train.device)."),
     ] = None,
     variant: Annotated[
         list[str] | None,
-        typer.Option("--variant", help="Train only these variants of a spec with variants: (repeatable)."),
+        typer.Option(
+            "--variant", metavar="LABEL", help="Train only this variant of a spec with variants: (repeatable)."
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue interrupted runs from their last completed epoch.")
@@ -49,6 +55,14 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train again even if a finished run with the same id exists.")
     ] = False,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            metavar="TRACKER",
+            help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab\\[mlflow]' or 'masklab\\[tensorboard]'.",
+        ),
+    ] = None,
     dry_run: DryRunOption = False,
     jobs: JobsOption = 1,
     executor: ExecutorOption = ExecutorName.local,
@@ -64,9 +78,11 @@ def train(
     """Train every run of SPEC (its variants, grid and seeds) and print a summary table.
 
     A run folder runs/<name>-<spec hash>-s<seed>/ holds the resolved spec, run.json,
-    metrics.jsonl, summary.json and the weights. Running the same command again skips
-    finished runs, resumes interrupted ones from their checkpoints and trains the rest:
-    nothing is trained twice. --dry-run lists what it would do.
+    metrics.jsonl, summary.json, the weights and its figures (curves.png, confusion.png,
+    recall.png, ops.png). Running the same command again skips finished runs, resumes
+    interrupted ones from their checkpoints and trains the rest: nothing is trained
+    twice. --dry-run lists what it would do. --track also logs each run to MLflow or
+    TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
     Examples:
 
@@ -74,15 +90,19 @@ def train(
 
       masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0-2
 
-      masklab train experiments/quickstart.yaml --grid 'train_ops[0].rate=0.1,0.25,0.5' --seeds 0-4 --dry-run
+      masklab train experiments/quickstart.yaml --seeds 0-4 --dry-run \\
+          --grid 'train_ops[0].rate=0.1,0.25,0.5'
 
-      masklab train experiments/quickstart.yaml --grid 'train_ops[0].mode=static,dynamic' --jobs 2
+      masklab train experiments/quickstart.yaml --seeds 0 --jobs 2 \\
+          --grid 'train_ops[0].rate=0.25,0.5' --set train.epochs=2 \\
+          --grid 'train_ops[0].mode=static,dynamic'
 
-      masklab train experiments/fashion-cnn.yaml --device cuda --format json
+      masklab train experiments/quickstart.yaml --track mlflow --format json
     """
     from masklab import spec as spec_mod
     from masklab.cli import study as study_cli
     from masklab.errors import UsageError
+    from masklab.store.exporters import open_exporter
     from masklab.store.runs import RunStore
     from masklab.study import plan
 
@@ -106,12 +126,17 @@ def train(
     from masklab import threads as threads_mod
 
     threads_mod.configure(threads, jobs)  # before torch is imported: how its threads wait, how many
+    exporters = [open_exporter(t, "--track") for t in track or []]  # fails here, before any training
     runner = study_cli.make_executor(
         executor, jobs, threads, address, num_cpus, num_gpus, gpu_fraction, study.resources
     )
 
     from masklab.cli.study_view import StudyView
     from masklab.study.executors import run_study
+    from masklab.study.tracking import TrackedEvents
 
-    results = run_study(study, store, runner, StudyView(study.name, quiet), force=force, resume=resume)
+    events = StudyView(study.name, quiet)
+    if exporters:
+        events = TrackedEvents(events, exporters, store)
+    results = run_study(study, store, runner, events, force=force, resume=resume)
     study_cli.report(results, fmt.value, title=study.name)

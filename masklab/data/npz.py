@@ -124,4 +124,5 @@ def load_dataset(path: Path, root: str | None = None, download: bool = False):
         tx, ty, vx, vy = images, labels, source.test_x, source.test_y
     else:
         tx, ty, vx, vy = source.train_x, source.train_y, images, labels
-    return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), source.classes)
+    copied = copies if manifest["split"] == "train" else 1
+    return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), source.classes, copies=copied)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class Dataset:
     source: str
     classes: list[str]
     text: object | None = None  # text datasets: the tokenizer (data.tokenize.Tokenized); x holds token ids (N, L)
+    copies: int = 1  # an npz written with `masklab mask --copies K` holds every training image K times
     known_fingerprint: str | None = field(default=None, repr=False, compare=False)  # memo of fingerprint()
 
     @property
@@ -248,10 +250,10 @@ def limit(ds: Dataset, train_limit: int | None, test_limit: int | None) -> Datas
     """The same dataset cut to stratified subsets (fixed, independent of the run seed)."""
     if train_limit:
         keep = stratified_subset(ds.train_y, train_limit)
-        ds = Dataset(ds.name, ds.train_x[keep], ds.train_y[keep], ds.test_x, ds.test_y, ds.source, ds.classes)
+        ds = dataclasses.replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep], known_fingerprint=None)
     if test_limit:
         keep = stratified_subset(ds.test_y, test_limit)
-        ds = Dataset(ds.name, ds.train_x, ds.train_y, ds.test_x[keep], ds.test_y[keep], ds.source, ds.classes)
+        ds = dataclasses.replace(ds, test_x=ds.test_x[keep], test_y=ds.test_y[keep], known_fingerprint=None)
     return ds
 
 

@@ -107,4 +107,5 @@ def classification_metrics(p: Predictions, classes: list[str]) -> dict:
         "macro_f1": float(f1.mean()) if len(f1) else 0.0,
         "loss": p.loss,
         "per_class_recall": {c: float(r) for c, r in zip(classes, recall)},
+        "confusion": counts.tolist(),  # rows: true class, columns: predicted
     }

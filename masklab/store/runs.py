@@ -208,30 +208,39 @@ class RunStore:
         return Run(self.root / rid)
 
     def discard(self, run: Run) -> None:
-        """Remove a run folder (for --force): renamed aside first, so it vanishes at once."""
+        """Remove a run folder (for --force, rm, prune): renamed aside under the run's lock,
+        so it vanishes at once and never while another process holds it."""
         if run.is_locked():
             raise RunError(
-                f"run {run.id} is being trained by another process (pid {run.info.get('pid')}); it cannot be replaced now"
+                f"run {run.id} is being trained by another process (pid {run.info.get('pid')}); it cannot be removed now"
             )
         aside = self.root / f".trash-{run.id}-{os.getpid()}-{time.monotonic_ns()}"
-        os.rename(run.path, aside)
+        with run.lock():
+            os.rename(run.path, aside)
         shutil.rmtree(aside, ignore_errors=True)
 
     def resolve(self, ref: str) -> Run:
-        """A run named by id, unique id prefix, or path to its folder."""
+        """A run named by id, unique id prefix, path to its folder, or `<name>-s<seed>`."""
         path = Path(ref)
         if (path / "run.json").is_file():
             return Run(path)
         exact = self.get(ref)
         if exact:
             return exact
-        matches = [r for r in self.all() if r.id.startswith(ref)]
+        matches = [r for r in self.all() if r.id.startswith(ref)] or self._by_name_and_seed(ref)
         if len(matches) == 1:
             return matches[0]
         if matches:
             shown = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
             raise RunError(f"{ref}: matches {len(matches)} runs ({shown}); give more of the id")
         raise RunError(f"{ref}: no such run in {self.root}; `masklab runs` lists them (or pass --runs-dir)")
+
+    def _by_name_and_seed(self, ref: str) -> list[Run]:
+        """`<name>-s<seed>` (an id without its spec hash): the runs of that name and seed."""
+        name, sep, seed = ref.rpartition("-s")
+        if not sep or not seed.isdigit():
+            return []
+        return [r for r in self.all() if r.info.get("name") == name and r.info.get("seed") == int(seed)]
 
     def resolve_many(self, ref: str) -> list[Run]:
         """A study (a spec file with variants), spec name or group (name-hash) names all

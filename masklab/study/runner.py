@@ -34,6 +34,7 @@ from masklab.models import build_model, count_parameters, freeze_all_but_head, l
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store.runs import Run, RunStore, now, run_id
+from masklab.study.run_figures import write_figures
 from masklab.study.text import check_same_tokenizer, text_info, text_pipeline
 from masklab.train import Reporter, fit, test_metrics, train_pipeline
 
@@ -219,7 +220,9 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     run.update_info(**model_info(model, data, compiled))
     fit(spec, seed, data, model, pipeline, run, device, reporter, stop, resume=resuming)
     save_model(run, model)
-    return finish_summary(spec, run, model, data, pipeline)
+    summary = finish_summary(spec, run, model, data, pipeline)
+    write_figures(run, spec, data, pipeline)
+    return summary
 
 
 def model_info(model: torch.nn.Module, data: TrainData, compiled: bool) -> dict:
@@ -301,6 +304,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
         test_macro_f1=metrics["macro_f1"],
         test_loss=metrics["loss"],
         per_class_recall=metrics["per_class_recall"],
+        test_confusion={"classes": data.classes, "matrix": metrics["confusion"]},
         val_acc=rows[-1].get("val_acc") if rows else None,
     )
     grid, correct = list(spec.eval.ops), {}
@@ -351,6 +355,8 @@ def prepare(
         key = data_key(spec)
         if key not in datasets:
             datasets[key] = load_data(spec)
+            if datasets[key].copies > 1:
+                print(copies_note(datasets[key]), file=sys.stderr)
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
@@ -387,6 +393,15 @@ def train_specs(
             if on_done:
                 on_done(outcome)
     return outcomes
+
+
+def copies_note(dataset: data_registry.Dataset) -> str:
+    k, n = dataset.copies, len(dataset.train_y)
+    return (
+        f"note: {dataset.name} holds {k} masked copies of each training image ({n // k} images, {n} samples): "
+        f"every epoch passes over all {n}, {k}x the steps per epoch of one copy. To cycle the copies over "
+        f"epochs instead (one per epoch, as BERT's dupe factor), train on the source data with mode: static, copies: {k}"
+    )
 
 
 def train_spec(

@@ -27,6 +27,7 @@ from masklab.spec import Spec
 from masklab.store.runs import Run, RunStore, now, run_id
 from masklab.study import runner
 from masklab.study.plan import seeds_per_batch
+from masklab.study.run_figures import write_figures
 from masklab.train import Reporter, train_pipeline
 from masklab.train_batched import SeedFailed, fit_group
 
@@ -161,4 +162,5 @@ def train_and_test(spec, seeds, runs, dataset, device, reporter, stop, resuming)
         model.load_state_dict(stacked.state_dict(s))
         runner.save_model(run, model)
         summaries.append(runner.finish_summary(spec, run, model, data, pipeline))
+        write_figures(run, spec, data, pipeline)
     return summaries

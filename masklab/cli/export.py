@@ -1,0 +1,83 @@
+"""masklab export: existing runs into MLflow or TensorBoard, idempotently."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from masklab.cli.common import Format, FormatOption, RunRefsArgument, RunsDirOption, cli_command, say
+
+
+@cli_command
+def export(
+    refs: RunRefsArgument,
+    to: Annotated[
+        list[str],
+        typer.Option(
+            "--to",
+            metavar="TRACKER",
+            help="mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable.",
+        ),
+    ],
+    runs_dir: RunsDirOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Export runs to MLflow or TensorBoard; exporting again creates nothing new.
+
+    MLflow: one MLflow run per masklab run, in the experiment named after its study or
+    spec: the resolved spec as params (train_ops.0.rate), per-epoch metrics with the epoch
+    as step, summary metrics, tags (masklab.run_id, study, group, seed, version, data
+    fingerprint, your tags), and spec.yaml, summary.json, metrics.jsonl and the figures
+    as artifacts. The MLflow run id is recorded in run.json. A second export finds the
+    MLflow run by its masklab.run_id tag and adds only what is missing. TensorBoard: event
+    files in DIR/<run id>/. Needs pip install 'masklab[mlflow]' or 'masklab[tensorboard]'.
+
+    Examples:
+
+      masklab export quickstart --to mlflow
+
+      masklab export quickstart quickstart-static \\
+          --to mlflow:sqlite:///mlflow.db --to tensorboard:tensorboard
+    """
+    from masklab.analysis.tables import Column, render
+    from masklab.errors import RunError
+    from masklab.store.exporters import open_exporter
+    from masklab.store.runs import RunStore
+    from masklab.study.tracking import record_location
+
+    store = RunStore(runs_dir)
+    runs = list({r.path.resolve(): r for ref in refs for r in store.resolve_many(ref)}.values())
+    exporters = [open_exporter(t, "--to") for t in to]
+    rows, failures = [], 0
+    for run in runs:
+        if run.is_locked():
+            say(f"warning: {run.id}: being trained by another process; export it when it ends (or train with --track)")
+            continue
+        for exporter in exporters:
+            try:
+                with run.lock():
+                    synced = exporter.sync(run)
+                    if exporter.kind == "mlflow" and run.info.get("mlflow") != synced.location:
+                        record_location(run, "mlflow", synced.location, locked_by_us=True)
+            except Exception as exc:
+                failures += 1
+                say(f"warning: {run.id}: {exporter.kind} export failed: {type(exc).__name__}: {exc}")
+                continue
+            where = synced.location.get("run_id") or synced.location.get("logdir")
+            rows.append(
+                {
+                    "run": run.id,
+                    "to": exporter.kind,
+                    "action": synced.action,
+                    "written": synced.written,
+                    "where": where,
+                    **synced.location,
+                }
+            )
+    for exporter in exporters:
+        exporter.close()
+    cols = [Column("run", id=True), Column("to"), Column("action"), Column("written"), Column("where")]
+    render(rows, cols, fmt.value, title="export")
+    if failures:
+        raise RunError(f"{failures} export(s) failed; the run folders are unchanged")

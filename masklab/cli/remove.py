@@ -1,0 +1,116 @@
+"""masklab rm (named runs) and masklab prune (dead runs, finished runs' checkpoints)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from masklab.cli.common import Format, FormatOption, RunRefsArgument, RunsDirOption, cli_command, say
+
+DryRunOption = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be removed; remove nothing.")]
+
+
+def _report(actions, dry_run: bool, fmt: Format) -> None:
+    from masklab.analysis.tables import Column, render
+
+    rows = [
+        {
+            "run": a.run.id,
+            "status": a.run.status,
+            "action": ("would " if dry_run else "") + a.what,
+            "mb": round(a.bytes / 1e6, 2),
+            "path": str(a.run.path),
+        }
+        for a in actions
+    ]
+    cols = [Column("run", id=True), Column("status"), Column("action"), Column("mb", "MB"), Column("path", table=False)]
+    render(rows, cols, fmt.value, title="dry run" if dry_run else "removed")
+    total = sum(a.bytes for a in actions) / 1e6
+    say(f"{'would free' if dry_run else 'freed'} {total:.1f} MB in {len(actions)} action(s)")
+
+
+@cli_command
+def rm(
+    refs: RunRefsArgument,
+    dry_run: DryRunOption = False,
+    runs_dir: RunsDirOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Remove runs: their whole folders.
+
+    A run that another process is training is never removed: if any named run is being
+    trained, nothing is removed. Each folder is renamed aside, then deleted, so a run
+    vanishes at once or not at all. Run ids of the other runs do not change.
+
+    Examples:
+
+      masklab rm quickstart-static --dry-run
+
+      masklab rm quickstart-static
+    """
+    from masklab.store import housekeeping
+    from masklab.store.runs import RunStore
+
+    store = RunStore(runs_dir)
+    runs = list({r.path.resolve(): r for ref in refs for r in store.resolve_many(ref)}.values())
+    housekeeping.refuse_locked(runs, "removed")
+    actions = housekeeping.removal_plan(runs)
+    if not dry_run:
+        for action in actions:
+            housekeeping.apply(store, action)
+    _report(actions, dry_run, fmt)
+
+
+@cli_command
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Remove failed, interrupted and stale runs idle for longer than this: 30m, 12h, 7d, 2w, 0.",
+        ),
+    ] = "7d",
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoints",
+            help="Keep checkpoint.pt in finished runs (otherwise removed: only --resume needs it).",
+        ),
+    ] = False,
+    dry_run: DryRunOption = False,
+    runs_dir: RunsDirOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Remove dead runs and the checkpoints finished runs no longer need.
+
+    Dead runs are those that failed, were interrupted, or are stale (marked running by a
+    process that is gone), idle for longer than --older-than (the time since they last
+    finished, started or were created). Finished runs keep model.pt and every result;
+    their checkpoint.pt (several MB, only for --resume) goes unless --keep-checkpoints.
+    Runs that another process holds are passed by.
+
+    Examples:
+
+      masklab prune --dry-run
+
+      masklab prune --older-than 0 --keep-checkpoints
+    """
+    import time
+
+    from masklab.store import housekeeping
+    from masklab.store.runs import RunStore
+
+    store = RunStore(runs_dir)
+    actions = housekeeping.prune_plan(store, housekeeping.parse_age(older_than), keep_checkpoints, time.time())
+    done = []
+    for action in actions:
+        if not dry_run:
+            try:
+                housekeeping.apply(store, action)
+            except Exception as exc:  # picked up by another process meanwhile: leave it
+                say(f"warning: {action.run.id}: left alone ({exc})")
+                continue
+        done.append(action)
+    _report(done, dry_run, fmt)

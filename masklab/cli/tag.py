@@ -1,0 +1,61 @@
+"""masklab tag: tags and a note on runs, shown by `runs` and usable by `compare --name-by`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command
+
+
+@cli_command
+def tag(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN_OR_GROUP",
+            help="A run (id, prefix, <name>-s<seed>, path), or a spec name, group or study for all its runs.",
+        ),
+    ],
+    tags: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="KEY=VALUE...", help="Tags to set, e.g. method=static.", show_default=False),
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar="TEXT", help="A free-text note on the run(s); '' clears it.")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", metavar="KEY", help="Remove a tag (repeatable).")
+    ] = None,
+    runs_dir: RunsDirOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Tag runs and write a note on them; with no tags, --note or --remove, show their tags.
+
+    Tags live in run.json (one atomic rewrite, under the run's lock: a run being trained
+    cannot be tagged until it ends). `masklab runs` shows them and filters on them
+    (--tag KEY=VALUE), `compare --name-by KEY` names groups by them, and exports carry
+    them to MLflow as tags (the note as the run's description).
+
+    Examples:
+
+      masklab tag quickstart-static method=static --note 'one mask per image'
+
+      masklab tag quickstart method=dynamic
+
+      masklab compare quickstart quickstart-static --name-by method
+    """
+    from masklab.analysis.tables import Column, render
+    from masklab.cli.runs import tags_text
+    from masklab.store import housekeeping
+    from masklab.store.runs import RunStore
+
+    runs = RunStore(runs_dir).resolve_many(ref)
+    new = housekeeping.parse_tags(tags or [])
+    if new or note is not None or remove:
+        housekeeping.refuse_locked(runs, "tagged")
+        for run in runs:
+            housekeeping.annotate(run, new, remove or [], note)
+    rows = [{"run": r.id, "tags": tags_text(r.info.get("tags")), "note": r.info.get("note")} for r in runs]
+    render(rows, [Column("run", id=True), Column("tags"), Column("note")], fmt.value, title="tags")
