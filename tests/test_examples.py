@@ -147,7 +147,7 @@ def tour(tmp_path_factory) -> Path:
 def test_readme_tour_ran_and_left_what_it_says(tour):
     runs = sorted(p.name for p in (tour / "runs").iterdir() if not p.name.startswith("."))
     names = {re.sub(r"-[0-9a-f]{8}-s\d+$", "", r) for r in runs}
-    grid = {f"quickstart-rate={r}-mode={m}" for r in ("0.25", "0.5") for m in ("static", "dynamic")}
+    grid = {f"patch-grid-rate={r}-mode={m}" for r in ("0.25", "0.5") for m in ("static", "dynamic")}
     assert names == {"quickstart", "quickstart-static", "text-quickstart"} | grid  # `masklab rm` took quickstart-noisy
     assert len([r for r in runs if "-rate=" in r]) == 12  # the study: 2 x 2 grid x 3 seeds
     assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file() and (tour / "rate.png").is_file()

@@ -67,6 +67,17 @@ def test_command_line_axes_replace_or_add_and_single_values_stay_out_of_labels()
     assert one.runs[0].spec.name == "tiny" and one.runs[0].spec.train.lr == 0.05
 
 
+def test_set_name_names_the_study_its_runs_and_its_variants():
+    assert plan.study_name({"name": "tiny"}, "spec.yaml", ["train.lr=0.1", "name=rates"]) == "rates"
+    assert plan.study_name({}, "dir/my spec.yaml", []) == "my-spec"
+    study = plan.plan_study(grid_spec(), plan.study_name(grid_spec(), "x.yaml", ["name=rates"]), sets=["name=rates"])
+    assert study.name == "rates" and {r.spec.study for r in study.runs} == {"rates"}
+    assert study.runs[0].id.startswith("rates-rate=0.25-mode=static-")
+    body = tiny_spec(variants={"a": {}, "b": {"train.lr": 0.1}})
+    named = plan.plan_study(body, plan.study_name(body, "x.yaml", ["name=lrs"]), sets=["name=lrs"])
+    assert [r.spec.name for r in named.runs] == ["lrs-a", "lrs-b"]
+
+
 def test_labels_disambiguate_keys_and_shorten_long_values():
     body = tiny_spec(train_ops=[{"op": "patch", "rate": 0.25, "size": 4}, {"op": "pixel", "rate": 0.1}])
     study = plan.plan_study(body, "tiny", grid=["train_ops[0].rate=0.1,0.2", "train_ops[1].rate=0.3,0.4"])

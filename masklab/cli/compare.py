@@ -133,7 +133,7 @@ def compare(
 
       masklab compare quickstart quickstart-static --curve val_acc --plot val.png
 
-      masklab compare quickstart --by 'train_ops[0].rate' \\
+      masklab compare patch-grid --by 'train_ops[0].rate' \\
           --split 'train_ops[0].mode' --plot rate.png
     """
     from masklab.analysis import compare as cmp

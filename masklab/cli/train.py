@@ -93,9 +93,9 @@ def train(
       masklab train experiments/quickstart.yaml --seeds 0-4 --dry-run \\
           --grid 'train_ops[0].rate=0.1,0.25,0.5'
 
-      masklab train experiments/quickstart.yaml --seeds 0 --jobs 2 \\
+      masklab train experiments/quickstart.yaml --set name=patch-grid \\
           --grid 'train_ops[0].rate=0.25,0.5' --set train.epochs=2 \\
-          --grid 'train_ops[0].mode=static,dynamic'
+          --grid 'train_ops[0].mode=static,dynamic' --seeds 0-2 --jobs 2
 
       masklab train experiments/quickstart.yaml --track mlflow --format json
     """
@@ -112,7 +112,7 @@ def train(
     raw = spec_mod.read_spec_file(spec_path)
     study = plan.plan_study(
         raw,
-        spec_mod.name_of(raw, spec_path),
+        plan.study_name(raw, spec_path, sets),
         sets=sets,
         grid=grid or [],
         seeds=plan.parse_seeds(seeds) if seeds else None,

@@ -81,6 +81,16 @@ class Study:
     resources: dict[str, float] = field(default_factory=dict)  # per-run num_cpus / num_gpus for Ray
 
 
+def study_name(raw: dict, path: str, sets: list[str] | tuple[str, ...] = ()) -> str:
+    """The study's name: the spec's `name:` (else its file name), or the one a `--set
+    name=...` gives it, which then names its runs and variants too."""
+    body = {"name": raw.get("name")}
+    for assignment in sets:
+        if assignment.split("=", 1)[0].strip() == "name":
+            spec_mod.apply_override(body, assignment)
+    return spec_mod.name_of(body, path)
+
+
 def parse_seeds(text: str) -> list[int]:
     """`0,1,2`, `0-4` or a mix (`0-2,7`): distinct non-negative integers, in order."""
     seeds: list[int] = []
