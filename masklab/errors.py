@@ -5,7 +5,7 @@
 | 0    | ok |
 | 1    | the work failed: missing or corrupt data, diverged training, runs not found |
 | 2    | bad usage or an invalid spec |
-| 3    | a `--fail-if` gate tripped |
+| 3    | a `--fail-if` gate tripped, or could not be evaluated |
 | 130  | interrupted (Ctrl-C, SIGTERM) |
 """
 
@@ -43,7 +43,7 @@ class TrainingFailed(MasklabError):
 
 
 class GateTripped(MasklabError):
-    """A `compare --fail-if` condition held."""
+    """A `compare --fail-if` condition held, or could not be evaluated."""
 
     exit_code = 3
 

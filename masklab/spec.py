@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from masklab import schema as sc
+from masklab import safeyaml, schema as sc
 from masklab.errors import SpecError, UsageError
 from masklab.ops import registry as op_registry
 
@@ -28,6 +28,7 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 # a run's name: a spec name, then its variant and grid labels (`rate=0.25`), see study/plan.py
 RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}"
 DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits", "kjv-mini", "fortunes")
+MAX_SPEC_BYTES = 1 << 20
 
 
 def opt(default: Any, doc: str, check: Callable[[Any, str], Any]) -> Any:
@@ -442,7 +443,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 
 def parse_yaml_text(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return safeyaml.load(text, _StrictLoader)  # safe_load with limits on aliases and nesting
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
@@ -462,6 +463,8 @@ def read_spec_file(path: str | Path) -> Any:
         raise UsageError(f"{path}: a folder, not a spec file; pass the path of a YAML spec (see experiments/)")
     if not path.is_file():
         raise UsageError(f"{path}: no such spec file; pass the path of a YAML spec (see experiments/)")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: {path.stat().st_size:,} bytes; a spec is a small text file (at most 1 MB)")
     data = path.read_bytes()
     if b"\x00" in data:
         raise SpecError(f"{path}: binary data (NUL bytes), not a YAML spec; pass a text .yaml file")

@@ -23,6 +23,8 @@ from masklab.errors import Interrupted, TrainingFailed
 from masklab.evaluation.metrics import autocast, classification_metrics, masked_modeling_metrics, predict
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
+from masklab.store import weights
+from masklab.store.files import DamagedFile
 from masklab.store.runs import Run
 
 
@@ -89,23 +91,31 @@ def write_checkpoint(run: Run, model_state: dict, optimizer_state: dict, epochs_
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    tmp = run.path / ".checkpoint.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(run.path / "checkpoint.pt")
+    run.write_bytes("checkpoint.pt", weights.to_bytes(state))  # atomic, never through a planted link
 
 
-def load_checkpoint(run: Run, model: torch.nn.Module, optimizer, device: torch.device) -> int:
-    """Restore model, optimizer and RNG state; returns the number of completed epochs."""
+def load_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
+    """Restore model, optimizer and RNG state; returns the number of completed epochs.
+    A file that is not a masklab checkpoint is a DamagedFile naming it."""
+    path = run.path / "checkpoint.pt"
     state = read_checkpoint(run, device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    weights.load_into(model, state["model"], path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
+        raise DamagedFile(f"{path}: its optimizer state does not fit this run; pass --force to start over") from None
     return int(state["epochs_done"])
 
 
 def read_checkpoint(run: Run, device: torch.device) -> dict:
-    """A run's checkpoint; restores the RNG state it saved."""
-    state = torch.load(run.path / "checkpoint.pt", map_location=device, weights_only=True)
-    torch.set_rng_state(state["rng"].cpu())
+    """A run's checkpoint, checked to be one (else a DamagedFile naming it); restores the
+    RNG state it saved."""
+    path = run.path / "checkpoint.pt"
+    state = weights.load_checkpoint_state(path, device)
+    try:
+        torch.set_rng_state(state["rng"].cpu())
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
+        raise DamagedFile(f"{path}: its RNG state does not fit this run; pass --force to start over") from None
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     return state

@@ -28,6 +28,7 @@ from masklab.evaluation.metrics import autocast
 from masklab.models.stacked import Stacked
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
+from masklab.store.files import DamagedFile
 from masklab.store.runs import Run
 from masklab.train import Reporter, _epoch_row, lr_factor, make_optimizer, read_checkpoint, write_checkpoint
 
@@ -112,9 +113,13 @@ def load_group_checkpoints(runs: list[Run], stacked: Stacked, optimizer, device:
     done = {int(s["epochs_done"]) for s in states}
     if len(done) != 1:
         raise ValueError(f"a batched group must resume from one epoch, got {sorted(done)}")
-    for s, state in enumerate(states):
-        stacked.load_state_dict(s, state["model"])
-    optimizer.load_state_dict(stack_optimizer_states([s["optimizer"] for s in states]))
+    try:
+        for s, state in enumerate(states):
+            stacked.load_state_dict(s, state["model"])
+        optimizer.load_state_dict(stack_optimizer_states([s["optimizer"] for s in states]))
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
+        paths = ", ".join(str(run.path / "checkpoint.pt") for run in runs)
+        raise DamagedFile(f"{paths}: a checkpoint does not fit this model; pass --force to start over") from None
     return done.pop()
 
 

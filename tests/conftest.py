@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,36 @@ def cli(*args: str):
 def run_dirs(root: Path) -> list[Path]:
     runs = root / "runs"
     return sorted(p for p in runs.iterdir() if not p.name.startswith(".")) if runs.is_dir() else []
+
+
+def fake_run(
+    root: Path,
+    name: str = "fake",
+    seed: int = 0,
+    status: str = "done",
+    summary: dict | None = None,
+    group_hash: str = "0123abcd",
+    **info,
+) -> Path:
+    """A run folder written by hand, as the store writes it (no training): spec.yaml,
+    run.json, one metrics line and, for a finished run, summary.json."""
+    folder = Path(root) / f"{name}-{group_hash}-s{seed}"
+    folder.mkdir(parents=True)
+    spec = tiny_spec(name=name, seeds=[seed])
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    body = {
+        "id": folder.name,
+        "name": name,
+        "group": f"{name}-{group_hash}",
+        "seed": seed,
+        "status": status,
+        "created": f"2026-01-01T00:00:{seed:02d}",
+        "data": {"dataset": "mnist-mini", "fingerprint": "f"},
+        "epochs_done": 1,
+        **info,
+    }
+    (folder / "run.json").write_text(json.dumps(body))
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}) + "\n")
+    if status == "done":
+        (folder / "summary.json").write_text(json.dumps({"test_acc": 0.9} if summary is None else summary))
+    return folder

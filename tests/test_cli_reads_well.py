@@ -18,12 +18,16 @@ def test_eval_baseline_puts_mce_in_its_own_columns(workdir, write_spec):
     result = cli("eval", "tiny-s1", "--op", "gaussian:sigma=0.2,0.4", "--baseline", "tiny-s0", "-f", "csv")
     assert result.exit_code == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    (mean,) = [r for r in rows if r["run"].endswith("-s1") and r["corruption"] == "mean over corruptions"]
+    (mean,) = [
+        r
+        for r in rows
+        if r["run"].endswith("-s1") and r["corruption"].startswith("mean over corruptions (robust_acc@grid-")
+    ]
     body = json.loads(
         cli("eval", "tiny-s1", "--op", "gaussian:sigma=0.2,0.4", "--baseline", "tiny-s0", "-f", "json").stdout
     )
     s1 = next(b for b in body["evals"] if b["run_id"].endswith("-s1"))
-    assert float(mean["acc"]) == s1["metrics"]["robust_acc"]  # the accuracy column holds accuracy
+    assert float(mean["acc"]) == s1["metrics"][f"robust_acc@{s1['name']}"]  # the accuracy column holds accuracy
     assert float(mean["mce"]) == s1["corruption_error"]["mce"]
     table = cli("eval", "tiny-s1", "--op", "gaussian:sigma=0.2,0.4", "--baseline", "tiny-s0").stdout
     assert table.splitlines()[0].split() == ["run", "corruption", "acc", "macro_f1", "mCE", "relative_mCE"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from masklab.analysis import compare as cmp, stats
+from masklab.analysis import gates, stats
 from masklab.errors import UsageError
 
 from conftest import cli, tiny_spec
@@ -127,13 +127,13 @@ def test_mcnemar_for_two_single_runs():
 
 
 def test_gate_parsing():
-    g = cmp.parse_gate("test_acc < -0.005")
+    g = gates.parse_gate("test_acc < -0.005")
     assert (g.metric, g.field, g.op, g.threshold) == ("test_acc", "diff", "<", -0.005)
-    g = cmp.parse_gate("acc.ci_high<=0")
+    g = gates.parse_gate("acc.ci_high<=0")
     assert (g.metric, g.field, g.op, g.threshold) == ("test_acc", "ci_high", "<=", 0.0)
     for bad in ("test_acc", "test_acc < lots", "< 3"):
         with pytest.raises(UsageError):
-            cmp.parse_gate(bad)
+            gates.parse_gate(bad)
 
 
 @pytest.fixture

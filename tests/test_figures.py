@@ -64,3 +64,20 @@ def test_a_figure_that_fails_never_costs_the_run(figures, workdir, write_spec, m
     (folder,) = run_dirs(workdir)
     assert json.loads((folder / "run.json").read_text())["status"] == "done"
     assert "figures not drawn: RuntimeError: no display" in result.stderr
+
+
+def test_a_figure_is_never_written_through_a_planted_link(tmp_path):
+    """Figures go into run folders: a link planted at a figure's name is replaced, and
+    the file it points to (outside the runs dir) is left as it was."""
+    from masklab.analysis.figures import curves_png
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "curves.png").symlink_to(outside)
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "lr": 0.01} for e in (1, 2)]
+    curves_png(rows, folder / "curves.png", "run")
+    assert outside.read_text() == "precious"
+    assert not (folder / "curves.png").is_symlink() and matplotlib.image.imread(folder / "curves.png").size
+    assert sorted(p.name for p in folder.iterdir()) == ["curves.png"]  # no temporary file left

@@ -33,10 +33,12 @@ STAGES = {
     "masklab.ops": 40,
     "masklab.store": 30,
     "masklab.schema": 30,
+    "masklab.safeyaml": 30,
     "masklab.models": 20,
     "masklab.optimizers": 20,
     "masklab.threads": 10,
     "masklab.errors": 10,
+    "masklab.signals": 10,
     "masklab": 10,  # the package itself: __version__
 }
 

@@ -541,10 +541,6 @@ def test_two_studies_at_once_share_the_work_and_never_train_a_run_twice(tmp_path
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'masklab[ray]'")
-    from masklab.store.runs import RunStore
-
-    if not hasattr(RunStore, "commit"):
-        pytest.skip("the Ray executor commits through RunStore.commit (issue 10), not on this branch yet")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
@@ -563,14 +559,3 @@ def test_without_ray_the_executor_names_the_install_command(workdir, write_spec,
     out = cli("train", write_spec(tiny_spec()), "--executor", "ray")
     assert out.exit_code == 2
     assert out.stderr == "Error: --executor ray needs Ray, which is not installed: pip install 'masklab[ray]'\n"
-
-
-def test_ray_waits_for_the_stores_commit(workdir, write_spec):
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'masklab[ray]'")
-    from masklab.store.runs import RunStore
-
-    if hasattr(RunStore, "commit"):
-        pytest.skip("the store has its commit (issue 10): the Ray executor runs")
-    out = cli("train", write_spec(tiny_spec()), "--executor", "ray")
-    assert out.exit_code == 2 and not (workdir / "runs").exists()
-    assert out.stderr.startswith("Error: --executor ray is not usable yet: it needs the run store's atomic commit")

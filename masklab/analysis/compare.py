@@ -9,8 +9,6 @@ its per-example test predictions, they go with the per-seed values.
 
 from __future__ import annotations
 
-import operator
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,10 +20,6 @@ from masklab.evaluation import predictions
 from masklab.store.runs import Run
 
 ALIASES = {"acc": "test_acc", "f1": "test_macro_f1", "macro_f1": "test_macro_f1"}
-_GATE = re.compile(
-    r"^\s*([A-Za-z_@][^\s<>=!]*?)(?:\.(diff|ci_low|ci_high|p_adj|p|mean))?\s*(<=|>=|==|!=|<|>)\s*([-+0-9.eE]+)\s*$"
-)
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 
 
 @dataclass
@@ -57,18 +51,35 @@ def group_runs(runs: list[Run], per_run: bool = False) -> list[Group]:
 
 
 def run_metrics(run: Run) -> dict[str, float]:
-    """Every scalar metric of a run: its summary, stored evaluations, last epoch."""
+    """Every scalar metric of a run: its summary, stored evaluations, last epoch.
+
+    A name always means one computation: the summary's metrics are never replaced by an
+    evaluation's, and an evaluation's mean over its own grid is `robust_acc@<eval name>`
+    (`robust_acc` alone is the mean over the spec's eval grid, from training)."""
     rows = run.metrics()
     flat: dict[str, float] = {}
     if rows:
-        flat.update({k: v for k, v in rows[-1].items() if isinstance(v, (int, float)) and k != "epoch"})
-        vals = [r["val_acc"] for r in rows if "val_acc" in r]
+        flat.update({k: v for k, v in rows[-1].items() if _scalar(v) and k != "epoch"})
+        vals = [r["val_acc"] for r in rows if _scalar(r.get("val_acc"))]
         if vals:
             flat["best_val_acc"] = max(vals)
-    flat.update({k: v for k, v in run.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    for body in sorted(run.evals().values(), key=lambda b: b.get("created", "")):
-        flat.update(body.get("metrics", {}))
+    flat.update({k: v for k, v in run.summary.items() if _scalar(v) or (v is None and k in _nulls(run.summary))})
+    for body in sorted(run.evals().values(), key=lambda b: str(b.get("created", ""))):
+        for key, value in body["metrics"].items():
+            if key == "robust_acc":  # written by masklab before metric names carried the grid
+                key = f"robust_acc@{body.get('name', 'eval')}"
+            flat.setdefault(key, value)
     return flat
+
+
+def _scalar(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _nulls(body: dict) -> set[str]:
+    """Keys whose value was NaN or infinite when written (stored as null, listed)."""
+    listed = body.get("non_finite")
+    return set(listed) if isinstance(listed, list) else set()
 
 
 def canonical(metric: str) -> str:
@@ -314,51 +325,6 @@ def json_body(c: Comparison) -> dict:
         "warnings": c.warnings,
         "notes": c.notes,
     }
-
-
-@dataclass
-class Gate:
-    text: str
-    metric: str
-    field: str
-    op: str
-    threshold: float
-
-
-def parse_gate(text: str) -> Gate:
-    """`test_acc < -0.005` (the difference against the reference), or with a field:
-    `test_acc.ci_high < 0`, `val_acc.p_adj < 0.05` (Holm-adjusted), `test_acc.mean < 0.9`."""
-    m = _GATE.match(text)
-    if not m:
-        raise UsageError(
-            f"--fail-if {text!r}: expected METRIC[.diff|.ci_low|.ci_high|.p|.p_adj|.mean] OP NUMBER, e.g. 'test_acc < -0.005'"
-        )
-    try:
-        threshold = float(m.group(4))
-    except ValueError:
-        raise UsageError(f"--fail-if {text!r}: {m.group(4)!r} is not a number") from None
-    return Gate(text, canonical(m.group(1)), m.group(2) or "diff", m.group(3), threshold)
-
-
-def check_gates(c: Comparison, gates: list[Gate]) -> list[str]:
-    """A message for every (gate, compared group) that trips."""
-    tripped = []
-    for gate in gates:
-        for key, per_metric in c.differences.items():
-            d = per_metric[gate.metric]
-            value = {
-                "diff": d.diff,
-                "ci_low": d.ci[0] if d.ci else None,
-                "ci_high": d.ci[1] if d.ci else None,
-                "p": d.p,
-                "p_adj": d.p_adj,
-                "mean": c.described[key][gate.metric].mean,
-            }[gate.field]
-            if value is not None and _OPS[gate.op](value, gate.threshold):
-                tripped.append(
-                    f"{gate.text!r} tripped: {key} vs {c.reference.key}: {gate.metric} {gate.field} = {value:+.6g}"
-                )
-    return tripped
 
 
 def curves(c: Comparison, key: str) -> dict[str, dict[str, list[float]]]:

@@ -12,6 +12,7 @@ imported when a figure is drawn, never on import.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +50,16 @@ def _pyplot():
 
 
 def _save(fig, path: Path, plt) -> Path:
+    """Write a PNG atomically, never through a link planted at `path` (figures go into
+    run folders)."""
+    from masklab.store.folder import write_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, pil_kwargs={"compress_level": 1})  # zlib's fastest level: 3x faster to write
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # zlib's fastest level: 3x faster to write
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -160,11 +160,27 @@ def robustness_plot(bodies: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+FORMATS = ("png", "pdf", "svg")
+
+
+def check_plot_path(path: Path, option: str = "--plot") -> None:
+    """Refuse, before any work, a picture path that is a folder or not an image file name."""
+    from masklab.errors import UsageError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; name the file to write, e.g. {option} {path / 'plot.png'}")
+    if path.suffix and path.suffix[1:].lower() not in FORMATS:
+        raise UsageError(f"{option} {path}: write a .png, .pdf or .svg file")
+
+
+def _save(fig, path: Path) -> None:
+    """Write exactly `path` (matplotlib would add .png to a name without a suffix)."""
     import matplotlib.pyplot as plt
 
+    path = Path(path)
+    check_plot_path(path, "the picture")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format=path.suffix[1:].lower() or "png")
     plt.close(fig)

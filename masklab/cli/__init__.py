@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from masklab import __version__
+from masklab import __version__, signals
 from masklab.cli import (
     compare as compare_cli,
     eval as eval_cli,
@@ -50,6 +50,7 @@ class _OneLineErrors(TyperGroup):
             sys.exit(exc.exit_code)
         except typer.Abort:
             say("Interrupted.")
+            signals.reported()
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -61,7 +62,7 @@ app = typer.Typer(
         "Does masking or noise help, which kind, and is the difference real? "
         "Train small models on masked or noised data from YAML specs and compare runs over seeds.\n\n"
         "stdout is data, stderr is talk. Exit codes: 0 ok; 1 the work failed (missing data, diverged "
-        "training, runs not found); 2 bad usage or invalid spec; 3 a --fail-if gate tripped; 130 interrupted."
+        "training, runs not found); 2 bad usage or invalid spec; 3 a --fail-if gate tripped or could not be evaluated; 130 interrupted."
     ),
     no_args_is_help=True,
     add_completion=False,

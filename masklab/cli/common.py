@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
+from masklab import signals
 from masklab.errors import MasklabError
 
 err_console = Console(stderr=True, highlight=False)
@@ -125,7 +126,8 @@ def reflow_help(doc: str | None) -> str | None:
 
 def cli_command(fn):
     """Turn masklab's errors into `Error: ...` on stderr and the documented exit code;
-    reflow the docstring that --help shows."""
+    reflow the docstring that --help shows. A failure of the machine rather than the
+    input (a full disk, no memory) is one line too; only a bug is an internal error."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -133,9 +135,12 @@ def cli_command(fn):
             return fn(*args, **kwargs)
         except MasklabError as exc:
             say(f"Error: {exc}")
+            if exc.exit_code == 130:
+                signals.reported()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             say("Interrupted.")
+            signals.reported()
             raise typer.Exit(130) from None
         except BrokenPipeError:  # a pipeline closed stdout early (| head): not an error
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -143,9 +148,26 @@ def cli_command(fn):
             raise typer.Exit(0) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            say(
+                f"Error: {where}{exc.strerror or exc} (errno {exc.errno}); check the path, the disk and its permissions"
+            )
+            raise typer.Exit(1) from None
+        except MemoryError:
+            say("Error: out of memory; reduce train.batch_size, the model size or the data (data.train_limit)")
+            raise typer.Exit(1) from None
+        except RecursionError:
+            say("Error: the input is nested too deeply to read")
+            raise typer.Exit(2) from None
         except Exception as exc:
             if os.environ.get("MASKLAB_DEBUG"):
                 raise
+            if isinstance(exc, RuntimeError) and _out_of_memory(exc):
+                say(
+                    f"Error: out of memory ({str(exc)[:120]}); reduce train.eval_batch_size, train.batch_size or the model"
+                )
+                raise typer.Exit(1) from None
             say(
                 f"Error: internal error: {type(exc).__name__}: {exc} (set MASKLAB_DEBUG=1 for the traceback and report it)"
             )
@@ -153,3 +175,9 @@ def cli_command(fn):
 
     wrapper.__doc__ = reflow_help(fn.__doc__)
     return wrapper
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    from masklab.study.memory import is_out_of_memory  # torch is loaded already if torch ran out
+
+    return is_out_of_memory(exc)

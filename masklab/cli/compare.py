@@ -38,7 +38,8 @@ def compare(
         typer.Option(
             "--fail-if",
             metavar="EXPR",
-            help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .p_adj (Holm) .mean.",
+            help="Exit 3 when a comparison meets it: 'test_acc < -0.005' (difference vs the reference); fields .ci_high .ci_low .p .p_adj (Holm) .mean. "
+            "Also exit 3 when it cannot be evaluated: a failed, interrupted or damaged run, a missing or NaN value, a statistic that does not exist (p with n=1).",
         ),
     ] = None,
     min_effect: Annotated[
@@ -62,6 +63,14 @@ def compare(
             help="Use the runs' stored per-example test predictions (the test set as a sample, McNemar for single runs) when all have them; --seeds-only treats the test set as fixed.",
         ),
     ] = True,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="With --fail-if: gate only on what can be evaluated (warn about failed runs, missing values and "
+            "statistics that do not exist instead of failing).",
+        ),
+    ] = False,
     all_keys: Annotated[bool, typer.Option("--all", help="Show every spec key, not only those that differ.")] = False,
     per_run: Annotated[bool, typer.Option("--per-run", help="One row per run instead of per seed group.")] = False,
     sort: Annotated[
@@ -131,23 +140,29 @@ def compare(
       masklab compare quickstart quickstart-static --min-effect 0.002 \\
           --p-outperform
 
+      masklab compare quickstart quickstart-static \\
+          --fail-if 'acc@gaussian(sigma=0.2).mean < 0.5'
+
       masklab compare quickstart quickstart-static --curve val_acc --plot val.png
 
       masklab compare patch-grid --by 'train_ops[0].rate' \\
           --split 'train_ops[0].mode' --plot rate.png
     """
-    from masklab.analysis import compare as cmp
+    from masklab.analysis import compare as cmp, gates as gate_mod
+    from masklab.analysis.plots import check_plot_path
     from masklab.analysis.tables import Column, render
-    from masklab.errors import GateTripped, UsageError
+    from masklab.errors import UsageError
     from masklab.store.runs import RunStore
 
+    if plot:
+        check_plot_path(plot)
     store = RunStore(runs_dir)
-    gates = [cmp.parse_gate(g) for g in fail_if or []]
+    gates = [gate_mod.parse_gate(g) for g in fail_if or []]
     metrics = list(dict.fromkeys([cmp.canonical(m) for m in (metric or ["test_acc"])] + [g.metric for g in gates]))
     named = [r for ref in refs for r in _named(store, ref, study_only=by is not None)]
-    done = [r for r in named if r.status == "done"]
+    usable, problems = gate_mod.gate_runs(named, gates) if gates else ([r for r in named if r.status == "done"], [])
     for r in named:
-        if r.status != "done":
+        if r.status != "done" and not gates:
             say(f"warning: skipping {r.id}: status {r.status}")
     if by:
         from masklab.cli.compare_axis import compare_by
@@ -158,10 +173,12 @@ def compare(
             )
         if len(metrics) > 1:
             raise UsageError(f"--by pivots one metric; got {', '.join(metrics)}: give one --metric")
-        return compare_by(done, metrics[0], by, split, where or [], plot, fmt.value)
+        return compare_by(usable, metrics[0], by, split, where or [], plot, fmt.value)
     if split or where:
         raise UsageError("--split and --where go with --by, e.g. --by 'train_ops[0].rate' --split 'train_ops[0].mode'")
-    groups = cmp.group_runs(done, per_run)
+    if gates and not usable and problems and not allow_missing:
+        _fail_gates([f"--fail-if cannot be evaluated: {p}" for p in problems])
+    groups = cmp.group_runs(usable, per_run)
     if name_by:
         groups = _named_by_tag(groups, name_by)
     c = cmp.compare(groups, metrics, all_keys, min_effect, per_example)
@@ -193,11 +210,30 @@ def compare(
 
         curves_png(curves, curve, plot) if curves else bars_png(rows, metrics[0], plot)
         say(f"wrote {plot}")
-    tripped = cmp.check_gates(c, gates)
-    if tripped:
-        for t in tripped:
-            say(t)
-        raise GateTripped(f"{len(tripped)} comparison(s) tripped --fail-if")
+    tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
+    unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown
+    if allow_missing:
+        for u in unknown:
+            say(f"warning: {u} (--allow-missing)")
+        unknown = []
+    _fail_gates(tripped + unknown)
+
+
+def _fail_gates(failures: list[str]) -> None:
+    """Name every failed gate check on stderr and exit 3 (one line when there is one)."""
+    from masklab.errors import GateTripped
+
+    if not failures:
+        return
+    if len(failures) == 1:
+        raise GateTripped(failures[0])
+    for f in failures:
+        say(f)
+    tripped = sum("tripped" in f for f in failures)
+    raise GateTripped(
+        f"--fail-if: {tripped} comparison(s) tripped, {len(failures) - tripped} could not be evaluated"
+        + ("" if tripped == len(failures) else " (--allow-missing gates only on what can be evaluated)")
+    )
 
 
 def _named(store, ref: str, study_only: bool) -> list:

@@ -82,12 +82,15 @@ def eval(  # noqa: A001 - the command is called eval
 
     threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
     from masklab.devices import resolve_device
-    from masklab.errors import UsageError
-    from masklab.evaluation.stored import evaluate_run
+    from masklab.errors import MasklabError, RunError, UsageError
     from masklab.store.runs import RunStore
 
     if suite not in (None, "mnist-c"):
         raise UsageError(f"--suite {suite}: unknown suite; the suite masklab knows is mnist-c")
+    if plot:
+        from masklab.analysis.plots import check_plot_path
+
+        check_plot_path(plot)
     ops = grid_ops(op or [], ops_file)
     store = RunStore(runs_dir)
     runs = [r for ref in run_refs for r in store.resolve_many(ref)]
@@ -95,22 +98,45 @@ def eval(  # noqa: A001 - the command is called eval
     base_body = None
     if baseline:
         base_run = store.resolve(baseline)
-        base_body, _ = evaluate_run(base_run, ops + _own_grid(base_run, spec_grid), suite, seed, dev)
-    bodies = []
+        base_body, _ = evaluate_one(base_run, ops + _own_grid(base_run, spec_grid), suite, seed, dev, None)
+    bodies, failed = [], []
     for run in runs:
         if base_body is not None and run.path == base_run.path:
             bodies.append(base_body)
             continue
-        body, warnings = evaluate_run(run, ops + _own_grid(run, spec_grid), suite, seed, dev, base_body)
+        try:
+            body, warnings = evaluate_one(run, ops + _own_grid(run, spec_grid), suite, seed, dev, base_body)
+        except MasklabError as exc:  # one run's problem never stops the others
+            if len(runs) == 1:
+                raise
+            failed.append(f"{run.id} ({exc})")
+            continue
         for w in warnings:
             say(f"warning: {w}")
         bodies.append(body)
+    if not bodies:
+        raise RunError(f"no run could be evaluated: {'; '.join(failed)}")
     _render(bodies, fmt.value)
     if plot:
         from masklab.analysis.plots import robustness_plot
 
         robustness_plot(bodies, plot)
         say(f"wrote {plot}")
+    if failed:
+        raise RunError(f"{len(failed)} of {len(runs)} runs could not be evaluated: {'; '.join(failed)}")
+
+
+def evaluate_one(run, ops: list[dict], suite, seed: int, device, baseline: dict | None):
+    """evaluate_run for a run that is finished and sound; anything else is a RunError."""
+    from masklab.errors import RunError
+    from masklab.evaluation.stored import evaluate_run
+
+    status = run.status
+    if status != "done":
+        if status == "damaged":
+            raise RunError(f"damaged: {run.damage()}")
+        raise RunError(f"status {status}; only finished runs can be evaluated")
+    return evaluate_run(run, ops, suite, seed, device, baseline)
 
 
 def _own_grid(run, wanted: bool) -> list[dict]:
@@ -141,10 +167,11 @@ def _render(bodies: list[dict], fmt: str) -> None:
             )
         if body["cells"]:
             ce = body.get("corruption_error") or {}
+            key = f"robust_acc@{body['name']}"
             mean_row = {
                 "run": body["run_id"],
-                "corruption": "mean over corruptions",
-                "acc": body["metrics"]["robust_acc"],
+                "corruption": f"mean over corruptions ({key})",
+                "acc": body["metrics"][key],
             }
             if ce:  # corruption errors against the baseline: their own columns, never the accuracy's
                 mean_row.update(mce=ce["mce"], relative_mce=ce["relative_mce"])

@@ -51,6 +51,11 @@ def export(
     exporters = [open_exporter(t, "--to") for t in to]
     rows, failures = [], 0
     for run in runs:
+        damage = run.damage()
+        if damage:  # what it holds is not what masklab wrote: nothing to copy faithfully
+            failures += 1
+            say(f"warning: {run.id}: damaged ({damage}); not exported")
+            continue
         if run.is_locked():
             say(f"warning: {run.id}: being trained by another process; export it when it ends (or train with --track)")
             continue

@@ -115,6 +115,12 @@ def materialize(
         raise UsageError("give either a SPEC or --dataset NAME")
     if out.suffix != ".npz":
         raise UsageError(f"--out {out}: must end in .npz")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; name the file to write, e.g. --out {out / 'masked.npz'}")
+    if preview:
+        from masklab.analysis.plots import check_plot_path
+
+        check_plot_path(preview, "--preview")  # a folder is refused before any work
     spec = spec_mod.load_spec(spec_path) if spec_path else None
     ops = build_ops(op, params, spec, family)
     if spec is not None:

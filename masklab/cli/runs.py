@@ -26,6 +26,7 @@ def run_row(run) -> dict:
         "note": info.get("note"),
         "created": info.get("created"),
         "path": str(run.path),
+        "damage": run.damage(),
     }
 
 
@@ -47,6 +48,7 @@ def list_columns() -> list:
         Column("note", keep=0),
         Column("created", keep=2),
         Column("path", table=False),
+        Column("damage", keep=2),  # empty (and left out) unless a run's files are not what masklab wrote
     ]
 
 
@@ -71,7 +73,9 @@ def runs(
     name: Annotated[str | None, typer.Option("--name", help="Only runs of this spec name.")] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only runs with this status (done, failed, interrupted, running, stale)."),
+        typer.Option(
+            "--status", help="Only runs with this status (done, failed, interrupted, running, stale, damaged)."
+        ),
     ] = None,
     tag: Annotated[
         list[str] | None,
@@ -136,9 +140,10 @@ def show(
 
     run = RunStore(runs_dir).resolve(run_ref)
     info, summary, metrics = run.info, run.summary, run.metrics()
+    damage = run.damage()
     if fmt.value == "json":
         body = {
-            "run": {**info, "status": run.status, "path": str(run.path)},
+            "run": {**info, "status": run.status, "damage": damage, "path": str(run.path)},
             "spec": run.spec,
             "summary": summary,
             "metrics": metrics,
@@ -181,7 +186,8 @@ def show(
 def _facts(run) -> list[dict]:
     info, summary = run.info, run.summary
     figures = sorted(p.name for p in run.path.glob("*.png"))
-    mlflow = info.get("mlflow") or {}
+    mlflow = info.get("mlflow") if isinstance(info.get("mlflow"), dict) else {}
+    damage = run.damage()
     facts = {
         "id": run.id,
         "status": run.status,
@@ -189,7 +195,7 @@ def _facts(run) -> list[dict]:
         "device": info.get("device"),
         "dataset": info.get("data", {}).get("dataset"),
         "data fingerprint": info.get("data", {}).get("fingerprint"),
-        "model": run.spec.get("model", {}).get("arch"),
+        "model": (run.spec.get("model") or {}).get("arch"),
         "parameters": info.get("parameters"),
         "epochs": info.get("epochs_done"),
         "test_acc": summary.get("test_acc"),
@@ -202,6 +208,7 @@ def _facts(run) -> list[dict]:
         "mlflow run": f"{mlflow.get('run_id')} in {mlflow.get('tracking_uri')}" if mlflow.get("run_id") else None,
         "figures": " ".join(figures) if figures else None,
         "error": info.get("error"),
+        "damaged": damage,
         "path": str(run.path),
     }
     return [{"key": k, "value": v} for k, v in facts.items() if v is not None]

@@ -39,7 +39,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         metavar="local|ray",
-        help="local (this machine, --jobs workers) or ray (pip install 'masklab\\[ray]'; not usable yet: it needs the run store's atomic commit).",
+        help="local (this machine, --jobs workers) or ray (one Ray task per run; pip install 'masklab\\[ray]').",
     ),
 ]
 AddressOption = Annotated[
@@ -110,17 +110,11 @@ def make_executor(
     from masklab.errors import UsageError
 
     if name == ExecutorName.ray:
-        from masklab.store.runs import RunStore
         from masklab.study.executors.ray_tasks import RayTasks
 
         cpus = num_cpus if num_cpus is not None else resources.get("num_cpus", 1.0)
         gpus = num_gpus if num_gpus is not None else resources.get("num_gpus", 0.0)
-        ray = RayTasks(address, cpus, gpus)  # names the install command when Ray is missing
-        if not hasattr(RunStore, "commit"):  # finished folders come back through the store's atomic commit
-            raise UsageError(
-                "--executor ray is not usable yet: it needs the run store's atomic commit (issue 10); use --jobs N on this machine"
-            )
-        return ray
+        return RayTasks(address, cpus, gpus)  # names the install command when Ray is missing
     if address or num_cpus is not None or num_gpus is not None:
         raise UsageError("--address, --num-cpus and --num-gpus are for --executor ray")
     from masklab.study.executors.local import InProcess, Pool

@@ -8,6 +8,7 @@ A truncated file, a foreign file or a wrong shape is a DataError naming the file
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -58,7 +59,9 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
             if len(raw_shape) < 4 * dims:
                 raise DataError(f"{path}: truncated IDX header; download the file again")
             shape = struct.unpack(f">{dims}I", raw_shape)
-            array = np.empty(shape, dtype=np.dtype(_DTYPES[head[2]]))
+            dtype = np.dtype(_DTYPES[head[2]])
+            _check_declared(path, shape, dtype, 4 + 4 * dims, compressed=not isinstance(fh, io.BufferedReader))
+            array = np.empty(shape, dtype=dtype)
             got = fh.readinto(memoryview(array).cast("B"))
             extra = len(fh.read(1))
     except (EOFError, OSError, zlib.error):
@@ -71,6 +74,27 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
             f"{path}: {state} ({size}{'+' if extra else ''} bytes, header {list(shape)} needs {header + array.nbytes}); download the file again"
         )
     return array
+
+
+def _check_declared(path: Path, shape: tuple[int, ...], dtype: np.dtype, header: int, compressed: bool) -> None:
+    """The header's array must be non-empty and fit: exactly the file's size (plain files),
+    or the memory available (gzip), before anything is allocated."""
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if nbytes == 0:
+        raise DataError(f"{path}: its header declares an empty array {list(shape)}; the file is damaged")
+    if not compressed:
+        size = path.stat().st_size
+        if size != header + nbytes:
+            state = "truncated" if size < header + nbytes else "longer than its header says"
+            raise DataError(
+                f"{path}: {state} ({size} bytes, header {list(shape)} needs {header + nbytes}); download the file again"
+            )
+        return
+    from masklab.data.memory import available_memory
+
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise DataError(f"{path}: its header declares {nbytes / 2**30:.1f} GiB, more than the memory available")
 
 
 def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:

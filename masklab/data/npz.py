@@ -14,14 +14,19 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from masklab.data.memory import available_memory
+from masklab.data.registry import MAX_CLASSES
 from masklab.errors import DataError
 from masklab.store.runs import readable
 
 SCHEMA_VERSION = 1
+MAX_CHAIN = 8  # a file made from a file made from ... a dataset
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 SPLIT_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
@@ -45,27 +50,69 @@ def write(path: Path, arrays: dict[str, np.ndarray], manifest: dict) -> None:
 
 
 def read(path: Path) -> tuple[dict[str, np.ndarray], dict | None]:
-    """All arrays of an .npz file (never unpickling) and its manifest, if it has one."""
+    """All arrays of an .npz file (never unpickling) and its manifest, if it has one.
+    Array headers are checked against the archive and the memory available before any
+    array is read, so a hostile header cannot allocate gigabytes."""
     if not path.is_file():
         raise DataError(f"{path}: no such file; npz:FILE names an .npz written by masklab mask/noise")
+    _check_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error) as exc:
         raise DataError(
             f"{path}: not a readable .npz file ({exc}); write it with masklab mask/noise or numpy.savez"
         ) from None
+    except MemoryError:
+        raise DataError(f"{path}: its arrays do not fit in memory") from None
     manifest = None
     if "manifest" in arrays:
         try:
             manifest = json.loads(str(arrays.pop("manifest")))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise DataError(f"{path}: its manifest is not JSON; the file is damaged") from None
     return arrays, manifest
 
 
+def _check_sizes(path: Path) -> None:
+    """Every member is a .npy array whose header agrees with its size in the archive, and
+    the arrays together fit in the memory available."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise DataError(
+            f"{path}: not a readable .npz file (not a zip archive: a .npy array or another file?); write it with masklab mask/noise or numpy.savez"
+        ) from None
+    total = 0
+    with archive:
+        for member in archive.infolist():
+            try:
+                with archive.open(member) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = HEADER_READERS[version]  # KeyError: a format numpy.savez does not write
+                    shape, _, dtype = read_header(fh)  # the header only, never the data
+            except Exception:  # noqa: BLE001 - any unreadable header means a damaged or foreign file
+                raise DataError(f"{path}: member {member.filename} is not a .npy array; the file is damaged") from None
+            if dtype.hasobject:
+                raise DataError(
+                    f"{path}: member {member.filename} holds Python objects; masklab reads only plain arrays"
+                )
+            nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if nbytes > member.file_size:
+                raise DataError(
+                    f"{path}: member {member.filename} claims {nbytes:,} bytes but holds {member.file_size:,}; the file is damaged"
+                )
+            total += nbytes
+    free = available_memory()
+    if free is not None and total > free:
+        raise DataError(f"{path}: its arrays need {total / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB are free")
+
+
 def _verify(path: Path, arrays: dict[str, np.ndarray], manifest: dict) -> None:
-    for key, digest in manifest.get("sha256", {}).items():
+    digests = manifest.get("sha256", {})
+    if not isinstance(digests, dict):
+        raise DataError(f"{path}: its manifest's sha256 is not a mapping; the file is damaged")
+    for key, digest in digests.items():
         if key in arrays and array_sha256(arrays[key]) != digest:
             raise DataError(f"{path}: array {key!r} does not match its SHA-256 in the manifest; the file is damaged")
 
@@ -87,40 +134,70 @@ def _labels(array: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: {key} must be {n} integer labels, got {array.dtype} {array.shape}")
     if len(array) and array.min() < 0:
         raise DataError(f"{path}: {key} holds negative labels")
+    if len(array) and int(array.max()) >= MAX_CLASSES:
+        raise DataError(
+            f"{path}: {key} go up to {int(array.max())}; labels must be class indices 0..C-1 with C <= {MAX_CLASSES:,}"
+        )
     return array.astype(np.int64)
 
 
-def load_dataset(path: Path, root: str | None = None, download: bool = False):
-    """A Dataset from an .npz: either train_/test_ arrays, or a masklab mask/noise file."""
+def _manifest_source(path: Path, manifest: object) -> tuple[str, str | None, str, str, int]:
+    """(source dataset, its root, its fingerprint, split, copies) from a checked manifest."""
+    source = manifest.get("source") if isinstance(manifest, dict) else None
+    if not isinstance(source, dict):
+        raise DataError(f"{path}: its manifest has no source dataset; write the file again with masklab mask/noise")
+    dataset, root, fingerprint = source.get("dataset"), source.get("root"), source.get("fingerprint")
+    split, copies = manifest.get("split"), manifest.get("copies", 1)
+    if not isinstance(dataset, str) or not isinstance(fingerprint, str) or not isinstance(root, (str, type(None))):
+        raise DataError(f"{path}: its manifest's source is incomplete; write the file again with masklab mask/noise")
+    if split not in ("train", "test"):
+        raise DataError(f"{path}: its manifest's split is {split!r}, not train or test; the file is damaged")
+    if type(copies) is not int or copies < 1:
+        raise DataError(f"{path}: its manifest's copies is {copies!r}, not a positive integer; the file is damaged")
+    return dataset, root, fingerprint, split, copies
+
+
+def load_dataset(path: Path, root: str | None = None, download: bool = False, chain: tuple[str, ...] = ()):
+    """A Dataset from an .npz: either train_/test_ arrays, or a masklab mask/noise file
+    (whose source dataset is loaded too; `chain` holds the files that led here)."""
     from masklab.data.registry import Dataset, _classes, load
 
+    here = os.path.realpath(path)
+    if here in chain:
+        raise DataError(f"{path}: its manifest names a source that leads back to this file; the file is damaged")
+    if len(chain) >= MAX_CHAIN:
+        raise DataError(
+            f"{path}: made from a chain of more than {MAX_CHAIN} .npz files; write it from the dataset itself"
+        )
     arrays, manifest = read(path)
     if all(k in arrays for k in SPLIT_KEYS):
         tx = _images(arrays["train_images"], path, "train_images")
         vx = _images(arrays["test_images"], path, "test_images")
         ty = _labels(arrays["train_labels"], len(tx), path, "train_labels")
         vy = _labels(arrays["test_labels"], len(vx), path, "test_labels")
-        return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), _classes("", np.concatenate([ty, vy])))
+        return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), _classes(f"npz:{path}", np.concatenate([ty, vy])))
     if not ("images" in arrays and "labels" in arrays and manifest):
         raise DataError(
             f"{path}: expected arrays {', '.join(SPLIT_KEYS)}, or images/labels/manifest as masklab mask/noise writes them"
         )
+    source_name, source_root, fingerprint, split, copies = _manifest_source(path, manifest)
     _verify(path, arrays, manifest)
-    copies = int(manifest.get("copies", 1))
     raw = arrays["images"]
     if copies > 1:  # K masked copies of each image: K x N training samples, as BERT's dupe factor
+        if raw.ndim < 2 or raw.shape[0] != copies:
+            raise DataError(f"{path}: images have shape {raw.shape}, not {copies} copies as the manifest says")
         raw = raw.reshape(-1, *raw.shape[2:])
         arrays["labels"] = np.tile(arrays["labels"], copies)
     images = _images(raw, path, "images")
     labels = _labels(arrays["labels"], len(images), path, "labels")
-    source = load(manifest["source"]["dataset"], root or manifest["source"].get("root"), download)
-    if source.fingerprint() != manifest["source"]["fingerprint"]:
+    source = load(source_name, root or source_root, download, (*chain, here))
+    if source.fingerprint() != fingerprint:
         raise DataError(
-            f"{path}: its source dataset {manifest['source']['dataset']} has changed since the file was written; write it again"
+            f"{path}: its source dataset {source_name} has changed since the file was written; write it again"
         )
     if images.shape[1:] != source.shape:
         raise DataError(f"{path}: images are {images.shape[1:]} but the source dataset's are {source.shape}")
-    if manifest["split"] == "train":
+    if split == "train":
         tx, ty, vx, vy = images, labels, source.test_x, source.test_y
     else:
         tx, ty, vx, vy = source.train_x, source.train_y, images, labels

@@ -107,10 +107,47 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
     return mean, float(np.sqrt(var)) or 1.0
 
 
+MAX_CLASSES = 100_000  # a label beyond this is an error in the file, not a class
+
+
 def _classes(name: str, labels: np.ndarray) -> list[str]:
     if name in CLASSES:
         return CLASSES[name]
-    return [str(c) for c in range(int(labels.max()) + 1)]
+    top = int(labels.max()) if len(labels) else 0
+    if top >= MAX_CLASSES:
+        raise DataError(f"{name}: labels go up to {top}; labels must be class indices 0..C-1 with C <= {MAX_CLASSES:,}")
+    return [str(c) for c in range(top + 1)]
+
+
+def validate(ds: Dataset) -> Dataset:
+    """Refuse a dataset masklab cannot train on, before anything costs time or leaves a
+    folder: shapes, dtypes, label ranges, empty splits, non-finite pixels."""
+    where = ds.source
+    for split, x, y in (("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)):
+        if x.ndim != 4 or min(x.shape[1:], default=0) < 1:
+            raise DataError(f"{where}: {split} images have shape {x.shape}; expected (N, C, H, W) with C, H, W >= 1")
+        if len(x) == 0:
+            raise DataError(f"{where}: the {split} split holds no images")
+        if x.dtype != np.uint8 and x.dtype != np.float32:
+            raise DataError(f"{where}: {split} images are {x.dtype}; expected uint8 or float32")
+        if x.dtype == np.float32 and not _all_finite(x):
+            raise DataError(f"{where}: {split} images hold NaN or infinite pixels; fix or drop those images")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{where}: {split} labels must be {len(x)} integers, got {y.dtype} {y.shape}")
+        if y.min() < 0 or y.max() >= len(ds.classes):
+            raise DataError(
+                f"{where}: {split} labels span {int(y.min())}..{int(y.max())}, outside the {len(ds.classes)} classes 0..{len(ds.classes) - 1}"
+            )
+    if ds.train_x.shape[1:] != ds.test_x.shape[1:]:
+        raise DataError(
+            f"{where}: train images are (C, H, W) = {ds.train_x.shape[1:]} but test images are {ds.test_x.shape[1:]}; both splits must match"
+        )
+    return ds
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    flat = x.reshape(-1)
+    return all(np.isfinite(flat[i : i + (1 << 22)]).all() for i in range(0, len(flat), 1 << 22))
 
 
 def _search_folders(name: str, root: str | None) -> list[Path]:
@@ -148,13 +185,13 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
     hit = cache.load(files) if compressed else None
     if hit is not None:
         arrays, known = hit
-        classes = _classes(name, arrays["train_y"])
+        classes = _classes(name, np.concatenate([arrays["train_y"], arrays["test_y"]]))
         return Dataset(name, *(arrays[k] for k in cache.ARRAYS), str(folder), classes, known_fingerprint=known)
     train_x, train_y = read_idx_pair(*splits["train"])
     test_x, test_y = read_idx_pair(*splits["test"])
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(f"{folder}: train images are {train_x.shape[2:]} but test images are {test_x.shape[2:]}")
-    ds = Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, train_y))
+    ds = Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, np.concatenate([train_y, test_y])))
     if compressed:
         cache.store(files, dict(zip(cache.ARRAYS, (train_x, train_y, test_x, test_y))), ds.fingerprint())
     return ds
@@ -212,8 +249,13 @@ def load_digits() -> Dataset:
     )
 
 
-def load(name: str, root: str | None = None, download: bool = False) -> Dataset:
-    """Load a dataset by its spec name. Raises DataError naming the problem and the fix."""
+def load(name: str, root: str | None = None, download: bool = False, chain: tuple[str, ...] = ()) -> Dataset:
+    """Load a dataset by its spec name, validated. Raises DataError naming the problem and
+    the fix. `chain` lists the npz files that led here (a file made from a file)."""
+    return validate(_load(name, root, download, chain))
+
+
+def _load(name: str, root: str | None, download: bool, chain: tuple[str, ...]) -> Dataset:
     from masklab.data import npz  # imported here: npz loads source datasets through load()
     from masklab.data.text import is_text_dataset
 
@@ -234,7 +276,7 @@ def load(name: str, root: str | None = None, download: bool = False) -> Dataset:
             raise DataError(f"{name}: {folder} is not a folder; idx:DIR names a folder of four IDX files")
         return load_idx_folder(folder, name)
     if name.startswith("npz:"):
-        return npz.load_dataset(Path(name[4:]), root, download)
+        return npz.load_dataset(Path(name[4:]), root, download, chain)
     raise DataError(f"unknown dataset {name!r}")
 
 
@@ -242,7 +284,12 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
     """Sorted indices of a class-stratified subset of `size` labels, keyed by seed."""
     if size >= len(labels):
         return np.arange(len(labels))
-    keep, _ = stratified_split(labels, size, len(labels) - size, seed)
+    counts = np.bincount(labels)
+    classes = int((counts > 0).sum())
+    if counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes:
+        keep, _ = stratified_split(labels, size, len(labels) - size, seed)
+    else:  # a class too small to stratify: a plain random subset, as scikit-learn draws it
+        keep, _ = shuffled_split(len(labels), size, len(labels) - size, seed)
     return keep
 
 

@@ -6,7 +6,9 @@ seed: every model sees the identical corrupted test set.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 
 import numpy as np
 import torch
@@ -99,12 +101,28 @@ def check_grid_fits(ops: list[dict], text: bool) -> None:
             raise SpecError(f"--op {op['op']}: does not apply to {kind} run; {fix}")
 
 
-def grid_summary(cells: list[dict]) -> dict:
-    """Flat metrics for compare: `acc@<cell>` per cell, their mean `robust_acc`, and the
-    mean over a suite's cells `acc@<suite>` (acc@mnist-c)."""
-    flat = {f"acc@{c['name']}": c["acc"] for c in cells}
+def grid_name(ops: list[dict], suite: str | None, seed: int) -> str:
+    """A stable name for one corruption grid: a suite's name, or a hash of the grid."""
+    if suite and not ops:
+        return suite if seed == 0 else f"{suite}-seed{seed}"
+    text = json.dumps({"ops": ops, "suite": suite, "seed": seed}, sort_keys=True)
+    return "grid-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def cell_metric(cell: dict, seed: int) -> str:
+    """`acc@<cell>`, with the corruption seed when it is not 0: the name fixes the draw."""
+    return f"acc@{cell['name']}" + (f"[seed={seed}]" if seed else "")
+
+
+def grid_summary(cells: list[dict], seed: int = 0, mean_name: str = "robust_acc") -> dict:
+    """Flat metrics for compare: `acc@<cell>` per cell, their mean under `mean_name`
+    (`robust_acc` for the spec's own grid, `robust_acc@<grid name>` for any other), so a
+    name always means the same computation; and the mean over a suite's cells
+    `acc@<suite>` (acc@mnist-c)."""
+    flat = {cell_metric(c, seed): c["acc"] for c in cells}
     if cells:
-        flat["robust_acc"] = float(np.mean([c["acc"] for c in cells]))
+        flat[mean_name] = float(np.mean([c["acc"] for c in cells]))
     for suite in dict.fromkeys(c["op"]["suite"] for c in cells if "suite" in c["op"]):
-        flat[f"acc@{suite}"] = float(np.mean([c["acc"] for c in cells if c["op"].get("suite") == suite]))
+        name = f"acc@{suite}" + (f"[seed={seed}]" if seed else "")
+        flat[name] = float(np.mean([c["acc"] for c in cells if c["op"].get("suite") == suite]))
     return flat

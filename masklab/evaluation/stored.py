@@ -4,9 +4,6 @@ folder (eval/<name>.json) so that `compare` can use every cell as a metric."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 import torch
 
@@ -18,12 +15,9 @@ from masklab.store.runs import Run, now
 
 def eval_name(ops: list[dict], suite: str | None, seed: int) -> str:
     """A stable file name for one evaluation: clean, a suite, or a hash of the grid."""
-    if suite and not ops:
-        return suite if seed == 0 else f"{suite}-seed{seed}"
     if not ops and not suite:
         return "clean"
-    text = json.dumps({"ops": ops, "suite": suite, "seed": seed}, sort_keys=True)
-    return "grid-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return eval_grid.grid_name(ops, suite, seed)
 
 
 def corruption_errors(cells: list[dict], clean_acc: float, base_cells: list[dict], base_clean: float) -> dict:
@@ -86,16 +80,17 @@ def evaluate_run(
         data.vocab,
         keep=correct,
     )
+    name = eval_name(ops, suite, seed)
     metrics = {
         "test_acc": clean["acc"],
         "test_macro_f1": clean["macro_f1"],
         "test_loss": clean["loss"],
-        **eval_grid.grid_summary(cells),
+        **eval_grid.grid_summary(cells, seed, f"robust_acc@{name}"),
     }
     body = {
         "schema_version": 1,
         "run_id": run.id,
-        "name": eval_name(ops, suite, seed),
+        "name": name,
         "created": now(),
         "device": str(device),
         "seed": seed,

@@ -9,6 +9,7 @@ rewrite of run.json, under the run's lock.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 from dataclasses import dataclass
@@ -49,8 +50,8 @@ def last_activity(run: Run) -> float:
     created), else run.json's modification time."""
     info = run.info
     for key in ("finished", "started", "created"):
-        if info.get(key):
-            return datetime.datetime.fromisoformat(info[key]).timestamp()
+        with contextlib.suppress(TypeError, ValueError):  # a damaged time: the next one, or the file's
+            return datetime.datetime.fromisoformat(info.get(key)).timestamp()
     return (run.path / "run.json").stat().st_mtime
 
 

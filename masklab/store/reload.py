@@ -15,6 +15,7 @@ from masklab.data.splits import TrainData, build_data
 from masklab.errors import RunError
 from masklab.models import build_model
 from masklab.spec import Spec
+from masklab.store import weights
 from masklab.store.runs import Run
 
 
@@ -33,7 +34,6 @@ def load_trained(run: Run, device: torch.device) -> tuple[Spec, TrainData, torch
         )
     data = build_data(dataset, spec.data.val_fraction, int(run.info.get("seed", 0)), device)
     model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
-    state = torch.load(run.path / "model.pt", map_location=device, weights_only=True)
-    model.load_state_dict(state)
+    weights.load_into(model, weights.load_state(run.path / "model.pt", device), run.path / "model.pt")
     model.eval()
     return spec, data, model, warnings

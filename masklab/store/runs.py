@@ -1,176 +1,74 @@
-"""Where a run is written: the run store.
+"""Where a run is written: the run store, the only writer of the runs folder.
 
     runs/<name>-<spec hash>-s<seed>/
-      spec.yaml  run.json  metrics.jsonl  summary.json  model.pt  checkpoint.pt  eval/
+      spec.yaml  run.json  metrics.jsonl  summary.json  model.pt  checkpoint.pt  eval/  .lock
 
 A run id is derived from the resolved spec and the seed, so the same experiment finds
-its finished run instead of duplicating it. A folder is created atomically (written
-under a temporary name, then renamed) and held by an exclusive lock while a process
-trains in it, so two processes never write the same run. Every file is replaced
-atomically (write, then rename): a crash never leaves half a JSON file.
+its finished run instead of duplicating it. What the store promises:
+
+- **Created locked.** A folder is assembled under a hidden temporary name, its lock is
+  taken, and only then is it published by one rename: no process ever sees a run folder
+  that nobody holds.
+- **Committed whole.** A run trained elsewhere (a staged replacement for `--force`, or
+  a worker's scratch folder) arrives by one atomic rename; replacing a run swaps the two
+  folders atomically, so the old run stays until the new one is complete.
+- **Written atomically, never through a link** (`store.files`): a crash never leaves half
+  a JSON file, and a symlink planted in a run folder is replaced, not written through.
+  metrics.jsonl is appended; a partial last line (a crash mid-append) is ignored.
+- **Read tolerantly.** A folder whose files are not what they should be has the status
+  `damaged` and `damage()` names the file; it never stops the others from being read.
+- **Valid JSON.** NaN and infinities are written as null, their key paths listed under
+  `non_finite`.
+
+The commit API, for any executor (the in-process runner, `study.lifecycle`; a pool of
+workers on other machines or disks):
+
+    run, lock = store.create(rid, spec_yaml, info)   # a new run folder, published locked
+    run, lock = store.stage(rid, spec_yaml, info)    # a hidden scratch folder in the store
+    # ... train into run.path (or into a worker's own scratch folder, anywhere) ...
+    store.commit(run.path, rid)                      # publish a finished folder: one rename
+    store.commit(run.path, rid, replace=old)         # swap it for `old` (whose lock you hold)
+    store.discard(run, held=lock)                    # or drop it
+
+`commit` refuses a folder that is not finished (`status: done` in its run.json), is
+damaged, or holds a symbolic link; a folder on another disk is copied in under a hidden
+name first, so the publish is still one rename. Replacing uses `files.exchange`
+(`renameat2(RENAME_EXCHANGE)` on Linux; elsewhere a move aside that is undone on
+failure): readers see the old run or the new one, never neither. `sweep` removes the
+hidden folders a killed process left, once they are unlocked and a minute old.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import fcntl
-import json
+import errno
 import os
-import shutil
+import re
+import secrets
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from masklab.errors import RunError
+from masklab.store import files
+from masklab.store.files import DamagedFile, StoreWriteError, readable  # noqa: F401 - re-exported
+from masklab.store.folder import (  # noqa: F401 - re-exported: the store's public names
+    STATUSES,
+    Run,
+    RunBusy,
+    RunLock,
+    acquire,
+    finite_json,
+    json_text,
+    now,
+    run_id,
+    runs_root,
+    write_atomic,
+    write_json,
+)
 
-STATUSES = ("running", "done", "failed", "interrupted", "stale")
-
-
-def runs_root(runs_dir: str | Path | None = None) -> Path:
-    """--runs-dir, else $MASKLAB_RUNS, else ./runs."""
-    return Path(runs_dir or os.environ.get("MASKLAB_RUNS") or "runs")
-
-
-def run_id(name: str, group_hash: str, seed: int) -> str:
-    return f"{name}-{group_hash}-s{seed}"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def readable(path: str | Path) -> None:
-    """Give a temporary file (mkstemp makes them 0600) the usual permissions."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    readable(tmp)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(text.encode() if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: Path, body: Any) -> None:
-    write_atomic(path, json.dumps(body, indent=2, sort_keys=False) + "\n")
-
-
-def now() -> str:
-    """Local time with milliseconds, so runs made in the same second still sort in order."""
-    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
-@dataclass
-class Run:
-    """One run folder. Reads are lazy and tolerant; writes are atomic."""
-
-    path: Path
-
-    @property
-    def id(self) -> str:
-        return self.path.name
-
-    @property
-    def info(self) -> dict:
-        return self._json("run.json") or {}
-
-    @property
-    def spec(self) -> dict:
-        try:
-            return yaml.safe_load((self.path / "spec.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            return {}
-
-    @property
-    def summary(self) -> dict:
-        return self._json("summary.json") or {}
-
-    @property
-    def status(self) -> str:
-        status = self.info.get("status", "failed")
-        if status == "running" and not self.is_locked():
-            return "stale"  # the process that wrote it is gone
-        return status
-
-    def metrics(self) -> list[dict]:
-        try:
-            lines = (self.path / "metrics.jsonl").read_text().splitlines()
-        except OSError:
-            return []
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def evals(self) -> dict[str, dict]:
-        """Stored evaluations (eval/<name>.json), by name."""
-        folder = self.path / "eval"
-        if not folder.is_dir():
-            return {}
-        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
-
-    def _json(self, name: str) -> dict | None:
-        try:
-            return json.loads((self.path / name).read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def update_info(self, **fields: Any) -> None:
-        write_json(self.path / "run.json", {**self.info, **fields})
-
-    def append_metrics(self, row: dict) -> None:
-        with open(self.path / "metrics.jsonl", "a") as out:
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-
-    def truncate_metrics(self, epochs: int) -> None:
-        """Keep the first `epochs` lines (a resume discards an unfinished epoch's line)."""
-        rows = [r for r in self.metrics() if r["epoch"] <= epochs]
-        write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-
-    def write_summary(self, summary: dict) -> None:
-        write_json(self.path / "summary.json", summary)
-
-    def write_eval(self, name: str, body: dict) -> None:
-        (self.path / "eval").mkdir(exist_ok=True)
-        write_json(self.path / "eval" / f"{name}.json", body)
-
-    def is_locked(self) -> bool:
-        try:
-            with open(self.path / ".lock", "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the run's exclusive lock; a second process gets a RunError at once."""
-        fh = open(self.path / ".lock", "a")  # noqa: SIM115 - held for the block
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(
-                    f"run {self.id} is being written by another process (pid {self.info.get('pid')}); wait for it or pick another run"
-                ) from None
-            yield
-        finally:
-            fh.close()
+SWEEP_AFTER_S = 60.0  # a hidden temporary folder unlocked for this long belongs to a dead process
+_ID = re.compile(r"(?P<name>.+)-(?P<hash>[0-9a-f]{8})-s(?P<seed>\d+)")
 
 
 class RunStore:
@@ -180,50 +78,179 @@ class RunStore:
         self.root = runs_root(root)
 
     def get(self, rid: str) -> Run | None:
+        """The folder of a run id, sound or damaged; None when there is none."""
         path = self.root / rid
-        return Run(path) if (path / "run.json").is_file() else None
+        return Run(path) if path.is_symlink() or path.is_dir() else None
 
     def all(self) -> list[Run]:
-        if not self.root.is_dir():
-            return []
-        runs = [Run(p) for p in self.root.iterdir() if not p.name.startswith(".") and (p / "run.json").is_file()]
-        return sorted(runs, key=lambda r: (r.info.get("created", ""), r.id))
-
-    def create(self, rid: str, spec_yaml: str, info: dict) -> Run:
-        """Create a run folder atomically: it appears complete (spec.yaml, run.json) or not at all."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-", dir=self.root))
+        """Every run folder, damaged ones included (hidden temporary folders are not runs)."""
         try:
-            (tmp / "spec.yaml").write_text(spec_yaml)
-            write_json(tmp / "run.json", info)
+            entries = [p for p in self.root.iterdir() if not p.name.startswith(".")]
+        except OSError:
+            return []
+        runs = [Run(p) for p in entries if p.is_symlink() or p.is_dir()]
+        return sorted(runs, key=lambda r: (str(r.info.get("created", "")), r.id))
+
+    # --- creating -----------------------------------------------------------------------
+
+    def _new_folder(self, kind: str, rid: str, spec_yaml: str, info: dict) -> tuple[Path, RunLock]:
+        """A hidden folder in the store holding spec.yaml and run.json, locked from birth."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix=f".{kind}-{rid}-", dir=self.root))
+        except OSError as err:
+            raise files.write_error(self.root, err) from None
+        try:
+            os.chmod(folder, 0o777 & ~files._umask())
+            lock = acquire(folder, rid)
             try:
-                os.rename(tmp, self.root / rid)
-            except OSError:
+                write_atomic(folder / "spec.yaml", spec_yaml)
+                write_json(folder / "run.json", info)
+            except StoreWriteError as exc:
+                lock.release()
+                reason = str(exc).split(": ", 1)[-1]
+                raise StoreWriteError(f"cannot create run {rid} in {self.root}: {reason}") from None
+            except BaseException:
+                lock.release()
+                raise
+        except BaseException:
+            files.remove_tree(folder)
+            raise
+        return folder, lock
+
+    def create(self, rid: str, spec_yaml: str, info: dict) -> tuple[Run, RunLock]:
+        """Create a run folder, complete (spec.yaml, run.json) and locked, or not at all."""
+        self.sweep()
+        folder, lock = self._new_folder("tmp", rid, spec_yaml, info)
+        try:
+            files.rename_noreplace(folder, self.root / rid)
+        except BaseException as exc:
+            lock.release()
+            files.remove_tree(folder)
+            if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise RunError(
                     f"run {rid} already exists; pass --force to train it again or --resume to continue it"
                 ) from None
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return Run(self.root / rid)
+            if isinstance(exc, OSError):
+                raise files.write_error(self.root / rid, exc) from None
+            raise
+        files.fsync_folder(self.root)
+        return Run(self.root / rid), lock
 
-    def discard(self, run: Run) -> None:
-        """Remove a run folder (for --force, rm, prune): renamed aside under the run's lock,
-        so it vanishes at once and never while another process holds it."""
-        if run.is_locked():
-            raise RunError(
-                f"run {run.id} is being trained by another process (pid {run.info.get('pid')}); it cannot be removed now"
-            )
-        aside = self.root / f".trash-{run.id}-{os.getpid()}-{time.monotonic_ns()}"
-        with run.lock():
-            os.rename(run.path, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+    def stage(self, rid: str, spec_yaml: str, info: dict) -> tuple[Run, RunLock]:
+        """A locked scratch folder in the store for a run that is not published yet (a
+        replacement being trained); `commit` publishes it."""
+        self.sweep()
+        folder, lock = self._new_folder("stage", rid, spec_yaml, info)
+        return Run(folder, rid), lock
+
+    def commit(self, folder: str | Path, rid: str, replace: Run | None = None) -> Run:
+        """Publish a finished run folder as runs/<rid> by one atomic rename.
+
+        `folder` is a staged folder of this store or a scratch folder elsewhere (a
+        worker's): on the same disk it is renamed in, from another disk copied into a
+        hidden folder first. With `replace` (a run whose lock the caller holds), the two
+        folders are swapped atomically and the old one removed: readers see the old run
+        or the new one, never neither."""
+        source = Path(folder)
+        self._check_finished(source, rid)
+        target = self.root / rid
+        incoming, copied = source, False
+        if source.parent.resolve() != self.root.resolve():
+            incoming, copied = self._bring_in(source, rid)
+        try:
+            if replace is None or not os.path.lexists(target):
+                files.rename_noreplace(incoming, target)
+            else:
+                files.exchange(incoming, target)
+                files.remove_tree(incoming)  # now the old run
+        except BaseException as exc:
+            if incoming != source:  # give the caller its folder back (or drop our copy)
+                with contextlib.suppress(OSError):
+                    files.remove_tree(incoming) if copied else os.rename(incoming, source)
+            if isinstance(exc, FileExistsError) or (isinstance(exc, OSError) and exc.errno == errno.ENOTEMPTY):
+                raise RunError(f"run {rid} already exists; commit it with replace to swap it in") from None
+            if isinstance(exc, OSError):
+                raise files.write_error(target, exc) from None
+            raise
+        files.fsync_folder(self.root)
+        return Run(target)
+
+    def _check_finished(self, folder: Path, rid: str) -> None:
+        run = Run(folder, rid)
+        problem = run.damage()
+        if problem:
+            raise RunError(f"cannot commit {folder}: {problem}")
+        if run.info.get("status") != "done":
+            raise RunError(f"cannot commit {folder}: its status is {run.info.get('status')}, not done")
+        for base, dirs, names in os.walk(folder):
+            links = [n for n in dirs + names if os.path.islink(os.path.join(base, n))]
+            if links:
+                raise RunError(f"cannot commit {folder}: {links[0]} is a symbolic link; a run folder holds only files")
+
+    def _bring_in(self, source: Path, rid: str) -> tuple[Path, bool]:
+        """Move (same disk) or copy (another disk) a folder to a hidden name in the store;
+        returns the new path and whether it is a copy."""
+        import shutil
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise files.write_error(self.root, err) from None
+        inside = self.root / f".tmp-{rid}-{secrets.token_hex(4)}"
+        try:
+            os.rename(source, inside)
+            return inside, False
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise files.write_error(inside, err) from None
+        try:
+            shutil.copytree(source, inside, symlinks=True)
+        except OSError as err:
+            files.remove_tree(inside)
+            raise files.write_error(inside, err) from None
+        return inside, True
+
+    def lock(self, run: Run) -> RunLock:
+        return run.lock()
+
+    def discard(self, run: Run, held: RunLock | None = None) -> None:
+        """Remove a run folder: renamed aside first, so it vanishes at once. Takes the
+        run's lock unless the caller holds it (`held`)."""
+        lock = held or run.lock()
+        try:
+            aside = self.root / f".trash-{run.id}-{secrets.token_hex(4)}"
+            try:
+                os.rename(run.path, aside)
+            except OSError as err:
+                raise files.write_error(run.path, err) from None
+            files.remove_tree(aside)
+        finally:
+            if held is None:
+                lock.release()
+
+    def sweep(self) -> None:
+        """Remove hidden temporary folders (.tmp-, .stage-, .trash-, .swap-) left by a
+        process that died: unlocked and untouched for a minute."""
+        try:
+            entries = [p for p in self.root.iterdir() if p.name.startswith((".tmp-", ".stage-", ".trash-", ".swap-"))]
+        except OSError:
+            return
+        for path in entries:
+            with contextlib.suppress(OSError):
+                if path.is_symlink() or not path.is_dir():
+                    continue
+                if time.time() - path.stat().st_mtime < SWEEP_AFTER_S or Run(path).is_locked():
+                    continue
+                files.remove_tree(path)
+
+    # --- naming -------------------------------------------------------------------------
 
     def resolve(self, ref: str) -> Run:
         """A run named by id, unique id prefix, path to its folder, or `<name>-s<seed>`."""
         path = Path(ref)
-        if (path / "run.json").is_file():
-            return Run(path)
+        if (path / "run.json").is_file() or (path.is_dir() and (path / "spec.yaml").exists()):
+            return Run(path.resolve())
         exact = self.get(ref)
         if exact:
             return exact
@@ -244,8 +271,19 @@ class RunStore:
 
     def resolve_many(self, ref: str) -> list[Run]:
         """A study (a spec file with variants), spec name or group (name-hash) names all
-        its runs; anything else names one run."""
-        by_name = [r for r in self.all() if ref in (r.info.get("name"), r.info.get("group"), r.info.get("study"))]
+        its runs; anything else names one run. A damaged run is matched by its folder
+        name, so a group never silently loses one."""
+        by_name = [r for r in self.all() if ref in names_of(r)]
         if any(r.info.get("study") == ref for r in by_name):  # a study: its variants in the file's order
-            by_name.sort(key=lambda r: r.info.get("variant") or 0)
+            by_name.sort(key=lambda r: r.info.get("variant") if isinstance(r.info.get("variant"), int) else 0)
         return by_name or [self.resolve(ref)]
+
+
+def names_of(run: Run) -> tuple:
+    """The names a run answers to: its spec name, group and study (from its folder name
+    when run.json cannot tell)."""
+    info = run.info
+    if info.get("name"):
+        return (info.get("name"), info.get("group"), info.get("study"))
+    m = _ID.fullmatch(run.id)
+    return (m["name"], f"{m['name']}-{m['hash']}") if m else ()

@@ -1,4 +1,5 @@
-"""From validated specs to finished runs (the in-process executor): data checks, run folders, statuses, signals.
+"""From validated specs to finished runs (the in-process executor): data checks, then each
+run trained through `lifecycle` (its folder, statuses and signals).
 
 Everything that can fail because of the input (data, op shapes, model shapes) is
 checked before a run folder exists, so bad input never leaves a folder behind. Once a
@@ -8,32 +9,31 @@ interrupted (resumable from the last checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
 import platform
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 import masklab
-from masklab import spec as spec_mod
 from masklab.data import registry as data_registry
 from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
-from masklab.errors import Interrupted, MasklabError, RunError, SpecError, UsageError
+from masklab.errors import Interrupted, RunError, SpecError
 from masklab.evaluation import grid as eval_grid, predictions as stored_predictions
 from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
+from masklab.store import weights
 from masklab.store.runs import Run, RunStore, now, run_id
+from masklab.study import lifecycle, memory
+from masklab.study.lifecycle import StopFlag
 from masklab.study.run_figures import write_figures
 from masklab.study.text import check_same_tokenizer, text_info, text_pipeline
 from masklab.train import Reporter, fit, test_metrics, train_pipeline
@@ -44,30 +44,6 @@ class Outcome:
     run: Run
     reused: bool = False  # a finished run with this id existed; nothing was trained
     summary: dict = field(default_factory=dict)
-
-
-class StopFlag:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second one stops now."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._saved: dict = {}
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (interrupt again to stop at once)...", file=sys.stderr)
-
-    def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: keep the defaults
-                self._saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
 
 
 @functools.lru_cache(maxsize=1)  # one `git` process per masklab process, not one per run
@@ -121,49 +97,6 @@ def op_fingerprint(ops: list[dict]) -> str:
     return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def changed_keys(store: RunStore, spec: Spec, seed: int) -> tuple[Run, list[str]] | None:
-    """An unfinished run of the same name and seed whose spec differs, and the keys that differ."""
-    for run in reversed(store.all()):
-        info = run.info
-        if info.get("name") == spec.name and info.get("seed") == seed and run.status != "done":
-            return run, spec_mod.diff_keys(run.spec, spec.to_dict() | {"seeds": run.spec.get("seeds")})
-    return None
-
-
-def find_or_create(
-    store: RunStore, spec: Spec, seed: int, dataset, device, force: bool, resume: bool
-) -> tuple[Run, bool, bool]:
-    """(run, reused, resuming): the existing finished run, a run to resume, or a new one."""
-    rid = run_id(spec.name, spec.group_hash(), seed)
-    existing = store.get(rid)
-    if existing and force:
-        store.discard(existing)
-        existing = None
-    if existing:
-        status = existing.status
-        if status == "done":
-            return existing, True, False
-        if status == "running":
-            raise RunError(f"run {rid} is being trained by another process (pid {existing.info.get('pid')})")
-        if not resume:
-            raise RunError(
-                f"run {rid} exists with status {status}; pass --resume to continue it or --force to start over"
-            )
-        if not (existing.path / "checkpoint.pt").is_file():
-            store.discard(existing)
-        else:
-            return existing, False, True
-    elif resume:
-        other = changed_keys(store, spec, seed)
-        if other:
-            run, keys = other
-            raise UsageError(
-                f"cannot resume: the spec changed since run {run.id} ({', '.join(keys[:6])}); drop --resume to start a new run"
-            )
-    info = run_info(spec, seed, dataset, device)
-    return store.create(rid, spec_mod.dump_yaml(dataclasses.replace(spec, seeds=[seed])), info), False, False
-
-
 def train_one(
     spec: Spec,
     seed: int,
@@ -175,38 +108,31 @@ def train_one(
     resume=False,
     init: Run | None = None,
 ) -> Outcome:
-    run, reused, resuming = find_or_create(store, spec, seed, dataset, device, force, resume)
-    if reused:
-        return Outcome(run, reused=True, summary=run.summary)
-    with run.lock(), StopFlag() as stop:
-        run.update_info(status="running", pid=os.getpid(), started=now(), device=str(device))
-        began = time.perf_counter()
-        try:
-            summary = _train_and_test(
-                spec, seed, dataset, run, device, reporter, lambda: stop.requested, resuming, init
-            )
-        except (Interrupted, KeyboardInterrupt) as exc:
-            run.update_info(status="interrupted", finished=now(), error=str(exc) or "interrupted")
-            raise Interrupted(
-                f"run {run.id} interrupted after {run.info.get('epochs_done', 0)} epoch(s); `masklab train SPEC --resume` continues it"
-            ) from None
-        except MasklabError as exc:
-            run.update_info(status="failed", finished=now(), error=str(exc))
-            raise
-        except Exception as exc:
-            run.update_info(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}")
-            raise
-        run.update_info(status="done", finished=now(), duration_s=round(time.perf_counter() - began, 3))
-    return Outcome(run, summary=summary)
+    """Train one run (or reuse the finished one); `lifecycle` claims its folder and
+    records how it ended."""
+    run, reused, summary = lifecycle.run_claimed(
+        store,
+        spec,
+        seed,
+        device,
+        info=lambda: run_info(spec, seed, dataset, device),
+        train=lambda run, stop, resuming: _train_and_test(
+            spec, seed, dataset, run, device, reporter, stop, resuming, init
+        ),
+        force=force,
+        resume=resume,
+    )
+    return Outcome(run, reused=reused, summary=summary)
 
 
-def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resuming, init: Run | None = None) -> dict:
+def _train_and_test(
+    spec, seed, dataset, run: Run, device, reporter, stop: StopFlag, resuming, init: Run | None = None
+) -> dict:
     torch.manual_seed(seed)  # model init and dropout; recorded as the run's seed
     data = build_data(dataset, spec.data.val_fraction, seed, device)
     model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
     if init is not None:
-        state = torch.load(init.path / "model.pt", map_location=device, weights_only=True)
-        loaded = load_matching(model, state)
+        loaded = load_matching(model, weights.load_state(init.path / "model.pt", device))
         run.update_info(init_from={"run": init.id, "tensors_loaded": len(loaded)})
     if spec.train.freeze == "encoder":
         freeze_all_but_head(model)
@@ -218,7 +144,10 @@ def _train_and_test(spec, seed, dataset, run: Run, device, reporter, stop, resum
     if data.vocab is not None:  # token ids: the text ops
         pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
     run.update_info(**model_info(model, data, compiled))
-    fit(spec, seed, data, model, pipeline, run, device, reporter, stop, resume=resuming)
+    with stop.graceful():
+        fit(spec, seed, data, model, pipeline, run, device, reporter, lambda: stop.requested, resume=resuming)
+    if stop.requested:  # asked during the last step: the checkpoint is complete, the test is not run
+        raise Interrupted(f"interrupted after epoch {spec.train.epochs}")
     save_model(run, model)
     summary = finish_summary(spec, run, model, data, pipeline)
     write_figures(run, spec, data, pipeline)
@@ -272,13 +201,12 @@ def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
             raise SpecError(
                 f"train.init_from: run {source.id} has model.{key} {theirs.get(key)}, this spec has {mine[key]}; they must match"
             )
+    weights.load_state(source.path / "model.pt")  # a file that is not plain weights is refused before any folder exists
     return source
 
 
 def save_model(run: Run, model: torch.nn.Module) -> None:
-    tmp = run.path / ".model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(run.path / "model.pt")
+    run.write_bytes("model.pt", weights.to_bytes(model.state_dict()))
 
 
 def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData, pipeline: OpPipeline) -> dict:
@@ -326,7 +254,8 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             keep=correct,
         )
         summary["robustness"] = cells
-        summary.update(eval_grid.grid_summary(cells))
+        summary["robust_grid"] = eval_grid.grid_name(list(spec.eval.ops), spec.eval.suite, spec.eval.seed)
+        summary.update(eval_grid.grid_summary(cells, spec.eval.seed))
     stored_predictions.save(
         run.path / stored_predictions.FILE, metrics["predictions"], correct, summary.get("robustness")
     )
@@ -360,6 +289,7 @@ def prepare(
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
+        memory.check_fits(spec, datasets[key], device)  # and a model that cannot fit
         inits = {seed: init_source(store, spec, seed) for seed in seeds or spec.seeds}
         check_same_tokenizer(inits.values(), datasets[key])
         prepared.append(Prepared(spec, datasets[key], device, inits))

@@ -13,23 +13,21 @@ interrupted, resumable with `--resume`.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
-
 import torch
 
 from masklab.data.splits import build_data
-from masklab.errors import Interrupted, MasklabError, SpecError
+from masklab.errors import Interrupted, SpecError
 from masklab.models import build_model
 from masklab.models.stacked import Stacked, can_stack
 from masklab.spec import Spec
-from masklab.store.runs import Run, RunStore, now, run_id
-from masklab.study import runner
+from masklab.store import weights
+from masklab.store.runs import Run, RunStore, run_id
+from masklab.study import lifecycle, runner
+from masklab.study.lifecycle import StopFlag
 from masklab.study.plan import seeds_per_batch
 from masklab.study.run_figures import write_figures
 from masklab.train import Reporter, train_pipeline
-from masklab.train_batched import SeedFailed, fit_group
+from masklab.train_batched import fit_group
 
 
 def train_batched(
@@ -70,80 +68,50 @@ def train_batched(
     return [done[seed] for seed in seeds]
 
 
-def open_runs(store: RunStore, spec: Spec, seeds: list[int], dataset, device, force, resume) -> list[tuple[Run, bool]]:
-    """(run, resuming) per seed; if one cannot be opened, the folders made so far are removed."""
-    opened: list[tuple[Run, bool]] = []
-    try:
-        for seed in seeds:
-            run, reused, resuming = runner.find_or_create(store, spec, seed, dataset, device, force, resume)
-            opened.append((run, resuming))
-    except BaseException:
-        for run, resuming in opened:
-            if not resuming:
-                store.discard(run)
-        raise
-    return opened
-
-
 def train_chunk(spec, seeds, dataset, store, device, reporter, force, resume) -> list[runner.Outcome]:
-    """Seeds whose runs are not finished: grouped by the epoch they start from, each group batched."""
-    opened = open_runs(store, spec, seeds, dataset, device, force, resume)
-    starts = [checkpoint_epochs(run) if resuming else 0 for run, resuming in opened]
+    """Seeds whose runs are not finished: claimed together (`lifecycle`), grouped by the
+    epoch they start from, each group batched. Every run ends in a true state: done,
+    failed, interrupted (resumable), or as it was before (a replacement, a run that
+    never started, a group that never ran because an earlier one stopped)."""
+    claims = lifecycle.claim_all(
+        store, spec, seeds, lambda seed: runner.run_info(spec, seed, dataset, device), force, resume
+    )
     outcomes: dict[int, runner.Outcome] = {}
-    for start in sorted(set(starts)):
-        members = [i for i, s in enumerate(starts) if s == start]
-        group = [seeds[i] for i in members]
-        runs = [opened[i][0] for i in members]
-        summaries = run_group(spec, group, runs, dataset, device, reporter, resuming=start > 0)
-        outcomes.update({seed: runner.Outcome(run, summary=s) for seed, run, s in zip(group, runs, summaries)})
+    try:
+        for seed, claim in zip(seeds, claims):
+            if claim.mode == "reuse":  # finished by another process since we looked
+                outcomes[seed] = runner.Outcome(claim.run, reused=True, summary=claim.run.summary)
+                claim.finished = True
+                claim.release()
+        active = [i for i, claim in enumerate(claims) if not claim.finished]
+        starts = {i: checkpoint_epochs(claims[i].run) if claims[i].mode == "resume" else 0 for i in active}
+        for start in sorted(set(starts.values())):
+            members = [i for i in active if starts[i] == start]
+            group = [seeds[i] for i in members]
+            runs, summaries = lifecycle.run_group(
+                store,
+                spec,
+                [claims[i] for i in members],
+                device,
+                lambda runs, stop, group=group, start=start: train_and_test(
+                    spec, group, runs, dataset, device, reporter, stop, resuming=start > 0
+                ),
+                seed_batch={"seeds": group, "size": len(group)},
+            )
+            outcomes.update({seed: runner.Outcome(run, summary=s) for seed, run, s in zip(group, runs, summaries)})
+    finally:
+        lifecycle.give_up(store, [c for c in claims if not c.finished])  # groups that never ran
     return [outcomes[seed] for seed in seeds]
 
 
 def checkpoint_epochs(run: Run) -> int:
     """Epochs completed in a run's checkpoint (the truth a resume starts from)."""
-    return int(torch.load(run.path / "checkpoint.pt", map_location="cpu", weights_only=True)["epochs_done"])
+    return int(weights.load_checkpoint_state(run.path / "checkpoint.pt")["epochs_done"])
 
 
-def run_group(spec, seeds, runs: list[Run], dataset, device, reporter, resuming: bool) -> list[dict]:
-    """Train one batch under every run's lock, keeping each run's status true."""
-    with contextlib.ExitStack() as held:
-        for run in runs:
-            held.enter_context(run.lock())
-        stop = held.enter_context(runner.StopFlag())
-        batch = {"seeds": seeds, "size": len(seeds)}
-        for run in runs:
-            run.update_info(status="running", pid=os.getpid(), started=now(), device=str(device), seed_batch=batch)
-        began = time.perf_counter()
-        try:
-            summaries = train_and_test(spec, seeds, runs, dataset, device, reporter, lambda: stop.requested, resuming)
-        except (Interrupted, KeyboardInterrupt) as exc:
-            for run in runs:
-                run.update_info(status="interrupted", finished=now(), error=str(exc) or "interrupted")
-            raise Interrupted(
-                f"runs {', '.join(r.id for r in runs)} interrupted after {runs[0].info.get('epochs_done', 0)} epoch(s); "
-                "`masklab train SPEC --resume` continues them"
-            ) from None
-        except SeedFailed as exc:
-            for seed, run in zip(seeds, runs):
-                if seed == exc.seed:
-                    run.update_info(status="failed", finished=now(), error=str(exc))
-                else:
-                    note = f"stopped: seed {exc.seed} of its batch failed ({exc}); --resume continues this run"
-                    run.update_info(status="interrupted", finished=now(), error=note)
-            raise SeedFailed(f"seed {exc.seed}: {exc}", exc.seed) from None
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, MasklabError) else f"{type(exc).__name__}: {exc}"
-            for run in runs:
-                run.update_info(status="failed", finished=now(), error=error)
-            raise
-        duration = round((time.perf_counter() - began) / len(runs), 3)  # each run's share
-        for run in runs:
-            run.update_info(status="done", finished=now(), duration_s=duration)
-    return summaries
-
-
-def train_and_test(spec, seeds, runs, dataset, device, reporter, stop, resuming) -> list[dict]:
-    """Each seed set up as its separate run would be, trained batched, tested separately."""
+def train_and_test(spec, seeds, runs, dataset, device, reporter, stop: StopFlag, resuming) -> list[dict]:
+    """Each seed set up as its separate run would be, trained batched (a signal stops it
+    after the current step), tested separately."""
     datas, models, pipelines = [], [], []
     for seed, run in zip(seeds, runs):
         torch.manual_seed(seed)  # the same initialisation as the seed's separate run
@@ -156,7 +124,12 @@ def train_and_test(spec, seeds, runs, dataset, device, reporter, stop, resuming)
     if not can_stack(models[0]):
         raise SpecError(f"train.seed_batch: cannot batch seeds of model.arch {spec.model.arch}; use 1")
     stacked = Stacked(models)
-    fit_group(spec, seeds, datas, stacked, pipelines, runs, device, reporter, stop, resume=resuming)
+    with stop.graceful():
+        fit_group(
+            spec, seeds, datas, stacked, pipelines, runs, device, reporter, lambda: stop.requested, resume=resuming
+        )
+    if stop.requested:  # asked during the last step: the checkpoints are complete, the tests are not run
+        raise Interrupted(f"interrupted after epoch {spec.train.epochs}")
     summaries = []
     for s, (run, model, data, pipeline) in enumerate(zip(runs, models, datas, pipelines)):
         model.load_state_dict(stacked.state_dict(s))

@@ -15,18 +15,21 @@ from pathlib import Path, PurePosixPath
 from masklab.errors import RunError
 
 
-def pack(folders: list[Path], only: tuple[str, ...] = ()) -> bytes:
-    """The files of each folder, under the folder's name; `only` keeps just those names."""
+def pack(folders: list[Path], only: tuple[str, ...] = (), names: list[str] | None = None) -> bytes:
+    """The files of each folder, under the folder's name (or the one `names` gives it: a
+    staged folder travels under its run id); `only` keeps just those names."""
     buffer = io.BytesIO()
+    names = list(names or [])
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for folder in folders:
+        for index, folder in enumerate(folders):
+            top = names[index] if index < len(names) else Path(folder).name
             for path in sorted(Path(folder).rglob("*")):
                 rel = path.relative_to(folder)
                 if any(part.startswith(".") for part in rel.parts) or path.is_symlink():
                     continue
                 if only and rel.parts[0] not in only:
                     continue
-                tar.add(path, arcname=str(PurePosixPath(Path(folder).name, *rel.parts)), recursive=False)
+                tar.add(path, arcname=str(PurePosixPath(top, *rel.parts)), recursive=False)
     return buffer.getvalue()
 
 

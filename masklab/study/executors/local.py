@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
-from masklab import threads as threads_mod
+from masklab import signals, threads as threads_mod
 from masklab.errors import Interrupted, UsageError
 from masklab.store.runs import RunStore
 from masklab.study.executors import Events, Executor, Result, WorkItem
@@ -225,7 +225,7 @@ class _Worker:
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """A pool worker: train the items the driver sends until it sends None."""
     os.setpgrp()  # Ctrl-C at the terminal goes to the driver, which decides
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals.install()  # the driver's SIGTERM: stop after the step inside a run, at once (outside a claim) elsewhere
     if config.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(config.gpu)
     threads_mod.configure(config.threads, config.jobs)  # before torch: this worker's share of the cores
@@ -243,11 +243,22 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     while True:
         try:
             item = conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError, KeyboardInterrupt):
             return
         if item is None:
             return
-        ended = train_item(item, store, EventReporter(item.id, send, len(item.seeds)), datasets)
+        try:
+            ended = train_item(item, store, EventReporter(item.id, send, len(item.seeds)), datasets)
+        except KeyboardInterrupt:  # stopped outside a run's claim (preparing): its runs are as they were
+            ended = [
+                Result(
+                    rid, "interrupted", error="interrupted before it started", exit_code=130, seed=seed, item=item.id
+                )
+                for rid, seed in zip(item.ids, item.seeds)
+            ]
+            with contextlib.suppress(OSError):
+                send("results", ended)
+            return
         try:
             send("results", ended)
         except OSError:

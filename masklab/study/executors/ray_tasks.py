@@ -21,14 +21,16 @@ return value and the driver commits it to the store by one atomic rename
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from masklab import threads as threads_mod
-from masklab.errors import Interrupted, MasklabError, UsageError
+from masklab import signals, threads as threads_mod
+from masklab.errors import Interrupted, MasklabError, RunError, UsageError
+from masklab.store import files
 from masklab.store.runs import RunStore, now, write_atomic
 from masklab.study.executors import Events, Executor, Result, WorkItem
 from masklab.study.executors.folders import pack, unpack
@@ -51,7 +53,7 @@ def import_ray():
 @dataclass
 class _Claimed:
     item: WorkItem
-    claim: object  # runner.Claim: the locked folder the driver keeps the run's progress in
+    claim: object  # lifecycle.Claim: the locked folder the driver keeps the run's progress in
     init: Path | None = None
 
 
@@ -86,9 +88,11 @@ class RayTasks(Executor):
         waiting = deque(items)
 
         def submit(entry: _Claimed) -> None:
-            folders = [entry.claim.run.path] if (entry.claim.run.path / "checkpoint.pt").is_file() else []
-            item = entry.item if folders else replace(entry.item, action="train")
-            shipped = pack(folders + ([entry.init] if entry.init else []))
+            run = entry.claim.run
+            progress = (run.path / "checkpoint.pt").is_file()  # resumed, or a retry after its worker died
+            item = replace(entry.item, action="resume") if progress else replace(entry.item, action="train")
+            folders = ([run.path] if progress else []) + ([entry.init] if entry.init else [])
+            shipped = pack(folders, names=[run.id] if progress else None)  # a staged folder travels as its run
             flying[task.remote(item, entry.claim.run.id, shipped, sink, threads)] = entry
 
         try:
@@ -138,13 +142,23 @@ class RayTasks(Executor):
     def _claim(self, item: WorkItem, store: RunStore, results: list[Result]) -> _Claimed | None:
         """Lock the run's folder in the store (a new one, the interrupted one, or a staged
         replacement), as the in-process path would before training."""
-        from masklab.study import runner
+        from masklab.study import lifecycle, runner
 
         (ready,) = runner.prepare([item.spec], [item.seed], store, self.datasets)
         try:
-            claim = runner.find_or_create(
-                store, item.spec, item.seed, ready.dataset, ready.device, item.force, item.resume
-            )
+            with signals.deferred():  # a signal waits until the claim is held
+                claim = lifecycle.find_or_create(
+                    store,
+                    item.spec,
+                    item.seed,
+                    lambda: runner.run_info(item.spec, item.seed, ready.dataset, ready.device),
+                    item.force,
+                    item.resume,
+                )
+                if claim.mode == "resume":  # held by this driver now; its old ending no longer holds
+                    claim.run.update_info(
+                        drop=("error", "finished", "duration_s"), status="running", pid=os.getpid(), started=now()
+                    )
         except MasklabError as exc:
             result = _failed(item, str(exc))
             result.status = "busy" if _held_elsewhere(store, item.id) else "failed"
@@ -174,22 +188,19 @@ class RayTasks(Executor):
         result: Result = out["result"]
         claim = entry.claim
         try:
-            if result.status == "done" and out["folder"]:
-                incoming = Path(tempfile.mkdtemp(prefix=f".incoming-{result.id}-", dir=store.root))
-                try:
-                    (folder,) = unpack(out["folder"], incoming)
-                    target = claim.old if claim.mode == "replace" else claim.run
-                    run = store.commit(folder, result.id, replace=target)
-                finally:
-                    shutil.rmtree(incoming, ignore_errors=True)
-                if claim.mode == "replace":
-                    shutil.rmtree(claim.run.path, ignore_errors=True)
-                result.path = str(run.path)
-            else:
-                if out["folder"]:
-                    _write_files(claim.run.path, out["folder"])
-                _abandon(entry, result.status if result.status in ("failed", "interrupted") else "failed", result.error)
+            with signals.deferred():  # the commit, or the run's ending, is never cut in half
+                if result.status == "done" and out["folder"]:
+                    result.path = str(_commit(store, claim, result.id, out["folder"]))
+                else:
+                    if out["folder"]:
+                        _write_files(claim.run.path, out["folder"])
+                    status = result.status if result.status in ("failed", "interrupted") else "failed"
+                    _abandon(entry, status, result.error)
+        except MasklabError as exc:  # the folder that came back cannot be committed: the run failed
+            _abandon(entry, "failed", str(exc))
+            result = _failed(entry.item, str(exc))
         finally:
+            claim.finished = True
             claim.release()
         return result
 
@@ -235,6 +246,23 @@ def train_remote(item: WorkItem, rid: str, shipped: bytes, sink, threads: int) -
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _commit(store: RunStore, claim, rid: str, shipped: bytes) -> Path:
+    """A worker's finished folder, committed over the driver's claimed folder (or, for a
+    --force replacement, over the old run) by one atomic swap."""
+    incoming = Path(tempfile.mkdtemp(prefix=f".incoming-{rid}-", dir=store.root))
+    try:
+        tops = unpack(shipped, incoming)
+        if [t.name for t in tops] != [rid]:
+            raise RunError(f"run {rid}: its worker sent back {', '.join(t.name for t in tops) or 'nothing'}")
+        target = claim.old if claim.mode == "replace" else claim.run
+        run = store.commit(tops[0], rid, replace=target)
+    finally:
+        files.remove_tree(incoming)
+    if claim.mode == "replace":
+        files.remove_tree(claim.run.path)  # the staged folder the driver kept progress in
+    return run.path
+
+
 def _write_files(folder: Path, shipped: bytes) -> None:
     """A worker's files, written atomically into the driver's claimed folder."""
     with tempfile.TemporaryDirectory(prefix=".ship-", dir=folder) as tmp:
@@ -250,9 +278,9 @@ def _abandon(entry: _Claimed, status: str, error: str = "") -> None:
     a claimed folder keeps its last checkpoint and says how it ended."""
     claim = entry.claim
     if claim.mode == "replace":
-        shutil.rmtree(claim.run.path, ignore_errors=True)
+        files.remove_tree(claim.run.path)
         return
-    claim.run.update_info(status=status, finished=now(), error=error or status)
+    claim.run.record_status(status=status, finished=now(), error=error or status)
 
 
 def _failed(item: WorkItem, error: str) -> Result:

@@ -1,0 +1,322 @@
+"""A run's life: claim its folder, train into it, record how it ended.
+
+The claim is a new folder (created locked), a run to resume (locked), or a staged
+replacement (trained aside while the old run's lock is held, committed over it only
+when complete). Signals follow `masklab.signals`: while training steps run, the first
+SIGINT/SIGTERM stops after the step; anywhere else a signal stops at once, but never in
+the middle of claiming a folder, writing a status or committing a replacement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from masklab import signals, spec as spec_mod
+from masklab.errors import Interrupted, MasklabError, RunError, UsageError
+from masklab.spec import Spec
+from masklab.store import files
+from masklab.store.files import DamagedFile, StoreWriteError
+from masklab.store.runs import Run, RunLock, RunStore, now, run_id
+from masklab.study import memory
+
+
+class StopFlag:
+    """SIGINT/SIGTERM while training steps run (`graceful()`): stop after the current
+    step, checkpointed. Anywhere else, or a second signal: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.soft = False
+        self._scope = signals.handled_by(self._handle)
+
+    def _handle(self, signum: int) -> None:
+        if self.requested or not self.soft:
+            raise KeyboardInterrupt
+        self.requested = True
+        with contextlib.suppress(OSError):  # os.write: safe even while stderr is mid-print
+            os.write(2, b"\nstopping after this step (interrupt again to stop at once)...\n")
+
+    @contextlib.contextmanager
+    def graceful(self):
+        self.soft = True
+        try:
+            yield
+        finally:
+            self.soft = False
+
+    def __enter__(self) -> StopFlag:
+        self._scope.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._scope.__exit__(*exc)
+
+
+def changed_keys(store: RunStore, spec: Spec, seed: int) -> tuple[Run, list[str]] | None:
+    """An unfinished run of the same name and seed whose spec differs, and the keys that differ."""
+    for run in reversed(store.all()):
+        info = run.info
+        if info.get("name") == spec.name and info.get("seed") == seed and run.status not in ("done", "damaged"):
+            return run, spec_mod.diff_keys(run.spec, spec.to_dict() | {"seeds": run.spec.get("seeds")})
+    return None
+
+
+@dataclass
+class Claim:
+    """The folder a training writes, held locked: a new run, a run to resume, or a staged
+    replacement for `old` (committed over it only once complete)."""
+
+    run: Run
+    mode: str  # "reuse" | "new" | "resume" | "replace"
+    lock: RunLock | None = None
+    old: Run | None = None
+    old_lock: RunLock | None = None
+    finished: bool = False  # the outcome is recorded: nothing may change the run any more
+    previous: dict = field(default_factory=dict)  # run.json before this process touched it (resume)
+
+    def release(self) -> None:
+        for lock in (self.lock, self.old_lock):
+            if lock is not None:
+                lock.release()
+
+
+def find_or_create(
+    store: RunStore, spec: Spec, seed: int, info: Callable[[], dict], force: bool, resume: bool
+) -> Claim:
+    """The existing finished run (reused), a run to resume, or a new one, locked. A run
+    that exists and is started over (--force, or --resume without a checkpoint) is
+    replaced only when its replacement is complete."""
+    rid = run_id(spec.name, spec.group_hash(), seed)
+    existing = store.get(rid)
+    if existing is None:
+        if resume:
+            other = changed_keys(store, spec, seed)
+            if other:
+                run, keys = other
+                raise UsageError(
+                    f"cannot resume: the spec changed since run {run.id} ({', '.join(keys[:6])}); drop --resume to start a new run"
+                )
+        run, lock = store.create(rid, _spec_yaml(spec, seed), info())
+        return Claim(run, "new", lock)
+    if existing.path.is_symlink():
+        raise RunError(f"{existing.path} is a symbolic link, not a run folder; remove it")
+    if existing.status == "done" and not force:
+        return Claim(existing, "reuse")
+    old_lock = existing.lock()  # RunBusy while another process trains or replaces it
+    try:
+        status = existing.status
+        status = "stale" if status == "running" else status  # running, yet the lock was free
+        if not force:
+            if status == "done":
+                old_lock.release()
+                return Claim(existing, "reuse")
+            if status == "damaged":
+                raise RunError(f"run {rid} is damaged ({existing.damage()}); pass --force to train it again")
+            if not resume:
+                raise RunError(
+                    f"run {rid} exists with status {status}; pass --resume to continue it or --force to start over"
+                )
+            if (existing.path / "checkpoint.pt").is_file():
+                return Claim(existing, "resume", old_lock, previous=existing.info)
+        run, lock = store.stage(rid, _spec_yaml(spec, seed), info())
+        return Claim(run, "replace", lock, old=existing, old_lock=old_lock)
+    except BaseException:
+        old_lock.release()
+        raise
+
+
+def _spec_yaml(spec: Spec, seed: int) -> str:
+    return spec_mod.dump_yaml(dataclasses.replace(spec, seeds=[seed]))
+
+
+def run_claimed(
+    store: RunStore,
+    spec: Spec,
+    seed: int,
+    device,
+    info: Callable[[], dict],
+    train: Callable[[Run, StopFlag, bool], dict],
+    force: bool = False,
+    resume: bool = False,
+) -> tuple[Run, bool, dict]:
+    """Claim the run's folder, `train(run, stop, resuming)` into it and record how it
+    ended; returns (run, reused, summary). Every way out leaves the run in a true state:
+    done (committed), failed (with the error), interrupted (resumable), or, for a
+    replacement or a run that never started, as it was before."""
+    claim: Claim | None = None
+    with StopFlag() as stop:
+        try:
+            with signals.deferred():  # a signal waits until the claim is held, so it is recorded
+                claim = find_or_create(store, spec, seed, info, force, resume)
+            if claim.mode == "reuse":
+                return claim.run, True, claim.run.summary
+            began = time.perf_counter()
+            _start([claim], device)
+            summary = train(claim.run, stop, claim.mode == "resume")
+            (run,) = _finish(store, [claim], began)
+            if stop.requested:
+                raise Interrupted(f"interrupted after run {run.id} finished; the next runs were not started")
+            return run, False, summary
+        except BaseException as exc:
+            if claim is None or claim.mode == "reuse" or claim.finished:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted("interrupted; every finished run is kept") from None
+                raise
+            with signals.deferred():
+                raise _ended(store, claim, exc, spec, device) from None
+        finally:
+            if claim is not None:
+                claim.release()
+
+
+def _start(claims: list[Claim], device, **extra) -> None:
+    """Mark claimed runs running in this process (a resumed run drops its old ending)."""
+    for claim in claims:
+        claim.run.update_info(
+            drop=("error", "finished", "duration_s"),
+            status="running",
+            pid=os.getpid(),
+            started=now(),
+            device=str(device),
+            **extra,
+        )
+
+
+def _finish(store: RunStore, claims: list[Claim], began: float) -> list[Run]:
+    """Mark trained runs done and commit the staged replacements, signals held; each
+    run's duration is its share of the time since `began`."""
+    runs = []
+    with signals.deferred():
+        duration = round((time.perf_counter() - began) / len(claims), 3)
+        for claim in claims:
+            claim.run.update_info(status="done", finished=now(), duration_s=duration)
+            committed = claim.mode == "replace"
+            runs.append(store.commit(claim.run.path, claim.run.id, replace=claim.old) if committed else claim.run)
+            claim.finished = True
+    return runs
+
+
+def claim_all(store: RunStore, spec: Spec, seeds: list[int], info: Callable[[int], dict], force: bool, resume: bool):
+    """Claims for several seeds of one spec (a batched seed group), all or none: if one
+    cannot be claimed (held by another process, damaged, a spec change), the claims
+    made so far are given up and their new folders removed."""
+    claims: list[Claim] = []
+    try:
+        with signals.deferred():
+            for seed in seeds:
+                claims.append(find_or_create(store, spec, seed, functools.partial(info, seed), force, resume))
+    except BaseException:
+        give_up(store, claims)
+        raise
+    return claims
+
+
+def give_up(store: RunStore, claims: list[Claim]) -> None:
+    """Release claims whose runs never started here: a new folder is removed, a staged
+    replacement dropped (the old run untouched), a run to resume left as it was."""
+    with signals.deferred():
+        for claim in claims:
+            if not claim.finished and claim.mode in ("new", "replace"):
+                with contextlib.suppress(RunError, OSError):
+                    if claim.mode == "new":
+                        store.discard(claim.run, held=claim.lock)
+                    else:
+                        files.remove_tree(claim.run.path)
+            claim.finished = True
+            claim.release()
+
+
+def run_group(
+    store: RunStore,
+    spec: Spec,
+    claims: list[Claim],
+    device,
+    train: Callable[[list[Run], StopFlag], list[dict]],
+    **extra,
+) -> tuple[list[Run], list[dict]]:
+    """`train(runs, stop)` for claimed runs trained together (one batched model) and
+    record how each ended, as `run_claimed` does for one: all done (committed), or each
+    failed, interrupted or as it was before. A `SeedFailed` names the seed that failed;
+    the others of the group are interrupted, resumable. Returns (runs, summaries).
+    `extra` is recorded in each run.json (the group's seeds)."""
+    from masklab.train_batched import SeedFailed
+
+    with StopFlag() as stop:
+        try:
+            began = time.perf_counter()
+            _start(claims, device, **extra)
+            summaries = train([c.run for c in claims], stop)
+            runs = _finish(store, claims, began)
+            if stop.requested:
+                raise Interrupted(f"interrupted after runs {', '.join(r.id for r in runs)} finished")
+            return runs, summaries
+        except BaseException as exc:
+            if all(c.finished for c in claims):
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted("interrupted; every finished run is kept") from None
+                raise
+            with signals.deferred():
+                for claim in claims:
+                    if claim.finished:
+                        continue
+                    mine = exc
+                    if isinstance(exc, SeedFailed) and claim.run.info.get("seed") != exc.seed:
+                        mine = Interrupted(
+                            f"stopped: seed {exc.seed} of its batch failed ({exc}); --resume continues this run"
+                        )
+                    _ended(store, claim, mine, spec, device)
+                    claim.finished = True
+            if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+                ids = ", ".join(c.run.id for c in claims)
+                raise Interrupted(
+                    f"runs {ids} interrupted after {claims[0].run.info.get('epochs_done', 0)} epoch(s); "
+                    "`masklab train SPEC --resume` continues them"
+                ) from None
+            if isinstance(exc, SeedFailed):
+                raise SeedFailed(f"seed {exc.seed}: {exc}", exc.seed) from None
+            if memory.is_out_of_memory(exc):
+                raise memory.out_of_memory(
+                    spec, device, f"while training seeds batched ({len(claims)} at once)"
+                ) from None
+            raise
+        finally:
+            for claim in claims:
+                claim.release()
+
+
+def _ended(store: RunStore, claim: Claim, exc: BaseException, spec: Spec, device) -> BaseException:
+    """Record how an unfinished claim ended; returns the exception to raise."""
+    run = claim.run
+    if claim.mode == "replace":
+        files.remove_tree(run.path)  # the run being replaced was never touched
+        kept = f"run {run.id} is unchanged ({claim.old.info.get('status', 'damaged')})"
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            return Interrupted(f"interrupted before the new run was complete; {kept}")
+        if memory.is_out_of_memory(exc):
+            return memory.out_of_memory(spec, device, f"while training run {run.id}; {kept}")
+        return type(exc)(f"{exc}; {kept}") if isinstance(exc, MasklabError) else exc
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        done = run.info.get("epochs_done", 0)
+        run.record_status(status="interrupted", finished=now(), error=str(exc) or "interrupted")
+        return Interrupted(
+            f"run {run.id} interrupted after {done} epoch(s); `masklab train SPEC --resume` continues it"
+        )
+    if isinstance(exc, DamagedFile) and claim.mode == "resume":
+        run.record_status(**claim.previous)
+        return exc  # a file of the run is unreadable: its status tells what it was
+    oom = memory.is_out_of_memory(exc)
+    if oom and claim.mode == "new" and not run.info.get("epochs_done"):
+        with contextlib.suppress(StoreWriteError):  # it never started: no folder (or, failing that, a failed one)
+            store.discard(run, held=claim.lock)
+            return memory.out_of_memory(spec, device, f"while starting run {run.id}")
+    if oom:
+        exc = memory.out_of_memory(spec, device, f"while training run {run.id}")
+    error = str(exc) if isinstance(exc, MasklabError) else f"{type(exc).__name__}: {exc}"
+    run.record_status(status="failed", finished=now(), error=error)
+    return exc

@@ -1,0 +1,153 @@
+"""`compare --fail-if` never passes by accident, and a metric name means one computation.
+Runs are written by hand (no training): exact values, exact exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from masklab.analysis import compare as cmp, gates
+from masklab.errors import UsageError
+from masklab.store.runs import Run
+
+from conftest import cli, fake_run
+
+SPREAD = [0.90, 0.91, 0.92]
+
+
+def groups(root, candidate: list[float | None] = SPREAD, **candidate_runs) -> None:
+    """Group ref (3 seeds, test_acc 0.90..0.92) and group cand (its values, None: no test_acc)."""
+    for seed, value in enumerate(SPREAD):
+        fake_run(root, name="ref", seed=seed, group_hash="aaaaaaaa", summary={"test_acc": value})
+    for seed, value in enumerate(candidate):
+        summary = {"test_acc": value} if value is not None else {"test_macro_f1": 0.5}
+        fake_run(
+            root, name="cand", seed=seed, group_hash="bbbbbbbb", summary=summary, **candidate_runs.get(str(seed), {})
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "field", "op", "threshold"),
+    [
+        ("test_acc < -0.005", "test_acc", "diff", "<", -0.005),
+        ("acc.ci_high<=0", "test_acc", "ci_high", "<=", 0.0),
+        ("acc@gaussian(sigma=0.2) < -0.01", "acc@gaussian(sigma=0.2)", "diff", "<", -0.01),
+        ("acc@gaussian(sigma=0.2).mean >= 0.9", "acc@gaussian(sigma=0.2)", "mean", ">=", 0.9),
+        ("acc@patch(rate=0.5,size=4)[seed=3].p<0.05", "acc@patch(rate=0.5,size=4)[seed=3]", "p", "<", 0.05),
+        ("robust_acc@grid-1a2b3c4d != 1e-3", "robust_acc@grid-1a2b3c4d", "diff", "!=", 0.001),
+    ],
+)
+def test_gates_parse_every_metric_name_compare_shows(text, metric, field, op, threshold):
+    g = gates.parse_gate(text)
+    assert (g.metric, g.field, g.op, g.threshold) == (metric, field, op, threshold)
+
+
+@pytest.mark.parametrize(
+    "bad", ["test_acc", "test_acc < lots", "< 3", "test_acc < nan", "test_acc > inf", "a b < 1", "x = 1"]
+)
+def test_a_gate_that_cannot_mean_anything_is_a_usage_error(bad):
+    with pytest.raises(UsageError):
+        gates.parse_gate(bad)
+
+
+def test_an_advertised_cell_name_works_in_fail_if(workdir):
+    for name, h, acc in (("ref", "aaaaaaaa", 0.8), ("cand", "bbbbbbbb", 0.7)):
+        for seed in range(3):
+            fake_run(
+                workdir / "runs",
+                name=name,
+                seed=seed,
+                group_hash=h,
+                summary={"test_acc": 0.9, "acc@gaussian(sigma=0.2)": acc + seed / 100},
+            )
+    trips = cli("compare", "ref", "cand", "--fail-if", "acc@gaussian(sigma=0.2) < -0.05")
+    assert trips.exit_code == 3, trips.stderr
+    assert "'acc@gaussian(sigma=0.2) < -0.05' tripped: cand-bbbbbbbb vs ref-aaaaaaaa" in trips.stderr
+    assert cli("compare", "ref", "cand", "--fail-if", "acc@gaussian(sigma=0.2) < -0.2").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [("failed", "loss became non-finite at epoch 1"), ("interrupted", "interrupted"), ("running", None)],
+)
+def test_a_failed_or_interrupted_candidate_fails_the_gate(workdir, status, error):
+    groups(workdir / "runs", candidate=[0.95, 0.95, 0.95], **{"2": {"status": status, "error": error}})
+    result = cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.5")
+    assert result.exit_code == 3 and result.stdout  # the table of what could be compared still prints
+    shown = "stale" if status == "running" else status
+    assert f"--fail-if cannot be evaluated: run cand-bbbbbbbb-s2 is {shown}" in result.stderr
+    opted_out = cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.5", "--allow-missing")
+    assert opted_out.exit_code == 0 and "warning: --fail-if cannot be evaluated" in opted_out.stderr
+
+
+def test_a_candidate_with_every_run_failed_fails_the_gate(workdir):
+    groups(workdir / "runs", candidate=[0.95], **{"0": {"status": "failed", "error": "boom"}})
+    result = cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.5")
+    assert result.exit_code == 3 and "run cand-bbbbbbbb-s0 is failed (boom)" in result.stderr
+    assert "needs a second group" in result.stderr
+
+
+def test_a_nan_or_missing_gated_value_fails_the_gate(workdir):
+    groups(workdir / "runs", candidate=[0.95, None, 0.95])
+    run = Run(workdir / "runs" / "cand-bbbbbbbb-s0")
+    (run.path / "summary.json").write_text('{"test_acc": NaN}')  # as masklab wrote it before nulls
+    result = cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.5")
+    assert result.exit_code == 3
+    assert "run cand-bbbbbbbb-s0: test_acc is not a finite number (nan)" in result.stderr
+    assert "run cand-bbbbbbbb-s1: test_acc is missing" in result.stderr
+    (run.path / "summary.json").write_text('{"test_acc": null, "non_finite": ["test_acc"]}')
+    assert (
+        "test_acc is null (NaN or infinite when written)"
+        in cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.5").stderr
+    )
+
+
+def test_a_statistic_that_does_not_exist_fails_the_gate(workdir):
+    groups(workdir / "runs", candidate=[0.95])
+    for text in ("test_acc.p < 0.05", "test_acc.ci_high < 0"):
+        result = cli("compare", "ref", "cand", "--fail-if", text)
+        assert result.exit_code == 3, text
+        assert "does not exist with n=1 run per group; train more seeds" in result.stderr
+    assert cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.5").exit_code == 0  # a diff exists
+
+
+def test_a_gate_with_nothing_to_compare_against_fails(workdir):
+    groups(workdir / "runs")
+    alone = cli("compare", "cand", "--fail-if", "test_acc < 0")
+    assert alone.exit_code == 3 and "needs a second group to compare with cand-bbbbbbbb" in alone.stderr
+    assert cli("compare", "cand", "--fail-if", "test_acc.mean < 0.5").exit_code == 0  # a mean needs no reference
+    assert cli("compare", "cand", "--fail-if", "test_acc.mean < 0.95").exit_code == 3
+
+
+def test_an_unknown_gated_metric_is_a_usage_error_not_a_pass(workdir):
+    groups(workdir / "runs")
+    result = cli("compare", "ref", "cand", "--fail-if", "tst_acc < 0")
+    assert result.exit_code == 2 and "did you mean 'test_acc'?" in result.stderr
+
+
+def test_robust_acc_means_the_spec_grid_and_an_eval_gets_its_own_name(tmp_path):
+    folder = fake_run(tmp_path, summary={"test_acc": 0.9, "robust_acc": 0.6, "acc@gaussian(sigma=0.2)": 0.7})
+    (folder / "eval").mkdir()
+    body = {"name": "grid-deadbeef", "created": "2026", "metrics": {"test_acc": 0.1, "robust_acc": 0.2, "acc@x": 0.3}}
+    (folder / "eval" / "grid-deadbeef.json").write_text(json.dumps(body))
+    flat = cmp.run_metrics(Run(folder))
+    assert flat["robust_acc"] == 0.6 and flat["test_acc"] == 0.9  # the summary's names are never replaced
+    assert flat["robust_acc@grid-deadbeef"] == 0.2 and flat["acc@x"] == 0.3
+
+
+def test_a_grid_summary_names_its_mean_and_its_seed():
+    from masklab.evaluation.grid import grid_name, grid_summary
+
+    cells = [
+        {"name": "gaussian(sigma=0.2)", "op": {"op": "gaussian", "sigma": 0.2}, "acc": 0.5},
+        {"name": "patch(rate=0.5)", "op": {"op": "patch", "rate": 0.5}, "acc": 0.7},
+    ]
+    assert grid_summary(cells) == {"acc@gaussian(sigma=0.2)": 0.5, "acc@patch(rate=0.5)": 0.7, "robust_acc": 0.6}
+    named = grid_summary(cells, seed=3, mean_name="robust_acc@mnist-c-seed3")
+    assert set(named) == {"acc@gaussian(sigma=0.2)[seed=3]", "acc@patch(rate=0.5)[seed=3]", "robust_acc@mnist-c-seed3"}
+    ops = [{"op": "gaussian", "sigma": [0.2]}]
+    assert grid_name(ops, None, 0) == grid_name(ops, None, 0) != grid_name(ops, None, 1)
+    suite = [{**c, "op": {**c["op"], "suite": "mnist-c"}} for c in cells]
+    assert grid_summary(suite, seed=3)["acc@mnist-c[seed=3]"] == 0.6  # a suite's mean carries the seed too
+    assert grid_name([], "mnist-c", 0) == "mnist-c"
