@@ -559,3 +559,37 @@ def test_without_ray_the_executor_names_the_install_command(workdir, write_spec,
     out = cli("train", write_spec(tiny_spec()), "--executor", "ray")
     assert out.exit_code == 2
     assert out.stderr == "Error: --executor ray needs Ray, which is not installed: pip install 'masklab[ray]'\n"
+
+
+@pytest.mark.slow
+def test_a_ray_worker_killed_mid_run_is_continued_from_its_checkpoint(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'masklab[ray]'")
+    spec, runs = slow_grid(tmp_path), tmp_path / "runs"
+    proc = masklab("train", spec, "--executor", "ray", runs=runs)
+    try:
+        # each epoch's run.json comes back from the task: its pid is the Ray worker's
+        def cut() -> tuple[str, dict] | None:
+            return next(
+                (
+                    (r, i)
+                    for r, i in infos(runs).items()
+                    if i["status"] == "running" and i.get("epochs_done", 0) >= 2 and i["pid"] != proc.pid
+                ),
+                None,
+            )
+
+        wait_for(lambda: cut() is not None, timeout=240)
+        victim, info = cut()
+        os.kill(info["pid"], signal.SIGKILL)
+        out, err = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"{victim}: its worker died (" in err and "continuing it from its last checkpoint" in err
+    assert f"{victim}: training 12 epochs x 7 steps (resuming after epoch" in err
+    assert all(i["status"] == "done" for i in infos(runs).values()) and len(infos(runs)) == 4
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]
+    reference = tmp_path / "reference"
+    single = masklab("train", spec, "-q", runs=reference)
+    assert single.wait(timeout=300) == 0
+    assert run_facts(runs)[victim] == run_facts(reference)[victim]
