@@ -63,12 +63,7 @@ def main() -> None:
         try:
             import ray  # noqa: F401
 
-            from masklab.store.runs import RunStore
-
-            if hasattr(RunStore, "commit"):
-                ways["ray"] = ["--executor", "ray"]
-            else:
-                print("ray: skipped, the run store has no atomic commit yet (issue 10)")
+            ways["ray"] = ["--executor", "ray"]
         except ImportError:
             print("ray: not installed (pip install 'masklab[ray]'), skipped")
         times, ids = {}, {}
