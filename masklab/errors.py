@@ -48,6 +48,10 @@ class GateTripped(MasklabError):
     exit_code = 3
 
 
+class Pruned(MasklabError):
+    """A search's pruner stopped a trial's run after an epoch (its validation curve lagged)."""
+
+
 class Interrupted(MasklabError):
     """The user interrupted the work (SIGINT or SIGTERM)."""
 

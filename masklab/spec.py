@@ -22,7 +22,7 @@ import yaml
 
 from masklab import safeyaml, schema as sc
 from masklab.errors import SpecError, UsageError
-from masklab.ops import registry as op_registry
+from masklab.ops import adaptive_spec, registry as op_registry
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 # a run's name: a spec name, then its variant and grid labels (`rate=0.25`), see study/plan.py
@@ -266,6 +266,11 @@ class EvalSpec:
         "seed of the corruptions: every model sees the same corrupted test set",
         lambda v, p: sc.as_int(v, p, 0, 2**31 - 1),
     )
+    test: bool = opt(
+        True,
+        "evaluate on the test split after training; false: validation only (search trials: the test split is never read)",
+        sc.as_bool,
+    )
 
 
 @dataclass
@@ -286,6 +291,9 @@ class Spec:
     study: str | None = field(default=None, repr=False, compare=False)  # the spec file's name when it has variants
     variant: int | None = field(default=None, repr=False, compare=False)  # this variant's place in the file
     label: str | None = field(default=None, repr=False, compare=False)  # the name's variant and grid part
+    trial: dict | None = field(
+        default=None, repr=False, compare=False
+    )  # the search trial a run answers (study/search.py)
 
     def __post_init__(self) -> None:
         if self.train.objective == "masked-modeling" and not isinstance(self.model, TRANSFORMERS):
@@ -311,12 +319,15 @@ class Spec:
                 f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit or bert, got {self.model.arch}"
             )
         _check_text_or_images(self)
+        adaptive_spec.check_spec(self.train_ops, objective=self.train.objective, val_fraction=self.data.val_fraction)
 
     def to_dict(self) -> dict:
         body = dataclasses.asdict(self)
-        for key in ("study", "variant", "label"):
+        for key in ("study", "variant", "label", "trial"):
             body.pop(key)
         body["train"].pop("seed_batch")  # how seeds are executed, not what a run is: not in its spec or id
+        if body["eval"]["test"]:
+            body["eval"].pop("test")  # the default: specs written before it existed keep their ids
         return body
 
     def group_hash(self) -> str:
@@ -369,6 +380,9 @@ def seed_batch_unsupported(spec: Spec) -> str | None:
         return f"for model.arch cnn or mlp only, got {spec.model.arch}"
     if t.objective != "classify" or t.init_from or t.freeze != "none" or t.compile is True:
         return "only for plain classification (no masked-modeling, init_from, freeze or compile: true)"
+    adaptive = adaptive_spec.uses_model(spec.train_ops)
+    if adaptive:
+        return f"without ops that follow the model, as {adaptive[0]} does (it keeps state per run)"
     return None
 
 
@@ -404,7 +418,7 @@ def _point_to_the_section(raw: dict, allowed: list[str]) -> None:
 def resolve(raw: Any, default_name: str = "experiment") -> Spec:
     """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
     raw = sc.need_mapping(raw, "spec")
-    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant", "label")}
+    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant", "label", "trial")}
     _point_to_the_section(raw, [*top, "variants"])
     sc.reject_unknown(raw, [*top, "variants"], "")
     if "variants" in raw:
@@ -567,6 +581,7 @@ def expand_variants(
     """The specs of a raw spec mapping: one per variant (or the spec itself), with the
     command line's `--set`s applied last."""
     raw = copy.deepcopy(raw)
+    raw.pop("search", None)  # what `masklab search` tunes; training takes the spec as written
     variants = raw.pop("variants", None)
     if variants is None:
         if only:

@@ -21,6 +21,7 @@ from masklab.data.batches import epoch_shuffle_seed
 from masklab.data.splits import TrainData
 from masklab.errors import Interrupted, TrainingFailed
 from masklab.evaluation.metrics import autocast, classification_metrics, masked_modeling_metrics, predict
+from masklab.ops.adaptive import Adaptation
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store import weights
@@ -72,31 +73,38 @@ def make_optimizer(model, spec: Spec, seed_axis: bool = False):
 
 def classify_loss(
     model: torch.nn.Module, images: torch.Tensor, y: torch.Tensor, smoothing: float, **kw
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean loss, correct predictions, logits (B, classes))."""
     logits = model(images, **kw) if kw else model(images)
-    return F.cross_entropy(logits.float(), y, label_smoothing=smoothing), (logits.argmax(1) == y).sum()
+    return F.cross_entropy(logits.float(), y, label_smoothing=smoothing), (logits.argmax(1) == y).sum(), logits
 
 
-def save_checkpoint(run: Run, model: torch.nn.Module, optimizer, epochs_done: int) -> None:
-    write_checkpoint(run, model.state_dict(), optimizer.state_dict(), epochs_done)
+def save_checkpoint(run: Run, model: torch.nn.Module, optimizer, epochs_done: int, adapt: Adaptation | None) -> None:
+    extra = {"adaptive": adapt.state_dict()} if adapt else None
+    write_checkpoint(run, model.state_dict(), optimizer.state_dict(), epochs_done, extra)
 
 
-def write_checkpoint(run: Run, model_state: dict, optimizer_state: dict, epochs_done: int) -> None:
-    """checkpoint.pt, replaced atomically: weights, optimizer and RNG state after `epochs_done` epochs."""
+def write_checkpoint(
+    run: Run, model_state: dict, optimizer_state: dict, epochs_done: int, extra: dict | None = None
+) -> None:
+    """checkpoint.pt, replaced atomically: weights, optimizer, RNG and adaptive state after `epochs_done` epochs."""
     state = {
         "epochs_done": epochs_done,
         "model": model_state,
         "optimizer": optimizer_state,
         "rng": torch.get_rng_state(),
+        **(extra or {}),
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     run.write_bytes("checkpoint.pt", weights.to_bytes(state))  # atomic, never through a planted link
 
 
-def load_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
-    """Restore model, optimizer and RNG state; returns the number of completed epochs.
-    A file that is not a masklab checkpoint is a DamagedFile naming it."""
+def load_checkpoint(
+    run: Run, model: torch.nn.Module, optimizer, device: torch.device, adapt: Adaptation | None = None
+) -> int:
+    """Restore model, optimizer, RNG and adaptive state; returns the number of completed
+    epochs. A file that is not a masklab checkpoint is a DamagedFile naming it."""
     path = run.path / "checkpoint.pt"
     state = read_checkpoint(run, device)
     weights.load_into(model, state["model"], path)
@@ -104,6 +112,12 @@ def load_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Opt
         optimizer.load_state_dict(state["optimizer"])
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
         raise DamagedFile(f"{path}: its optimizer state does not fit this run; pass --force to start over") from None
+    if adapt is not None:
+        if "adaptive" not in state:
+            raise DamagedFile(
+                f"{path}: it holds no adaptive state, which this run's ops need; pass --force to start over"
+            )
+        adapt.load_state_dict(state["adaptive"])
     return int(state["epochs_done"])
 
 
@@ -154,22 +168,28 @@ def fit(
     t = spec.train
     optimizer = make_optimizer(model, spec)
     steps = data.train.num_batches(t.batch_size, drop_last=True)
-    start = load_checkpoint(run, model, optimizer, device) if resume else 0
+    adapt = Adaptation.of(pipeline, model, len(data.classes), adaptive_examples(data), device)
+    start = load_checkpoint(run, model, optimizer, device, adapt) if resume else 0
     run.truncate_metrics(start)
     reporter.start(run.id, t.epochs, steps, start)
     try:
         for epoch in range(start, t.epochs):
             began = time.perf_counter()
-            row = train_epoch(spec, seed, epoch, data, model, optimizer, pipeline, device, reporter, stop_requested)
+            row = train_epoch(
+                spec, seed, epoch, data, model, optimizer, pipeline, device, reporter, stop_requested, adapt
+            )
+            val = None
             if data.val is not None and t.objective == "masked-modeling":
                 val = masked_modeling_metrics(model, data.val, t.eval_batch_size, t.precision, pipeline)
                 row.update({"val_loss": val["loss"]} | ({"val_mlm_acc": val["acc"]} if "acc" in val else {}))
             elif data.val is not None:
                 val = predict(model, data.val, t.eval_batch_size, t.precision)
                 row["val_loss"], row["val_acc"] = val.loss, float((val.predicted == val.labels).mean())
+            if adapt is not None:  # the epoch's adaptive values, then their update for the next epoch
+                row["adaptive"] = adapt.end_epoch(val)
             row["seconds"] = round(time.perf_counter() - began, 4)
             run.append_metrics(row)
-            save_checkpoint(run, model, optimizer, epoch + 1)
+            save_checkpoint(run, model, optimizer, epoch + 1, adapt)
             run.update_info(epochs_done=epoch + 1)
             reporter.epoch(row)
             if stop_requested():
@@ -179,7 +199,7 @@ def fit(
 
 
 def train_epoch(
-    spec, seed, epoch, data, model, optimizer, pipeline: OpPipeline, device, reporter, stop_requested
+    spec, seed, epoch, data, model, optimizer, pipeline: OpPipeline, device, reporter, stop_requested, adapt=None
 ) -> dict:
     """One pass over the training split; returns the epoch's metrics row (without val)."""
     t = spec.train
@@ -201,15 +221,18 @@ def train_epoch(
         lr = t.lr * lr_factor(epoch * steps + step, steps * t.epochs, t.schedule, t.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        out = pipeline(x, idx, plan)  # the train-time ops, (B, C, H, W)
+        out = pipeline(x, idx, plan, **(adapt.before_step(x, y, idx) if adapt else {}))  # the train-time ops
+        images = adapt.track(out.images) if adapt else out.images  # (B, C, H, W)
         with autocast(device, t.precision):
             if t.objective == "masked-modeling":
-                loss, n_correct = model.reconstruction_loss(out.images, **out.model_inputs()), 0
+                loss, n_correct = model.reconstruction_loss(images, **out.model_inputs()), 0
             else:
-                loss, n_correct = classify_loss(model, out.images, y, t.label_smoothing, **out.model_inputs())
+                loss, n_correct, logits = classify_loss(model, images, y, t.label_smoothing, **out.model_inputs())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if adapt:
+            adapt.after_step(idx, y, logits, images, out)
         loss = loss.detach()
         loss_sum += loss * len(y)
         correct += n_correct
@@ -250,11 +273,19 @@ def _epoch_row(
         "samples_per_s": round(seen / max(seconds, 1e-9), 1),
     }
     if len(pipeline):
-        row["ops"] = [{"op": op["op"], "realized": round(r, 6)} for op, r in zip(pipeline.ops, realized)]
+        row["ops"] = [
+            {"op": op["op"], "realized": round(r, 6)} | ({"mean_mask": round(1.0 - r, 6)} if op["op"] == "soft" else {})
+            for op, r in zip(pipeline.ops, realized)
+        ]
         scheduled = pipeline.current_values(epoch)
         if scheduled:
             row["scheduled"] = scheduled
     return row
+
+
+def adaptive_examples(data: TrainData) -> int:
+    """Rows of a per-example table: one per dataset index of the training split."""
+    return int(data.train.index.max()) + 1 if len(data.train) else 0
 
 
 def test_metrics(model: torch.nn.Module, data: TrainData, spec: Spec, pipeline: OpPipeline) -> dict:

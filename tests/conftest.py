@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -22,17 +23,42 @@ TINY = {
 }
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MASKLAB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("MASKLAB_CACHE", str(tmp_path / "cache"))
+def isolate(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in root: runs, cache and data looked up there only, no figures."""
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MASKLAB_RUNS", str(root / "runs"))
+    monkeypatch.setenv("MASKLAB_CACHE", str(root / "cache"))
     monkeypatch.delenv("MASKLAB_DATA", raising=False)
     monkeypatch.delenv("MASKLAB_MIRROR", raising=False)
     monkeypatch.setenv(
         "MASKLAB_FIGURES", "0"
     )  # 0.5 s a run; the tests of figures (and of what carries them) turn them on
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return isolate(tmp_path, monkeypatch)
+
+
+@contextlib.contextmanager
+def trained_once(tmp_path_factory: pytest.TempPathFactory, name: str):
+    """For a module-scoped fixture: an isolated folder to train runs in once, shared by
+    the module's tests (which must not change them; copy the runs folder to change it)."""
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        yield isolate(root, mp)
+
+
+@pytest.fixture
+def runs_from(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Point MASKLAB_RUNS of this test at a module's trained runs: runs_from(root)."""
+
+    def use(root: Path) -> Path:
+        monkeypatch.setenv("MASKLAB_RUNS", str(root / "runs"))
+        return root
+
+    return use
 
 
 @pytest.fixture

@@ -32,8 +32,13 @@ def test_help_lists_every_command_and_each_has_examples():
 
 
 def test_module_entry_point_and_version():
+    import importlib.metadata
+
+    import masklab
+
     out = subprocess.run([sys.executable, "-m", "masklab", "--version"], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.startswith("masklab ")
+    assert out.returncode == 0 and out.stdout == f"masklab {masklab.__version__}\n"
+    assert masklab.__version__ == importlib.metadata.version("masklab")  # the installed package's, not a copy
 
 
 @pytest.mark.parametrize(

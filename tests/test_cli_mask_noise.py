@@ -117,23 +117,58 @@ def test_copies_give_k_distinct_masks_per_image(workdir):
         assert len({masks[k, i].tobytes() for k in range(3)}) == 3
 
 
-def test_mask_file_equals_what_training_draws(workdir, write_spec):
-    """Copy k of `masklab mask SPEC --seed S` is the mask a run with seed S applies at view k."""
+@pytest.mark.parametrize("op", [{"op": "pixel", "rate": 0.4, "fill": "mean"}, {"op": "patch", "rate": 0.25, "size": 4}])
+def test_mask_file_equals_what_training_applies(workdir, write_spec, monkeypatch, op):
+    """`masklab mask SPEC --seed S --copies K` (no --limit: the spec's train_limit cuts the
+    data) holds, for every image a run with seed S trains on, the mask and masked image
+    that run applies in epoch k, copy k mod K; recorded from a real `masklab train`."""
+    from masklab.ops.pipeline import OpPipeline
+
+    ops = [dict(op, mode="static", copies=2)]
+    path = write_spec(tiny_spec(seeds=[5], train_ops=ops, train={"epochs": 3}))
+    out = workdir / "spec-masks.npz"
+    assert cli("mask", path, "--seed", "5", "--copies", "2", "--out", out).exit_code == 0
+    arrays, manifest = read(out)
+    assert arrays["masks"].shape == (2, 300, 28, 28) and manifest["source"]["dataset"] == "mnist-mini"
+
+    applied = []  # (epoch, dataset indices, mask, images) of every training batch
+    call, plan = OpPipeline.__call__, OpPipeline.plan
+
+    def record_plan(self, epoch, *args, **kwargs):
+        self.recorded_epoch = epoch
+        return plan(self, epoch, *args, **kwargs)
+
+    def record_call(self, x, index, p):
+        result = call(self, x, index, p)
+        applied.append((self.recorded_epoch, index.numpy(), result.mask.numpy(), result.images[:, 0].numpy()))
+        return result
+
+    monkeypatch.setattr(OpPipeline, "plan", record_plan)
+    monkeypatch.setattr(OpPipeline, "__call__", record_call)
+    assert cli("train", path, "-q").exit_code == 0
+    assert sorted({epoch for epoch, *_ in applied}) == [0, 1, 2] and len(applied) == 3 * 7  # 240 images, 32 a batch
+    for epoch, index, mask, images in applied:
+        assert np.array_equal(arrays["masks"][epoch % 2][index], mask)
+        assert np.array_equal(arrays["images"][epoch % 2][index], images)  # the same images, filled alike
+
+
+def test_mask_split_test_takes_the_specs_test_limit(workdir, write_spec):
     import torch
 
-    from masklab.ops.pipeline import OpPipeline
-    from masklab.spec import load_spec
+    from masklab.data import registry
+    from masklab.data.batches import to_float
 
-    path = write_spec(tiny_spec(train_ops=[{"op": "pixel", "rate": 0.4, "mode": "static", "copies": 2}]))
-    out = workdir / "spec-masks.npz"
-    assert cli("mask", path, "--seed", "5", "--copies", "2", "--limit", "300", "--out", out).exit_code == 0
-    masks = read(out)[0]["masks"]
-    spec = load_spec(path)
-    pipe = OpPipeline(spec.train_ops, 5, (1, 28, 28), epochs=4)
-    index = torch.arange(300)
-    for epoch in range(4):
-        drawn = pipe(torch.rand(300, 1, 28, 28), index, pipe.plan(epoch)).mask
-        assert np.array_equal(drawn.numpy(), masks[epoch % 2])
+    path = write_spec(tiny_spec(train_ops=[{"op": "pixel", "rate": 0.5}]))
+    out = workdir / "test-masks.npz"
+    result = cli("mask", path, "--split", "test", "--out", out, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    arrays, manifest = read(out)
+    expected = registry.limit(registry.load("mnist-mini"), None, 200)
+    assert manifest["split"] == "test" and np.array_equal(arrays["labels"], expected.test_y)
+    kept = ~arrays["masks"]
+    originals = to_float(torch.from_numpy(expected.test_x))[:, 0].numpy()
+    assert np.array_equal(arrays["images"][kept], originals[kept]) and (arrays["images"][~kept] == 0).all()
+    assert json.loads(result.stdout)["rows"][0]["n"] == 200
 
 
 def test_noise_files_and_the_pipeline_into_train(workdir, write_spec):
@@ -147,22 +182,33 @@ def test_noise_files_and_the_pipeline_into_train(workdir, write_spec):
     assert 0.1 < after["realized"] < 0.17  # clipping to [0, 1] removes much of it on black backgrounds
     arrays, manifest = read(noisy)
     assert "masks" not in arrays and arrays["images"].min() >= 0 and arrays["images"].max() <= 1
-    sp = workdir / "sp.npz"
-    assert (
-        cli(
-            "noise", "--dataset", "mnist-mini", "--op", "salt_pepper", "--amount", "0.1", "--limit", "100", "--out", sp
-        ).exit_code
-        == 0
-    )
-    images = read(sp)[0]["images"].reshape(100, -1)
-    original = (images != 0) & (images != 1)
-    assert ((~original).sum(1) >= 78).all()  # exactly 78 pixels hit; a hit may equal the original value
     path = write_spec(tiny_spec(data={"dataset": f"npz:{noisy}", "train_limit": 300, "test_limit": 200}))
     trained = cli("train", path, "-q", "-f", "json")
     assert trained.exit_code == 0, trained.stderr
     (folder,) = run_dirs(workdir)
     info = json.loads((folder / "run.json").read_text())
     assert info["data"]["dataset"] == f"npz:{noisy}" and info["status"] == "done"
+
+
+@pytest.mark.parametrize("count, hits", [("exact", [78] * 50), ("bernoulli", None)])
+def test_salt_and_pepper_hits_exactly_the_pixels_it_names(workdir, count, hits):
+    """On mid-grey images every hit shows (0 or 1 where nothing else is): exact counts hit
+    round(0.1 * 784) = 78 pixels per image, round(0.5 * 78) = 39 of them salt."""
+    gray = workdir / "gray.npz"
+    g = np.full((50, 28, 28), 128, np.uint8)
+    np.savez(gray, train_images=g, train_labels=np.arange(50) % 10, test_images=g[:10], test_labels=np.arange(10))
+    sp = workdir / "sp.npz"
+    args = ["--op", "salt_pepper", "--amount", "0.1", "--count", count, "--out", sp]
+    assert cli("noise", "--dataset", f"npz:{gray}", *args).exit_code == 0
+    images = read(sp)[0]["images"].reshape(50, -1)
+    salt, pepper = (images == 1).sum(1), (images == 0).sum(1)
+    assert ((images == 1) | (images == 0) | (images == np.float32(128 / 255))).all()
+    if hits:
+        assert (salt + pepper).tolist() == hits and salt.tolist() == [39] * 50
+    else:  # each of 39,200 pixels hit with probability 0.1: 3,920 expected, sd 59
+        hit = salt + pepper
+        assert abs(int(hit.sum()) - 3920) < 4 * 59 and len(set(hit.tolist())) > 5  # counts vary per image
+        assert abs(int(salt.sum()) - int(pepper.sum())) < 4 * 3920**0.5
 
 
 @pytest.mark.parametrize(

@@ -61,10 +61,14 @@ def test_same_spec_reuses_the_finished_run_and_force_retrains(workdir, write_spe
     assert "already done, reusing it" in again.stderr
     assert list(csv.DictReader(io.StringIO(again.stdout)))[0]["status"] == "reused"
     assert run_dirs(workdir) == first
-    forced = cli("train", path, "-q", "--force")
+    (first[0] / "left-by-the-first-run").write_text("")
+    forced = cli("train", path, "-q", "--force", "--format", "csv")
     assert forced.exit_code == 0 and run_dirs(workdir) == first
+    assert "reusing" not in forced.stderr
+    assert list(csv.DictReader(io.StringIO(forced.stdout)))[0]["status"] == "done"
+    assert not (first[0] / "left-by-the-first-run").exists()  # a new folder, not the old one reported
     info = json.loads((first[0] / "run.json").read_text())
-    assert info["status"] == "done" and info["created"] >= created
+    assert info["status"] == "done" and info["created"] >= created and info["epochs_done"] == 2
 
 
 def test_seeds_option_trains_one_run_per_seed(workdir, write_spec):

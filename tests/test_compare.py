@@ -6,15 +6,17 @@ import csv
 import io
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats as sps
 
 from masklab.analysis import gates, stats
 from masklab.errors import UsageError
 
-from conftest import cli, tiny_spec
+from conftest import cli, tiny_spec, trained_once
 
 
 def test_describe_exact():
@@ -136,15 +138,22 @@ def test_gate_parsing():
             gates.parse_gate(bad)
 
 
+@pytest.fixture(scope="module")
+def trained_groups(tmp_path_factory):
+    """Two groups of 4 seeds on mnist-mini: static vs dynamic patch masking, trained once."""
+    with trained_once(tmp_path_factory, "two-groups") as root:
+        for mode in ("static", "dynamic"):
+            body = tiny_spec(
+                name=f"g-{mode}", seeds=[0, 1, 2, 3], train_ops=[{"op": "patch", "rate": 0.25, "size": 7, "mode": mode}]
+            )
+            (root / f"{mode}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+            assert cli("train", root / f"{mode}.yaml", "-q").exit_code == 0
+    return root
+
+
 @pytest.fixture
-def two_groups(workdir, write_spec):
-    """Two groups of 4 seeds on mnist-mini: static vs dynamic patch masking."""
-    for mode in ("static", "dynamic"):
-        body = tiny_spec(
-            name=f"g-{mode}", seeds=[0, 1, 2, 3], train_ops=[{"op": "patch", "rate": 0.25, "size": 7, "mode": mode}]
-        )
-        assert cli("train", write_spec(body, f"{mode}.yaml"), "-q").exit_code == 0
-    return workdir
+def two_groups(trained_groups, runs_from):
+    return runs_from(trained_groups)
 
 
 def test_compare_groups_json_matches_the_runs(two_groups):
@@ -239,7 +248,7 @@ def test_a_study_trains_its_variants_and_compares_by_name(workdir, write_spec):
     assert not list((workdir / "runs").glob("study2-*"))  # no variant trained when one is invalid
 
 
-def test_compare_statistics_from_the_command_line(two_groups):
+def test_compare_statistics_from_the_command_line(two_groups, workdir, monkeypatch):
     """Verdicts and reasons identical in every format; Holm over the call; --min-effect,
     --p-outperform, a p_adj gate; stored predictions used, and runs without them compare."""
     args = ("compare", "g-static", "g-dynamic", "-m", "test_acc", "-m", "val_acc", "-m", "test_loss")
@@ -271,7 +280,9 @@ def test_compare_statistics_from_the_command_line(two_groups):
     # per-example predictions are used; runs without them still compare, with a note
     first = json.loads(cli("compare", "g-static", "g-dynamic", "-f", "json").stdout)["comparisons"][0]
     assert first["interval"] == "paired-t x examples"
-    for path in (two_groups / "runs").glob("g-static-*-s0/predictions.npz"):
+    shutil.copytree(two_groups / "runs", workdir / "runs")  # the module's runs stay as they are
+    monkeypatch.setenv("MASKLAB_RUNS", str(workdir / "runs"))
+    for path in (workdir / "runs").glob("g-static-*-s0/predictions.npz"):
         path.unlink()  # a run trained before masklab stored predictions
     old = cli("compare", "g-static", "g-dynamic", "-f", "json")
     assert old.exit_code == 0

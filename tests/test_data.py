@@ -142,9 +142,19 @@ def test_download_from_a_mirror_checks_sha256(workdir, loopback_server, monkeypa
     served, url = loopback_server
     write_idx_folder(served, n_train=30, n_test=10)
     sums = {name: hashlib.sha256((served / name).read_bytes()).hexdigest() for name in download.IDX_FILES}
-    monkeypatch.setitem(download.SOURCES, "mnist", {"mirrors": ("http://127.0.0.1:9/unreachable/",), "sha256": sums})
-    monkeypatch.setenv("MASKLAB_MIRROR", url)
+    # your own mirror is tried first; when it cannot be reached the public ones are tried in order
+    monkeypatch.setitem(download.SOURCES, "mnist", {"mirrors": ("http://127.0.0.1:9/down/", url), "sha256": sums})
+    monkeypatch.setenv("MASKLAB_MIRROR", "http://127.0.0.1:9/unreachable/")
+    tried = []
+    fetch = download.fetch
+    monkeypatch.setattr(download, "fetch", lambda u, *a, **k: tried.append(u) or fetch(u, *a, **k))
     ds = registry.load("mnist", download=True)
+    assert tried[:3] == [
+        f"http://127.0.0.1:9/unreachable/{download.IDX_FILES[0]}",
+        f"http://127.0.0.1:9/down/{download.IDX_FILES[0]}",
+        f"{url}{download.IDX_FILES[0]}",
+    ]
+    assert len(tried) == 3 * 4
     assert len(ds.train_y) == 30 and len(ds.test_y) == 10
     cached = workdir / "cache" / "mnist"
     assert sorted(p.name for p in cached.iterdir()) == sorted(download.IDX_FILES)
@@ -161,10 +171,27 @@ def test_download_rejects_a_wrong_checksum(workdir, loopback_server, monkeypatch
     monkeypatch.setenv("MASKLAB_MIRROR", url)
     with pytest.raises(DataError, match="does not match the expected"):
         registry.load("mnist", download=True)
-    assert not any((workdir / "cache" / "mnist").glob("*.gz"))  # nothing half-written kept
+    assert list((workdir / "cache" / "mnist").iterdir()) == []  # nothing kept, not even a temp file
 
 
-def test_the_real_checksums_are_pinned():
-    for name in ("mnist", "fashion-mnist"):
-        assert set(download.SOURCES[name]["sha256"]) == set(download.IDX_FILES)
-        assert all(len(h) == 64 for h in download.SOURCES[name]["sha256"].values())
+PUBLISHED_SHA256 = {  # an independent copy of the published .gz sums: a changed digit in download.py fails here
+    "mnist": [
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ],
+    "fashion-mnist": [
+        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_the_real_checksums_are_pinned(name):
+    pinned = download.SOURCES[name]["sha256"]
+    assert list(pinned) == list(download.IDX_FILES) and list(pinned.values()) == PUBLISHED_SHA256[name]
+    # (Debian's dataset-fashion-mnist recompresses the files, so its .gz bytes cannot confirm these offline)

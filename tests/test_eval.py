@@ -91,14 +91,28 @@ def test_spec_eval_ops_are_evaluated_after_training(workdir, write_spec):
 
 
 def test_suite_and_baseline_corruption_error(workdir, write_spec):
+    """mCE from the command line equals the MNIST-C errors of the run over the baseline's,
+    per corruption, averaged (Hendrycks & Dietterich's CE, and the relative CE)."""
     assert cli("train", write_spec(tiny_spec(name="base")), "-q").exit_code == 0
     assert cli("train", write_spec(tiny_spec(name="other", train={"lr": 0.003})), "-q").exit_code == 0
-    result = cli("eval", "other", "--suite", "mnist-c", "--baseline", "base", "-f", "json")
+    result = cli("eval", "other", "base", "--suite", "mnist-c", "--baseline", "base", "-f", "json")
     assert result.exit_code == 0, result.stderr
-    (body,) = [b for b in json.loads(result.stdout)["evals"] if b["run_id"].startswith("other")]
+    bodies = {b["run_id"].split("-")[0]: b for b in json.loads(result.stdout)["evals"]}
+    base, body = bodies["base"], bodies["other"]
     assert len(body["cells"]) == 11 and body["baseline"].startswith("base")
     ce = body["corruption_error"]
-    assert set(ce["per_op"]) == {o["op"] for o in MNIST_C} and ce["mce"] > 0
+    assert set(ce["per_op"]) == {o["op"] for o in MNIST_C}
+    base_acc = {c["name"]: c["acc"] for c in base["cells"]}
+    ces = [(1 - c["acc"]) / (1 - base_acc[c["name"]]) for c in body["cells"]]  # one cell per corruption
+    rel = [
+        (c["acc"] - body["clean"]["acc"]) / (base_acc[c["name"]] - base["clean"]["acc"])
+        for c in body["cells"]
+        if base["clean"]["acc"] - base_acc[c["name"]] > 0
+    ]
+    assert ce["mce"] == pytest.approx(sum(ces) / len(ces)) and ce["relative_mce"] == pytest.approx(sum(rel) / len(rel))
+    assert len({c["acc"] for c in body["cells"]}) > 3  # the cells differ: the means are not trivial
+    for folder in run_dirs(workdir):
+        assert (folder / "eval" / "mnist-c.json").is_file()
     bad = cli("eval", "other", "--suite", "imagenet-c")
     assert bad.exit_code == 2 and "unknown suite" in bad.stderr
 

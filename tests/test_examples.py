@@ -23,7 +23,7 @@ from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-COMMANDS = ["runs", "show", "eval", "compare", "mask", "noise", "export", "tag", "prune", "rm", "train"]
+COMMANDS = ["runs", "show", "eval", "compare", "mask", "noise", "export", "tag", "prune", "rm", "search", "train"]
 
 
 def logical_lines(lines: list[str]) -> list[str]:
@@ -53,11 +53,12 @@ def readme_commands() -> list[str]:
 
 
 def studies() -> set[str]:
-    """Shipped specs with variants: studies sized for real data, hours on a CPU."""
+    """Shipped specs with variants, and searches on a full dataset: sized for real data,
+    hours on a CPU."""
     names = set()
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
         body = yaml.safe_load(path.read_text())
-        if body.get("variants"):
+        if body.get("variants") or (body.get("search") and body["data"]["dataset"] != "mnist-mini"):
             names |= {body["name"], f"experiments/{path.name}"}
     return names
 
@@ -145,11 +146,14 @@ def tour(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_readme_tour_ran_and_left_what_it_says(tour):
-    runs = sorted(p.name for p in (tour / "runs").iterdir() if not p.name.startswith("."))
+    runs = sorted(p.name for p in (tour / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
     names = {re.sub(r"-[0-9a-f]{8}-s\d+$", "", r) for r in runs}
     grid = {f"patch-grid-rate={r}-mode={m}" for r in ("0.25", "0.5") for m in ("static", "dynamic")}
-    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | grid  # `masklab rm` took quickstart-noisy
+    searched = {"search-quickstart-search", "search-quickstart", "search-quickstart-best"}  # trials, --confirm
+    # `masklab rm` took quickstart-noisy
+    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | grid | searched
     assert len([r for r in runs if "-rate=" in r]) == 12  # the study: 2 x 2 grid x 3 seeds
+    assert (tour / "runs" / "search-quickstart.search.db").is_file()  # the search's Optuna study
     assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file() and (tour / "rate.png").is_file()
     tracked = [r for r in runs if re.fullmatch(r"quickstart-[0-9a-f]{8}-s[012]", r)]
     assert sorted(p.name for p in (tour / "tensorboard").iterdir()) == tracked  # the runs `--track` logged
@@ -221,7 +225,11 @@ def test_spec_header_commands_run_when_pasted_into_bash(path: Path):
     from masklab.evaluation.suites import suite_ops
 
     commands = header_commands(path)
-    assert commands[0] == f"masklab train experiments/{path.name}"
+    # a search spec starts with its search, and says how to train its own configuration
+    verb = "search" if yaml.safe_load(path.read_text()).get("search") else "train"
+    first = f"masklab {verb} experiments/{path.name}"
+    assert commands[0] == first or (verb == "search" and commands[0].startswith(first + " "))
+    assert f"masklab train experiments/{path.name}" in commands
     prose = [line for line in path.read_text().splitlines() if line.startswith("#") and "masklab " in line]
     assert all(line.startswith("# masklab ") for line in prose), f"{path.name}: a command inside prose: {prose}"
     specs = spec_mod.load_study(path, [], None)

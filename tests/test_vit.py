@@ -187,18 +187,20 @@ def test_pretrain_then_finetune_end_to_end(workdir, write_spec):
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    "change, code, message",
     [
-        ({"model": {**VIT, "patch": 5}}, "model.patch: must divide the image size 28x28, got 5"),
-        ({"model": VIT, "train": {"objective": "masked-modeling"}}, "masked-modeling needs a tokens op"),
+        ({"model": {**VIT, "patch": 5}}, 2, "model.patch: must divide the image size 28x28, got 5"),
+        ({"model": VIT, "train": {"objective": "masked-modeling"}}, 2, "masked-modeling needs a tokens op"),
         (
             {"train": {"objective": "masked-modeling"}, "train_ops": [{"op": "tokens", "rate": 0.5}]},
+            2,
             "masked-modeling needs model.arch vit",
         ),
-        ({"model": VIT, "train": {"init_from": "nothing-here"}}, "nothing-here: no such run"),
+        ({"model": VIT, "train": {"init_from": "nothing-here"}}, 1, "nothing-here: no such run"),  # runs not found
     ],
 )
-def test_vit_spec_errors(workdir, write_spec, change, message):
+def test_vit_spec_errors(workdir, write_spec, change, code, message):
     result = cli("train", write_spec(tiny_spec(**change)))
-    assert result.exit_code in (1, 2) and message in result.stderr
+    assert result.exit_code == code and message in result.stderr
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
     assert run_dirs(workdir) == []

@@ -64,6 +64,9 @@ def run_metrics(run: Run) -> dict[str, float]:
         if vals:
             flat["best_val_acc"] = max(vals)
     flat.update({k: v for k, v in run.summary.items() if _scalar(v) or (v is None and k in _nulls(run.summary))})
+    recall = run.summary.get("per_class_recall")
+    if isinstance(recall, dict):  # as eval names them
+        flat.update({f"recall[{c}]": v for c, v in recall.items() if _scalar(v)})
     for body in sorted(run.evals().values(), key=lambda b: str(b.get("created", ""))):
         for key, value in body["metrics"].items():
             if key == "robust_acc":  # written by masklab before metric names carried the grid

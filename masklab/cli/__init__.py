@@ -19,6 +19,7 @@ from masklab.cli import (
     noise as noise_cli,
     remove as remove_cli,
     runs as runs_cli,
+    search as search_cli,
     tag as tag_cli,
     train as train_cli,
 )
@@ -94,6 +95,7 @@ for _name, _fn in {
     "show": runs_cli.show,
     "eval": eval_cli.eval,
     "compare": compare_cli.compare,
+    "search": search_cli.search,
     "mask": mask_cli.mask,
     "noise": noise_cli.noise,
     "tag": tag_cli.tag,

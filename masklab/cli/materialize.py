@@ -14,7 +14,7 @@ SpecArg = Annotated[
     Path | None,
     typer.Argument(
         metavar="SPEC",
-        help="A spec: its data section picks the dataset; without --op, its train_ops are written.",
+        help="A spec: its data section picks the dataset and the images (train_limit, test_limit) as a run does; without --op, its train_ops are written.",
         show_default=False,
     ),
 ]
@@ -74,12 +74,20 @@ def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) 
             )
         if spec is None or not spec.train_ops:
             raise UsageError("name an op with --op (e.g. --op patch --rate 0.5), or pass a SPEC with train_ops")
+        from masklab.ops.adaptive_spec import uses_model
+
+        following = uses_model(spec.train_ops)
+        if following:
+            raise UsageError(
+                f"{following[0]}: follows the model as it trains, so there is nothing to draw without one; give fixed values with --set"
+            )
         return spec.train_ops
     raw = registry.parse_op_text(op) if ":" in op else {"op": op}
     for key, text in given.items():
         values = [registry._scalar_text(t.strip()) for t in text.split(",") if t.strip()]
         raw[key] = values[0] if len(values) == 1 else values
     kind = registry.OPS[raw["op"]].family if raw["op"] in registry.OPS else family
+    kind = "mask" if kind == "soft" else kind  # a soft mask is drawn by masklab mask
     if kind != family:
         other = {"mask": "masklab mask", "noise": "masklab noise"}.get(kind, "a ViT spec's train_ops")
         raise UsageError(f"--op {raw['op']} is a {kind} op; use `{other}` for it")
@@ -123,18 +131,24 @@ def materialize(
         check_plot_path(preview, "--preview")  # a folder is refused before any work
     spec = spec_mod.load_spec(spec_path) if spec_path else None
     ops = build_ops(op, params, spec, family)
+    fill, epochs = None, 1
     if spec is not None:
         d = spec.data
         dataset = data_registry.load(d.dataset, d.root, d.download)
+        limits = (limit or d.train_limit, limit or d.test_limit)  # the images a run trains on, as training cuts them
     else:
         spec_mod._dataset_name(dataset_name, "--dataset")
         dataset = data_registry.load(dataset_name)
+        limits = (limit, limit)
     source = dataset  # the file names the whole dataset, which is what `npz:FILE` reloads and checks
-    if limit:
-        dataset = data_registry.limit(dataset, limit if split == "train" else None, limit if split == "test" else None)
+    dataset = data_registry.limit(dataset, *(n if s == split else None for n, s in zip(limits, ("train", "test"))))
+    if spec is not None:  # fills and epoch schedules as a run with this seed has them
+        fill, epochs = corrupt.training_fill(dataset, spec.data.val_fraction, seed), spec.train.epochs
     _, height, width = dataset.shape
     op_registry.check_image_shape(ops, height, width, "ops")
-    result = corrupt.corrupt_split(dataset, split, ops, seed, copies, batch_size, resolve_device(device))
+    result = corrupt.corrupt_split(
+        dataset, split, ops, seed, copies, batch_size, resolve_device(device), fill=fill, epochs=epochs
+    )
     corrupt.write(out, result, ops, seed, split, source)
     say(
         f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"

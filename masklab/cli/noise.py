@@ -23,6 +23,9 @@ def noise(
     mean: Annotated[Text, typer.Option("--mean", help="gaussian: mean of the noise.")] = None,
     amount: Annotated[Text, typer.Option("--amount", help="salt_pepper: fraction of pixels hit.")] = None,
     salt_ratio: Annotated[Text, typer.Option("--salt-ratio", help="salt_pepper: share set to 1.")] = None,
+    count: Annotated[
+        Text, typer.Option("--count", help="salt_pepper: exact (round(amount x pixels) hits) or bernoulli.")
+    ] = None,
     c: Annotated[Text, typer.Option("--c", help="shot: photons per unit intensity (smaller is noisier).")] = None,
     width: Annotated[Text, typer.Option("--width", help="uniform: width of the interval.")] = None,
     severity: Annotated[
@@ -65,6 +68,7 @@ def noise(
         "mean": mean,
         "amount": amount,
         "salt_ratio": salt_ratio,
+        "count": count,
         "c": c,
         "width": width,
         "severity": severity,

@@ -74,7 +74,8 @@ def runs(
     status: Annotated[
         str | None,
         typer.Option(
-            "--status", help="Only runs with this status (done, failed, interrupted, running, stale, damaged)."
+            "--status",
+            help="Only runs with this status (done, failed, interrupted, running, pruned, stale, damaged).",
         ),
     ] = None,
     tag: Annotated[
@@ -177,6 +178,8 @@ def show(
     if metrics:
         keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
         parts.append((metrics, [Column(k) for k in keys if k in metrics[0]], "per epoch"))
+        for title, rows, names in adaptive_tables(metrics, info.get("data", {}).get("classes") or []):
+            parts.append((rows, [Column(k) for k in names], title))
     for i, (rows, cols, title) in enumerate(parts):
         if i:
             print()
@@ -212,6 +215,30 @@ def _facts(run) -> list[dict]:
         "path": str(run.path),
     }
     return [{"key": k, "value": v} for k, v in facts.items() if v is not None]
+
+
+def adaptive_tables(metrics: list[dict], classes: list[str]) -> list[tuple[str, list[dict], list[str]]]:
+    """One table per adaptive parameter: its values per epoch, a column per class (adapt:
+    class) or their spread over the training examples (adapt: sample)."""
+    tables = []
+    names = sorted({k for row in metrics for k in row.get("adaptive", {})})
+    for name in names:
+        rows, columns = [], ["epoch"]
+        for row in metrics:
+            entry = row.get("adaptive", {}).get(name)
+            if entry is None:
+                continue
+            if entry["adapt"] == "class":
+                labels = [str(c) for c in classes] if len(classes) == len(entry["values"]) else None
+                labels = labels or [str(i) for i in range(len(entry["values"]))]
+                columns = ["epoch", *labels]
+                rows.append({"epoch": row["epoch"], **dict(zip(labels, entry["values"]))})
+            else:
+                columns = ["epoch", "mean", "min", "max", "loss_avg"]
+                rows.append({"epoch": row["epoch"], **{k: entry[k] for k in columns[1:]}})
+        kind = "per class" if columns[1:2] != ["mean"] else "over the training examples"
+        tables.append((f"{name} {kind}, the value each epoch trained with", rows, columns))
+    return tables
 
 
 def _metric_order(key: str) -> tuple:

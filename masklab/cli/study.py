@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from masklab.analysis.tables import Column, columns, render
+from masklab.analysis import tables
+from masklab.analysis.tables import Column, columns
 
 
 class ExecutorName(str, Enum):
@@ -101,7 +102,7 @@ def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
     }
     title = f"study {study.name}: {len(rows)} runs ({', '.join(f'{n} {k}' for k, n in tally.items())})"
     shown = (*PLAN_COLUMNS, *keys[len(study.axes) :]) if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
-    render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body)
+    tables.render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body)
 
 
 def make_executor(
@@ -181,7 +182,7 @@ def report(results, fmt: str, title: str) -> None:
         error.exit_code = bad[0].exit_code or 1
         raise error
     cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:-1], Column("path", table=False))
-    render(summary_rows(results), cols, fmt, title=title)
+    tables.render(summary_rows(results), cols, fmt, title=title)
     if bad:
         listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
         raise RunError(f"{len(bad)} of {len(results)} runs did not finish ({listed})")

@@ -8,7 +8,7 @@ import dataclasses
 from masklab.data import registry as data_registry
 from masklab.data.text import is_text_dataset, load_text
 from masklab.errors import SpecError
-from masklab.ops import registry as op_registry
+from masklab.ops import adaptive_spec, registry as op_registry
 from masklab.spec import Spec
 
 
@@ -30,6 +30,7 @@ def data_key(spec: Spec) -> str:
 
 def check_against_data(spec: Spec, dataset: data_registry.Dataset) -> None:
     """The checks that need the images: op and model shapes, a usable training split."""
+    adaptive_spec.check_classes(spec.train_ops, len(dataset.classes))
     if dataset.text is not None:
         return
     _, height, width = dataset.shape

@@ -17,7 +17,7 @@ import torch
 import masklab
 from masklab.data import npz
 from masklab.data.batches import DeviceSplit
-from masklab.data.registry import Dataset, pixel_stats
+from masklab.data.registry import Dataset, pixel_stats, validation_split
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
 
@@ -34,13 +34,23 @@ class Corrupted:
 
 
 def corrupt_split(
-    dataset: Dataset, split: str, ops: list[dict], seed: int, copies: int, batch_size: int, device: torch.device
+    dataset: Dataset,
+    split: str,
+    ops: list[dict],
+    seed: int,
+    copies: int,
+    batch_size: int,
+    device: torch.device,
+    fill: tuple[float, float] | None = None,
+    epochs: int = 1,
 ) -> Corrupted:
+    """Every image of a split through the ops at views 0..copies-1. fill: the (mean, std)
+    that fill: mean/gaussian use (default: the split's own); epochs: what epoch schedules span."""
     x = dataset.train_x if split == "train" else dataset.test_x
     y = dataset.train_y if split == "train" else dataset.test_y
     data = DeviceSplit(x, y, np.arange(len(y)), device)
-    mean, std = pixel_stats(x)
-    pipeline = OpPipeline(ops, seed, dataset.shape, fill_mean=mean, fill_std=std)
+    mean, std = fill or pixel_stats(x)
+    pipeline = OpPipeline(ops, seed, dataset.shape, fill_mean=mean, fill_std=std, epochs=epochs)
     has_mask = any(registry.OPS[o["op"]].family == "mask" for o in ops)
     images, masks, stats, measured = [], [], [], []
     for k in range(copies):
@@ -51,7 +61,8 @@ def corrupt_split(
         if has_mask:
             masks.append(np.concatenate([p[1] for p in parts]))
         batches = [
-            noise_measures(ops, seed, dataset.shape, (mean, std), k, xb, idx) for xb, _, idx in data.batches(batch_size)
+            noise_measures(ops, seed, dataset.shape, (mean, std), k, xb, idx, epochs)
+            for xb, _, idx in data.batches(batch_size)
         ]
         measured.append(batches)
     originals = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
@@ -66,6 +77,13 @@ def corrupt_split(
     return result
 
 
+def training_fill(dataset: Dataset, val_fraction: float, seed: int) -> tuple[float, float]:
+    """The fill statistics of a run with this seed: pixel mean and std of the training
+    images left after its validation split (data.splits.build_data)."""
+    kept, _ = validation_split(dataset.train_y, val_fraction, seed)
+    return pixel_stats(dataset.train_x[kept])
+
+
 def _per_sample(pipeline: OpPipeline, x: torch.Tensor, idx: torch.Tensor, plan) -> tuple:
     """Images, mask and per-sample realized stats of one batch, on the host."""
     out = pipeline(x, idx, plan)
@@ -73,7 +91,9 @@ def _per_sample(pipeline: OpPipeline, x: torch.Tensor, idx: torch.Tensor, plan) 
     return out.images.cpu().numpy(), mask, out.per_sample.cpu().numpy()
 
 
-def noise_measures(ops: list[dict], seed: int, shape, fill, view: int, x: torch.Tensor, idx: torch.Tensor) -> tuple:
+def noise_measures(
+    ops: list[dict], seed: int, shape, fill, view: int, x: torch.Tensor, idx: torch.Tensor, epochs: int = 1
+) -> tuple:
     """For each noise op, the per-sample quantity its setting names, measured on what it
     drew: gaussian sigma -> the standard deviation of the noise before clipping, and of
     the change after clipping; speckle sigma -> the std of the relative noise; uniform
@@ -86,7 +106,7 @@ def noise_measures(ops: list[dict], seed: int, shape, fill, view: int, x: torch.
     def run(op_list: list[dict], images: torch.Tensor) -> torch.Tensor:
         if not op_list:
             return images
-        p = OpPipeline(op_list, seed, shape, fill_mean=fill[0], fill_std=fill[1])
+        p = OpPipeline(op_list, seed, shape, fill_mean=fill[0], fill_std=fill[1], epochs=epochs)
         return p(images.clone(), idx, p.plan(view, device=images.device)).images
 
     measures: dict[int, list[tuple[str, np.ndarray]]] = {}
@@ -148,6 +168,11 @@ def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dic
         setting = op.get("rate", op.get(definition.strength or "width", op.get("area")))
         if definition.family == "mask":
             measures = [("masked fraction", c.stats[:, :, i], setting)]
+        elif definition.family == "soft":
+            setting = op["strength"]
+            if isinstance(setting, float):  # the expected share: E[strength * u]
+                setting = setting * (0.5 if op["dist"] == "uniform" else 1.0)
+            measures = [("share taken away (1 - mean m)", c.stats[:, :, i], setting)]
         elif i in c.measures:
             measures = [(what, values, setting) for what, values in c.measures[i]]
         else:
@@ -155,7 +180,7 @@ def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dic
         if op.get("p", 1.0) < 1.0:
             measures.append(("share of images changed", c.changed[:, :, i].astype(np.float64), op["p"]))
         for what, values, requested in measures:
-            only_changed = definition.family != "mask" and what != "share of images changed"
+            only_changed = definition.family not in ("mask", "soft") and what != "share of images changed"
             for name, keep in groups:
                 counted = keep[None, :] & c.changed[:, :, i] if only_changed else np.broadcast_to(keep, values.shape)
                 if not counted.any():

@@ -13,11 +13,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from masklab.ops import keyed
 from masklab.ops.keyed import EXTRA, FILL, UNITS, Keys
 
 INT32_MAX = 2**31 - 1
+CORNER_SUB = 300  # sub-streams of UNITS that order a box's tied corners
 BLOCK_MAX_SHARE = 0.4  # the largest block proposal, as a share of the patch grid
 Rate = float | torch.Tensor
 
@@ -84,6 +86,34 @@ def patch_mask(keys: Keys, rate: Rate, height: int, width: int, size: int) -> Ma
     return Mask(unit_mask(keys, rate, gh * gw).view(-1, gh, gw), size)
 
 
+def keyed_preference(keys: Keys, score: torch.Tensor, highest: bool, sub: int = 0) -> torch.Tensor:
+    """The units of each row ordered by score (highest or lowest first), ties in keyed
+    random order. score (B, n) -> (B, n) unit indices. With all scores equal this is the
+    order an exact-count random mask takes its units in (smallest keyed bits first)."""
+    n = score.shape[1]
+    first = keyed.sortable(keyed.unit_bits(keys.stream(UNITS, sub), n)).argsort(1)  # keyed order
+    ranked = score.gather(1, first)
+    second = (-ranked if highest else ranked).argsort(dim=1, stable=True)
+    return first.gather(1, second)
+
+
+def ranked_units(keys: Keys, rate: Rate, score: torch.Tensor, highest: bool) -> torch.Tensor:
+    """Exactly round(rate * n) units per row: those of highest (or lowest) score, ties
+    keyed. Nested across rates, like every exact-count mask. (B, n) bool"""
+    order = keyed_preference(keys, score, highest)
+    n = score.shape[1]
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand_as(order))
+    count = exact_count(rate, n)
+    return rank < (count if isinstance(count, int) else count[:, None])
+
+
+def placed_patch_mask(keys: Keys, rate: Rate, size: int, saliency: torch.Tensor, placement: str) -> Mask:
+    """Patches on the most (salient) or least (background) salient cells. saliency (B, gh, gw)"""
+    b, gh, gw = saliency.shape
+    chosen = ranked_units(keys, rate, saliency.reshape(b, gh * gw), placement == "salient")
+    return Mask(chosen.view(b, gh, gw), size)
+
+
 def _boxes(
     top: torch.Tensor, left: torch.Tensor, h: torch.Tensor, w: torch.Tensor, height: int, width: int
 ) -> torch.Tensor:
@@ -118,19 +148,63 @@ def _log_aspect(u: torch.Tensor, aspect: list[float]) -> torch.Tensor:
     return lo + (hi - lo) * u
 
 
-def rect_mask(keys: Keys, height: int, width: int, area: list[float], aspect: list[float], n: int) -> Mask:
+def rect_mask(
+    keys: Keys,
+    height: int,
+    width: int,
+    area: list[float] | torch.Tensor,
+    aspect: list[float],
+    n: int,
+    saliency: torch.Tensor | None = None,
+    placement: str = "random",
+) -> Mask:
     """Random erasing: n boxes per sample, each of an area drawn from `area` (a fraction
-    of the image) and an aspect drawn log-uniformly from `aspect`. A box larger than
-    the image is clamped to it, never skipped."""
+    of the image; per sample (B,) when adaptive) and an aspect drawn log-uniformly from
+    `aspect`. A box larger than the image is clamped to it, never skipped. Placed at a
+    keyed uniform position, or (salient / background) where the box covers the most /
+    least saliency (B, H/c, W/c), ties keyed; later boxes avoid what earlier ones cover."""
     u = keys.uniforms(EXTRA, 4 * n)  # (4n, B): area, aspect, top, left of each box
+    pixels = None
+    if saliency is not None:
+        cell = height // saliency.shape[1]
+        pixels = saliency.repeat_interleave(cell, 1).repeat_interleave(cell, 2).float()  # (B, H, W)
     mask = None
     for j in range(n):
-        frac = area[0] + (area[1] - area[0]) * u[4 * j]
+        frac = area if isinstance(area, torch.Tensor) else area[0] + (area[1] - area[0]) * u[4 * j]
         h, w = _box_shape(frac * (height * width), _log_aspect(u[4 * j + 1], aspect), height, width)
-        top, left = _place(u[4 * j + 2], u[4 * j + 3], h, w, height, width)
+        if pixels is None:
+            top, left = _place(u[4 * j + 2], u[4 * j + 3], h, w, height, width)
+        else:
+            top, left = _place_by_saliency(keys, pixels, h, w, placement == "salient", j)
         box = _boxes(top, left, h, w, height, width)
         mask = box if mask is None else mask | box
+        if pixels is not None:  # covered pixels: nothing left to hide (salient) or to keep (background)
+            pixels = pixels.masked_fill(box, 0.0 if placement == "salient" else float(pixels.max()) + 1.0)
     return Mask(mask)
+
+
+def _place_by_saliency(
+    keys: Keys, pixels: torch.Tensor, h: torch.Tensor, w: torch.Tensor, highest: bool, box: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-left corner where an h x w box covers the most (or least) saliency, from a
+    summed-area table over every corner; corners where the box does not fit are never chosen."""
+    b, height, width = pixels.shape
+    table = F.pad(pixels.double().cumsum(1).cumsum(2), (1, 0, 1, 0))  # (B, H+1, W+1): exact sums of float32
+    rows = torch.arange(height, device=pixels.device)[None, :, None]  # candidate tops
+    cols = torch.arange(width, device=pixels.device)[None, None, :]
+    bottom = (rows + h[:, None, None]).clamp(max=height)
+    right = (cols + w[:, None, None]).clamp(max=width)
+    flat = table.flatten(1)
+    stride = width + 1
+
+    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return flat.gather(1, (r * stride + c).expand(b, height, width).reshape(b, -1)).view(b, height, width)
+
+    sums = at(bottom, right) - at(rows, right) - at(bottom, cols) + at(rows, cols)  # (B, H, W)
+    fits = (rows <= height - h[:, None, None]) & (cols <= width - w[:, None, None])
+    sums = sums.masked_fill(~fits, float("-inf") if highest else float("inf")).flatten(1)
+    best = keyed_preference(keys, sums, highest, sub=CORNER_SUB + box)[:, 0]  # each box its own tie order
+    return best // width, best % width
 
 
 def block_mask(
@@ -225,3 +299,22 @@ def fill(x: torch.Tensor, mask: Mask, policy: str | float, keys: Keys, mean: flo
         return torch.where(m, keyed.uniform(keyed.unit_bits(keys.stream(FILL), n)).view_as(x), x)
     z = keyed.normal(keys.stream(FILL), n).view_as(x)
     return torch.where(m, (mean + std * z).clamp(0.0, 1.0), x)  # gaussian
+
+
+def soft_mask(keys: Keys, strength: Rate, height: int, width: int, size: int, dist: str) -> torch.Tensor:
+    """A soft mask m in [0, 1] per size x size unit: 1 - strength * u with u keyed
+    uniform per unit (dist uniform), or 1 - strength everywhere (constant). (B, H, W)"""
+    b = keys.table.shape[1]
+    gh, gw = height // size, width // size
+    s = strength if isinstance(strength, float) else strength[:, None, None]
+    if dist == "constant":
+        m = (1.0 - s) * torch.ones(b, gh, gw, device=keys.table.device)
+    else:
+        m = 1.0 - s * keyed.uniform(keyed.unit_bits(keys.stream(UNITS), gh * gw)).view(b, gh, gw)
+    return m.repeat_interleave(size, 1).repeat_interleave(size, 2) if size > 1 else m
+
+
+def blend(x: torch.Tensor, m: torch.Tensor, value: float) -> torch.Tensor:
+    """x * m + (1 - m) * value, m (B, H, W) broadcast over channels."""
+    m = m[:, None]
+    return x * m + (1.0 - m) * value if value else x * m

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from masklab.errors import SpecError
-from masklab.ops import keyed, masks, noise, registry, schedule, transforms
+from masklab.ops import adaptive_spec, keyed, masks, noise, registry, schedule, transforms
 
 EVAL_VIEW = -1  # a view no training epoch uses
 STATIC_VIEW = -2  # copy k of K uses view STATIC_VIEW - K(K-1)/2 - k: apart from dynamic epochs, eval and other K
@@ -100,8 +100,13 @@ class OpPipeline:
         self.mlm_pool = mlm_pool  # (N, C, H, W) training images that mlm draws replacement patches from
         self._patch_pool: torch.Tensor | None = None
         # (op index, param name) of every scheduled parameter, in a fixed order
-        self.scheduled = [(i, k) for i, op in enumerate(ops) for k, v in op.items() if isinstance(v, dict)]
+        self.scheduled = [
+            (i, k) for i, op in enumerate(ops) for k, v in op.items() if isinstance(v, dict) and "schedule" in v
+        ]
         self.per_step = any(ops[i][k]["over"] == "step" for i, k in self.scheduled)
+        # parameters set by the training run (ops/adaptive.py), per sample from `self.state`
+        self.adapted = adaptive_spec.adaptive_params(ops)
+        self.state = None  # an AdaptiveState while training
         self._apply_fn = torch.compile(self._apply, dynamic=False) if compile and ops else self._apply
 
     def __len__(self) -> int:
@@ -136,10 +141,27 @@ class OpPipeline:
             for i, k in self.scheduled
         }
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor, plan: Plan) -> OpResult:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        plan: Plan,
+        labels: torch.Tensor | None = None,
+        saliency: dict[int, torch.Tensor] | None = None,
+    ) -> OpResult:
+        """The ops on one batch. `labels` (B,) and `saliency` ({op index: (B, h, w)})
+        feed adaptive values and placement by saliency while training."""
         if not self.ops:
             return OpResult(images=x, stats=x.new_zeros(0))
-        return self._apply_fn(x, index, plan.bases, plan.values)
+        values = plan.values
+        if self.adapted:  # rows (n_scheduled + n_adapted, B): scheduled values, then per-sample adaptive ones
+            if self.state is None:
+                i, k = self.adapted[0]
+                raise SpecError(f"ops[{i}].{k}: adaptive values are set while training; give a number here")
+            values = torch.cat([values[:, None].expand(-1, len(index)), self.state.per_sample(index, labels)])
+        if saliency:
+            return self._apply_fn(x, index, plan.bases, values, saliency)
+        return self._apply_fn(x, index, plan.bases, values)
 
     def patch_pool(self, tokens: int) -> torch.Tensor:
         """The mlm pool as patches (N, T, patch_dim), cut once (as uint8 for uint8 images)."""
@@ -154,7 +176,14 @@ class OpPipeline:
 
     # --- the pure part: tensors in, tensors out --------------------------------------
 
-    def _apply(self, x: torch.Tensor, index: torch.Tensor, bases: torch.Tensor, values: torch.Tensor) -> OpResult:
+    def _apply(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        bases: torch.Tensor,
+        values: torch.Tensor,
+        saliency: dict[int, torch.Tensor] | None = None,
+    ) -> OpResult:
         _, height, width = self.shape
         stats = []
         result = OpResult(images=x, stats=x.new_zeros(0))
@@ -164,12 +193,21 @@ class OpPipeline:
             applied = keys.uniform(keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
             family = registry.OPS[op["op"]].family
             if family == "mask":
-                mask = self._mask(i, keys, values, height, width)
+                mask = self._mask(i, keys, values, height, width, (saliency or {}).get(i))
                 if applied is not None:
                     mask = mask.only(applied)
                 stats.append(mask.fraction())
                 x = masks.fill(x, mask, op["fill"], keys, self.fill_mean, self.fill_std)
                 result.masks.append(mask)
+            elif family == "soft":
+                m = masks.soft_mask(
+                    keys, self._value(i, "strength", keys, values), height, width, op["size"], op["dist"]
+                )
+                if applied is not None:
+                    m = torch.where(applied[:, None, None], m, 1.0)
+                fill = op["fill"]
+                x = masks.blend(x, m, 0.0 if fill == "zero" else self.fill_mean if fill == "mean" else fill)
+                stats.append(1.0 - m.flatten(1).mean(1))  # realized: the share of the image taken away
             elif family in ("noise", "transform"):
                 noisy = self._noise(i, x, keys, values)
                 if op["clip"]:
@@ -190,22 +228,33 @@ class OpPipeline:
     def _value(self, i: int, key: str, keys: keyed.Keys, values: torch.Tensor, sub: int = 0) -> float | torch.Tensor:
         """Parameter `key` of op i: a float when constant, else per sample (B,) from a range or schedule."""
         v = self.ops[i][key]
+        if adaptive_spec.is_adaptive(v):
+            return values[len(self.scheduled) + self.adapted.index((i, key))]  # (B,)
         if isinstance(v, dict):
-            return values[self.scheduled.index((i, key))].expand(keys.table.shape[1])
+            row = values[self.scheduled.index((i, key))]
+            return row if row.dim() else row.expand(keys.table.shape[1])
         if isinstance(v, list):
             return v[0] + (v[1] - v[0]) * keyed.uniform(keys.stream(keyed.VALUE, sub + 1))
         return float(v)
 
-    def _mask(self, i: int, keys: keyed.Keys, values: torch.Tensor, height: int, width: int) -> masks.Mask:
+    def _mask(
+        self, i: int, keys: keyed.Keys, values: torch.Tensor, height: int, width: int, saliency=None
+    ) -> masks.Mask:
         op = self.ops[i]
         name = op["op"]
+        placement = op.get("placement", "random")
+        if placement != "random" and saliency is None:
+            raise SpecError(f"ops[{i}].placement: {placement} needs the model's saliency; it is placed while training")
         if name == "region":
             return masks.region_mask(keys.table.shape[1], height, width, op["box"], keys.table.device)
         if name == "rect":
-            return masks.rect_mask(keys, height, width, op["area"], op["aspect"], op["n"])
+            area = self._value(i, "area", keys, values) if adaptive_spec.is_adaptive(op["area"]) else op["area"]
+            return masks.rect_mask(keys, height, width, area, op["aspect"], op["n"], saliency, placement)
         rate = self._value(i, "rate", keys, values)
         if name == "pixel":
             return masks.pixel_mask(keys, rate, height, width, op["count"])
+        if name == "patch" and saliency is not None:
+            return masks.placed_patch_mask(keys, rate, op["size"], saliency, placement)
         if name == "patch":
             return masks.patch_mask(keys, rate, height, width, op["size"])
         if name == "block":

@@ -16,9 +16,12 @@ from typing import Any
 
 from masklab import schema as sc
 from masklab.errors import SpecError
+from masklab.ops import adaptive_spec
 
 REQUIRED = object()
 MODES = ("dynamic", "static", "scheduled")
+PLACEMENTS = ("random", "salient", "background")
+PLACED = ("patch", "rect")  # the ops that take `placement`
 FILLS = ("zero", "mean", "uniform", "gaussian")
 SCHEDULES = ("constant", "linear", "cosine", "step")
 TOKEN_OPS = ("tokens", "attention")
@@ -48,7 +51,7 @@ class Param:
 @dataclass(frozen=True)
 class OpDef:
     name: str
-    family: str  # mask | noise | token | attention
+    family: str  # mask | soft | noise | transform | token | attention
     doc: str
     params: dict[str, Param]
     strength: str | None = None  # the parameter that `severity` sets
@@ -59,6 +62,23 @@ class OpDef:
 
 def _rate(doc: str = "fraction of units masked") -> Param:
     return Param("fraction", REQUIRED, doc, 0.0, 1.0, varies=True)
+
+
+def _placement(what: str) -> dict[str, Param]:
+    return {
+        "placement": Param(
+            "choice",
+            "random",
+            f"random (keyed) | salient ({what} on what the model relies on most, AttMask) | background (on what it relies on least, KeepAugment)",
+            choices=PLACEMENTS,
+        ),
+        "refresh": Param(
+            "choice",
+            "epoch",
+            "salient/background: saliency from each example's last training step (epoch, nearly free) or a fresh pass every step (batch)",
+            choices=("epoch", "batch"),
+        ),
+    }
 
 
 OPS: dict[str, OpDef] = {
@@ -86,6 +106,7 @@ OPS: dict[str, OpDef] = {
             {
                 "rate": _rate("fraction of patches masked (round(rate * patches))"),
                 "size": Param("int", 4, "patch side in pixels; must divide the image side", 1, 256),
+                **_placement("patches"),
             },
             example="{op: patch, rate: 0.5, size: 4}",
         ),
@@ -111,6 +132,7 @@ OPS: dict[str, OpDef] = {
                 ),
                 "aspect": Param("pair", [0.3, 3.3], "box aspect ratio range (log-uniform)", 0.01, 100.0),
                 "n": Param("int", 1, "boxes per sample", 1, 64),
+                **_placement("boxes"),
             },
             example="{op: rect, area: [0.1, 0.3]}",
         ),
@@ -133,6 +155,24 @@ OPS: dict[str, OpDef] = {
                 "box": Param("box", REQUIRED, "[top, left, height, width] in pixels"),
             },
             example="{op: region, box: [0, 0, 14, 28]}",
+        ),
+        OpDef(
+            "soft",
+            "soft",
+            "a soft mask: x * m with m in [0, 1] per pixel or per size x size patch, m = 1 - strength * u (u keyed uniform) or 1 - strength",
+            {
+                "strength": Param(
+                    "fraction", REQUIRED, "how much of a unit is taken away: 1 - m", 0.0, 1.0, varies=True
+                ),
+                "size": Param("int", 1, "unit side in pixels (1: per pixel); must divide the image side", 1, 256),
+                "dist": Param(
+                    "choice",
+                    "uniform",
+                    "uniform: m = 1 - strength * u, u keyed per unit | constant: m = 1 - strength everywhere",
+                    choices=("uniform", "constant"),
+                ),
+            },
+            example="{op: soft, strength: 0.5, size: 4}",
         ),
         OpDef(
             "gaussian",
@@ -324,7 +364,7 @@ def op_names() -> tuple[str, ...]:
 
 def allowed_params(op: OpDef, grid: bool) -> dict[str, Param]:
     params = dict(op.params)
-    if op.family == "mask":
+    if op.family in ("mask", "soft"):
         params.update(_MASK_EXTRA)
     if op.family in ("noise", "transform"):
         params.update(_NOISE_EXTRA)
@@ -335,6 +375,9 @@ def allowed_params(op: OpDef, grid: bool) -> dict[str, Param]:
         params["mode"] = _COMMON["mode"]
         params["copies"] = _COMMON["copies"]
         params["share_views"] = _COMMON["share_views"]
+    else:
+        params.pop("placement", None)  # saliency comes from the model being trained
+        params.pop("refresh", None)
     return params
 
 
@@ -349,6 +392,11 @@ def validate(raw: Any, path: str, grid: bool = False) -> dict:
     if grid and op.family == "attention":
         raise SpecError(f"{path}.op: {name} is a training op; eval.ops takes masks, noise and (for text) tokens")
     params = allowed_params(op, grid)
+    if grid and ("placement" in raw or "refresh" in raw):
+        key = "placement" if "placement" in raw else "refresh"
+        raise SpecError(f"{path}.{key}: placement by saliency is a training-time thing; eval.ops place at random")
+    if "placement" in raw and "placement" not in params:
+        raise SpecError(f"{path}.placement: for {' and '.join(PLACED)} masks only, got op {name}")
     sc.reject_unknown({k: v for k, v in raw.items() if k != "op"}, list(params), path)
     out: dict[str, Any] = {"op": name}
     strength_given = op.strength is not None and op.strength in raw
@@ -367,6 +415,9 @@ def validate(raw: Any, path: str, grid: bool = False) -> dict:
         out[key] = _check_value(raw[key], where, param, grid)
     if not grid:
         _check_mode(out, path)
+        _check_placement(out, raw, path)
+    if name == "soft" and out["fill"] in ("uniform", "gaussian"):
+        raise SpecError(f"{path}.fill: a soft mask blends towards one value: zero, mean or a number, got {out['fill']}")
     if name == "tokens" and out["unit"] == "span" and out["count"] != "exact":
         raise SpecError(f"{path}.count: unit span draws exact counts; drop count: {out['count']}")
     if name == "tokens" and out["unit"] == "span" and out["rarity"]:
@@ -388,14 +439,38 @@ def _check_mode(out: dict, path: str) -> None:
         raise SpecError(
             f"{path}.copies: only mode static keeps copies, got mode {out['mode']} with copies {out['copies']}"
         )
-    scheduled = any(isinstance(v, dict) for v in out.values())
+    scheduled = any(isinstance(v, dict) and "schedule" in v for v in out.values())
     if out["mode"] == "scheduled" and not scheduled:
         raise SpecError(
             f"{path}.mode: scheduled needs a schedule on a parameter, e.g. rate: {{schedule: linear, start: 0.5, end: 0.1}}"
         )
 
 
+def _check_placement(out: dict, raw: dict, path: str) -> None:
+    """Resolved ops keep `placement` and `refresh` only when not random, so the ids of
+    specs written before placement existed do not change."""
+    if "placement" not in out:
+        return
+    if out["placement"] == "random":
+        if "refresh" in raw:
+            raise SpecError(f"{path}.refresh: only with placement salient or background")
+        del out["placement"], out["refresh"]
+    elif out["mode"] == "static":
+        raise SpecError(
+            f"{path}.placement: {out['placement']} follows the model as it trains, so a static mask cannot keep it; use mode dynamic"
+        )
+
+
 def _check_value(value: Any, where: str, param: Param, grid: bool) -> Any:
+    if adaptive_spec.is_adaptive(value):
+        if grid:
+            raise SpecError(
+                f"{where}: adaptive values are a training-time thing; eval.ops take numbers (a list is a grid axis)"
+            )
+        if not param.varies:
+            raise SpecError(f"{where}: this parameter cannot adapt; only rates and strengths can")
+        hi = param.hi if param.kind in ("fraction", "pair") else None
+        return adaptive_spec.check(value, where, param.lo if param.lo is not None else 0.0, hi)
     if param.kind in ("pair", "box"):
         check = _check_pair if param.kind == "pair" else _check_scalar
         if grid and isinstance(value, list) and value and all(isinstance(v, list) for v in value):
@@ -475,7 +550,7 @@ def check_image_shape(ops: list[dict], height: int, width: int, path: str) -> No
     for i, op in enumerate(ops):
         where = f"{path}[{i}]"
         size = op.get("size")
-        if op["op"] in ("patch", "block"):
+        if op["op"] in ("patch", "block", "soft"):
             for s in size if isinstance(size, list) else [size]:
                 if height % s or width % s:
                     raise SpecError(f"{where}.size: must divide the image size {height}x{width}, got {s}")
@@ -502,6 +577,8 @@ def label(op: dict, keys: tuple[str, ...] | None = None) -> str:
 
 
 def _short(value: Any) -> str:
+    if adaptive_spec.is_adaptive(value):
+        return adaptive_spec.short(value)
     if isinstance(value, dict):
         return f"{value['schedule']}:{_short(value['start'])}->{_short(value['end'])}"
     if isinstance(value, list):

@@ -219,7 +219,9 @@ class TextOpPipeline(OpPipeline):
         self.heads = heads
         super().__init__(ops, seed, (0, 0, 0), epochs=epochs, steps_per_epoch=steps_per_epoch, compile=compile)
 
-    def _apply(self, x: torch.Tensor, index: torch.Tensor, bases: torch.Tensor, values: torch.Tensor) -> OpResult:
+    def _apply(
+        self, x: torch.Tensor, index: torch.Tensor, bases: torch.Tensor, values: torch.Tensor, saliency=None
+    ) -> OpResult:
         ids = x
         stats = []
         result = OpResult(images=ids, stats=ids.new_zeros(0, dtype=torch.float32))

@@ -23,8 +23,8 @@ from masklab.errors import RunError, SpecError
 from masklab.store import files
 from masklab.store.files import DamagedFile, StoreWriteError, readable  # noqa: F401 - re-exported
 
-STATUSES = ("running", "done", "failed", "interrupted", "stale", "damaged")
-WRITTEN_STATUSES = ("running", "done", "failed", "interrupted")
+STATUSES = ("running", "done", "failed", "interrupted", "pruned", "stale", "damaged")
+WRITTEN_STATUSES = ("running", "done", "failed", "interrupted", "pruned")  # pruned: by a search
 _INFO_TYPES = {
     "id": str,
     "name": str,

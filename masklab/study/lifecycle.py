@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from masklab import signals, spec as spec_mod
-from masklab.errors import Interrupted, MasklabError, RunError, UsageError
+from masklab.errors import Interrupted, MasklabError, Pruned, RunError, UsageError
 from masklab.spec import Spec
 from masklab.store import files
 from masklab.store.files import DamagedFile, StoreWriteError
@@ -301,6 +301,9 @@ def _ended(store: RunStore, claim: Claim, exc: BaseException, spec: Spec, device
         if memory.is_out_of_memory(exc):
             return memory.out_of_memory(spec, device, f"while training run {run.id}; {kept}")
         return type(exc)(f"{exc}; {kept}") if isinstance(exc, MasklabError) else exc
+    if isinstance(exc, Pruned):  # a search's pruner stopped it: resumable, never reused as finished
+        run.record_status(status="pruned", finished=now(), error=str(exc))
+        return exc
     if isinstance(exc, (Interrupted, KeyboardInterrupt)):
         done = run.info.get("epochs_done", 0)
         run.record_status(status="interrupted", finished=now(), error=str(exc) or "interrupted")

@@ -25,7 +25,7 @@ from masklab.data import registry as data_registry
 from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
-from masklab.errors import Interrupted, RunError, SpecError
+from masklab.errors import Interrupted, Pruned, RunError, SpecError
 from masklab.evaluation import grid as eval_grid, predictions as stored_predictions
 from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.ops.pipeline import OpPipeline
@@ -87,6 +87,7 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
         },
         "ops_fingerprint": op_fingerprint(spec.train_ops),
         "epochs_done": 0,
+        **({"trial": spec.trial} if spec.trial else {}),
     }
 
 
@@ -109,19 +110,23 @@ def train_one(
     init: Run | None = None,
 ) -> Outcome:
     """Train one run (or reuse the finished one); `lifecycle` claims its folder and
-    records how it ended."""
-    run, reused, summary = lifecycle.run_claimed(
-        store,
-        spec,
-        seed,
-        device,
-        info=lambda: run_info(spec, seed, dataset, device),
-        train=lambda run, stop, resuming: _train_and_test(
-            spec, seed, dataset, run, device, reporter, stop, resuming, init
-        ),
-        force=force,
-        resume=resume,
-    )
+    records how it ended. A run a search's pruner stopped is recorded `pruned` and
+    returned, not raised: it ended as asked."""
+    try:
+        run, reused, summary = lifecycle.run_claimed(
+            store,
+            spec,
+            seed,
+            device,
+            info=lambda: run_info(spec, seed, dataset, device),
+            train=lambda run, stop, resuming: _train_and_test(
+                spec, seed, dataset, run, device, reporter, stop, resuming, init
+            ),
+            force=force,
+            resume=resume,
+        )
+    except Pruned as exc:
+        return Outcome(store.get(run_id(spec.name, spec.group_hash(), seed)), summary={"pruned": str(exc)})
     return Outcome(run, reused=reused, summary=summary)
 
 
@@ -144,6 +149,10 @@ def _train_and_test(
     if data.vocab is not None:  # token ids: the text ops
         pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
     run.update_info(**model_info(model, data, compiled))
+    if spec.trial:  # a search trial: per-epoch validation reports to the search's pruner
+        from masklab.study.trial import TrialReporter
+
+        reporter = TrialReporter(spec, reporter)
     with stop.graceful():
         fit(spec, seed, data, model, pipeline, run, device, reporter, lambda: stop.requested, resume=resuming)
     if stop.requested:  # asked during the last step: the checkpoint is complete, the test is not run
@@ -210,7 +219,6 @@ def save_model(run: Run, model: torch.nn.Module) -> None:
 
 
 def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData, pipeline: OpPipeline) -> dict:
-    metrics = test_metrics(model, data, spec, pipeline)
     rows = run.metrics()
     summary = {
         "schema_version": 1,
@@ -218,6 +226,11 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
         "epochs": len(rows),
         "train_seconds": round(sum(r["train_seconds"] for r in rows), 3),
     }
+    if not spec.eval.test:  # validation only: nothing here touches the test split
+        summary.update({k: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("val_")}, test="skipped")
+        run.write_summary(summary)
+        return summary
+    metrics = test_metrics(model, data, spec, pipeline)
     if spec.train.objective == "masked-modeling":
         summary.update(
             test_recon_loss=metrics["recon_loss"],

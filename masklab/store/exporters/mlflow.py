@@ -21,7 +21,14 @@ from masklab import spec as spec_mod
 from masklab.errors import RunError
 from masklab.store.exporters import Synced, metric_name, param_name
 
-STATUS = {"done": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "stale": "KILLED", "running": "RUNNING"}
+STATUS = {
+    "done": "FINISHED",
+    "failed": "FAILED",
+    "interrupted": "KILLED",
+    "stale": "KILLED",
+    "pruned": "KILLED",
+    "running": "RUNNING",
+}
 ARTIFACTS = ("spec.yaml", "summary.json", "metrics.jsonl", "*.png", "eval/*.json")
 EPOCH_SKIP = ("epoch",)
 
