@@ -25,6 +25,8 @@ from masklab.errors import SpecError, UsageError
 from masklab.ops import adaptive_spec, registry as op_registry
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+# a run's name: a spec name, then its variant and grid labels (`rate=0.25`), see study/plan.py
+RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}"
 DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits", "kjv-mini", "fortunes")
 MAX_SPEC_BYTES = 1 << 20
 
@@ -278,7 +280,7 @@ class Spec:
     name: str = opt(
         "experiment",
         "names the runs (letters, digits, . _ -)",
-        lambda v, p: sc.as_str(v, p, NAME_PATTERN, "letters, digits, '.', '_' or '-' (at most 64)"),
+        lambda v, p: sc.as_str(v, p, RUN_NAME_PATTERN, "letters, digits, '.', '_', '-' or '=' (at most 200)"),
     )
     seeds: list[int] = opt([0], "one run per seed; seeds replicate, they do not tune", _seeds)
     data: DataSpec = field(default_factory=DataSpec)
@@ -288,6 +290,7 @@ class Spec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     study: str | None = field(default=None, repr=False, compare=False)  # the spec file's name when it has variants
     variant: int | None = field(default=None, repr=False, compare=False)  # this variant's place in the file
+    label: str | None = field(default=None, repr=False, compare=False)  # the name's variant and grid part
     trial: dict | None = field(
         default=None, repr=False, compare=False
     )  # the search trial a run answers (study/search.py)
@@ -320,9 +323,8 @@ class Spec:
 
     def to_dict(self) -> dict:
         body = dataclasses.asdict(self)
-        body.pop("study")
-        body.pop("variant")
-        body.pop("trial")
+        for key in ("study", "variant", "label", "trial"):
+            body.pop(key)
         body["train"].pop("seed_batch")  # how seeds are executed, not what a run is: not in its spec or id
         if body["eval"]["test"]:
             body["eval"].pop("test")  # the default: specs written before it existed keep their ids
@@ -416,7 +418,7 @@ def _point_to_the_section(raw: dict, allowed: list[str]) -> None:
 def resolve(raw: Any, default_name: str = "experiment") -> Spec:
     """Validate a plain mapping (as loaded from YAML) into a complete Spec."""
     raw = sc.need_mapping(raw, "spec")
-    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant", "trial")}
+    top = {f.name: f for f in dataclasses.fields(Spec) if f.name not in ("study", "variant", "label", "trial")}
     _point_to_the_section(raw, [*top, "variants"])
     sc.reject_unknown(raw, [*top, "variants"], "")
     if "variants" in raw:
@@ -499,19 +501,25 @@ def read_spec_file(path: str | Path) -> Any:
 _PATH_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 
-def _split_path(path: str) -> list[str | int]:
+def _split_path(path: str, where: str | None = None) -> list[str | int]:
+    where = where or f"--set {path}"
     tokens: list[str | int] = []
     for part in path.split("."):
         pos = 0
         while pos < len(part):
             m = _PATH_TOKEN.match(part, pos)
             if not m or (pos > 0 and m.group(1)):
-                raise UsageError(f"--set {path}: bad key path; write it as section.key or train_ops[0].rate")
+                raise UsageError(f"{where}: bad key path; write it as section.key or train_ops[0].rate")
             tokens.append(m.group(1) if m.group(1) else int(m.group(2)))
             pos = m.end()
         if not part:
-            raise UsageError(f"--set {path}: bad key path; write it as section.key or train_ops[0].rate")
+            raise UsageError(f"{where}: bad key path; write it as section.key or train_ops[0].rate")
     return tokens
+
+
+def key_path_tokens(path: str, where: str) -> tuple[str | int, ...]:
+    """`train_ops[0].rate` as ("train_ops", 0, "rate"); a UsageError naming `where` if malformed."""
+    return tuple(_split_path(path.strip(), where))
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -564,12 +572,20 @@ def load_study(
     there is one spec per variant, named `<name>-<label>`: the base, then the variant's
     settings, then the command line's `--set`s. `only` keeps the named variants."""
     raw = read_spec_file(path)
+    return expand_variants(raw, name_of(raw, path), overrides, only, str(path))
+
+
+def expand_variants(
+    raw: dict, name: str, overrides: list[str] | tuple[str, ...] = (), only: list[str] | None = None, source: str = ""
+) -> list[Spec]:
+    """The specs of a raw spec mapping: one per variant (or the spec itself), with the
+    command line's `--set`s applied last."""
+    raw = copy.deepcopy(raw)
     raw.pop("search", None)  # what `masklab search` tunes; training takes the spec as written
     variants = raw.pop("variants", None)
-    name = raw.get("name") or _default_name(Path(path))
     if variants is None:
         if only:
-            raise UsageError(f"--variant: {path} has no variants")
+            raise UsageError(f"--variant: {source or 'the spec'} has no variants")
         for assignment in overrides:
             apply_override(raw, assignment)
         return [resolve(raw, default_name=name)]
@@ -598,13 +614,18 @@ def load_study(
             spec = resolve(body, default_name=name)
         except SpecError as exc:
             raise SpecError(f"variants.{label}: {exc}") from None
-        specs.append(dataclasses.replace(spec, study=name, variant=list(variants).index(label)))
+        specs.append(dataclasses.replace(spec, study=name, variant=list(variants).index(label), label=str(label)))
     return specs
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
     """Read, override and validate a spec file (its first variant, if it has variants)."""
     return load_study(path, overrides)[0]
+
+
+def name_of(raw: dict, path: str | Path) -> str:
+    """A spec file's name: its `name:`, else its file name."""
+    return raw.get("name") or _default_name(Path(path))
 
 
 def _default_name(path: Path) -> str:

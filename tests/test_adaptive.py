@@ -126,7 +126,7 @@ def test_an_adaptive_form_resolves_complete_and_random_placement_keeps_old_ids()
 
 
 def test_seed_batch_auto_trains_adaptive_specs_one_run_at_a_time():
-    from masklab.study.seed_groups import batch_size
+    from masklab.study.plan import seeds_per_batch as batch_size  # the planner decides seed groups
 
     spec = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": CLASS_RATE}], train={"seed_batch": "auto"}))
     plain = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": 0.25}], train={"seed_batch": "auto"}))

@@ -122,7 +122,8 @@ def test_diverging_training_keeps_a_failed_run(workdir, write_spec):
     assert info["status"] == "failed" and "non-finite" in info["error"]
     assert not (folder / "summary.json").exists()
     again = cli("train", path, "-q")
-    assert again.exit_code == 1 and "exists with status failed; pass --resume" in again.stderr
+    assert again.exit_code == 1 and "failed earlier (loss became non-finite" in again.stderr
+    assert "--resume retries it from its checkpoint, --force starts it over" in again.stderr
 
 
 def test_runs_show_eval_compare_on_what_was_trained(workdir, write_spec):

@@ -148,11 +148,13 @@ def tour(tmp_path_factory) -> Path:
 def test_readme_tour_ran_and_left_what_it_says(tour):
     runs = sorted(p.name for p in (tour / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
     names = {re.sub(r"-[0-9a-f]{8}-s\d+$", "", r) for r in runs}
+    grid = {f"patch-grid-rate={r}-mode={m}" for r in ("0.25", "0.5") for m in ("static", "dynamic")}
     searched = {"search-quickstart-search", "search-quickstart", "search-quickstart-best"}  # trials, --confirm
     # `masklab rm` took quickstart-noisy
-    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | searched
+    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | grid | searched
+    assert len([r for r in runs if "-rate=" in r]) == 12  # the study: 2 x 2 grid x 3 seeds
     assert (tour / "runs" / "search-quickstart.search.db").is_file()  # the search's Optuna study
-    assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file()
+    assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file() and (tour / "rate.png").is_file()
     tracked = [r for r in runs if re.fullmatch(r"quickstart-[0-9a-f]{8}-s[012]", r)]
     assert sorted(p.name for p in (tour / "tensorboard").iterdir()) == tracked  # the runs `--track` logged
     assert len(tracked) == 3 and (tour / "runs" / tracked[0] / "ops.png").is_file()

@@ -1,10 +1,14 @@
 """A run's life through the CLI: --force replaces atomically, a held run is never
-touched by another process, a crash mid-append does not spoil --resume."""
+touched by another process (a study waits for it), a crash mid-append does not spoil --resume."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import sys
+import time
 
 from masklab import spec as spec_mod
 from masklab.store.runs import Run, RunStore, run_id
@@ -50,9 +54,36 @@ def test_a_run_held_by_another_process_is_never_touched(workdir, write_spec):
     rid = run_id(spec.name, spec.group_hash(), 0)
     store = RunStore(workdir / "runs")
     run, lock = store.create(rid, spec_mod.dump_yaml(spec), {"id": rid, "name": "tiny", "seed": 0, "status": "running"})
-    for flags in (("--resume",), ("--force",), ()):
-        result = cli("train", path, "-q", *flags)
-        assert result.exit_code == 1 and "another process" in result.stderr, result.stderr
+    before = fingerprint(run.path)
+    for flags in (("--resume",), ("--force",), ()):  # the study waits for it, touching nothing, until stopped
+        log = workdir / "stderr.txt"
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "masklab",
+                    "train",
+                    str(path),
+                    "-q",
+                    "--runs-dir",
+                    str(workdir / "runs"),
+                    *flags,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+            try:
+                deadline = time.time() + 120
+                while "another process is training: " + rid not in log.read_text() and time.time() < deadline:
+                    assert proc.poll() is None, log.read_text()
+                    time.sleep(0.1)
+                assert fingerprint(run.path) == before
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=60) == 130, log.read_text()
+            finally:
+                proc.kill()
+        assert fingerprint(run.path) == before
     assert run.path.is_dir() and json.loads((run.path / "run.json").read_text())["status"] == "running"
     lock.release()
     assert Run(run.path).status == "stale"

@@ -18,7 +18,7 @@ from masklab.models.stacked import Stacked
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import CNNSpec, MLPSpec
 from masklab.store.runs import RunStore
-from masklab.study import runner as experiment, seed_groups
+from masklab.study import plan, runner as experiment
 from masklab.train import Reporter
 
 from conftest import cli, tiny_spec
@@ -189,6 +189,6 @@ def test_seed_batch_values_and_unsupported_models_are_spec_errors(workdir, write
         "Error: train.seed_batch: seeds can be batched for model.arch cnn or mlp only, got vit; use 1 or auto"
     )
     vit["train"]["seed_batch"] = "auto"  # auto falls back to one run at a time
-    assert seed_groups.batch_size(spec_mod.resolve(vit), 5) == 1
-    assert seed_groups.batch_size(group_spec("auto"), 20) == seed_groups.AUTO_LIMIT
-    assert seed_groups.batch_size(group_spec("auto"), 3) == 3
+    assert plan.seeds_per_batch(spec_mod.resolve(vit), 5) == 1
+    assert plan.seeds_per_batch(group_spec("auto"), 20) == plan.AUTO_LIMIT
+    assert plan.seeds_per_batch(group_spec("auto"), 3) == 3

@@ -183,3 +183,46 @@ def test_a_failing_tracker_never_costs_the_run(workdir, write_spec, monkeypatch)
     warnings = [line for line in result.stderr.splitlines() if "tracking stopped" in line]
     assert len(warnings) == 1  # once per run, then the tracker is left alone
     assert "ConnectionError: the tracking server went away" in warnings[0] and "masklab export" in warnings[0]
+
+
+def test_a_study_with_jobs_tracks_and_draws_every_run_its_workers_train(figures, workdir, write_spec, monkeypatch):
+    """--jobs 2 on a 2-cell grid whose 2 seeds train as one batched model per worker: the
+    driver logs each run when it starts, after each epoch and at its end; every run has
+    its figures and its TensorBoard folder."""
+    from masklab.store import exporters
+
+    real, calls = exporters.open_exporter, []
+
+    class Recorded:
+        def __init__(self, inner):
+            self.inner, self.kind, self.target = inner, inner.kind, inner.target
+
+        def sync(self, run, live=False):
+            calls.append((run.id, live, len(run.metrics())))
+            return self.inner.sync(run, live=live)
+
+        def close(self):
+            self.inner.close()
+
+    monkeypatch.setattr(exporters, "open_exporter", lambda text, option: Recorded(real(text, option)))
+    spec = tiny_spec(name="grid", seeds=[0, 1], train_ops=OPS, train={"seed_batch": 2})
+    spec["grid"] = {"train.lr": [0.01, 0.003]}
+    result = cli("train", write_spec(spec), "--jobs", "2", "--track", "tensorboard:tb", "-q", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    folders = run_dirs(workdir)
+    assert len(folders) == 4
+    for folder in folders:
+        assert [(live, epochs) for rid, live, epochs in calls if rid == folder.name] == [
+            (True, 0),  # started
+            (True, 1),  # after epoch 1
+            (True, 2),  # after epoch 2
+            (False, 2),  # its result: summary, figures, final status
+        ]
+        assert {"curves.png", "confusion.png", "recall.png", "ops.png"} <= {p.name for p in folder.iterdir()}
+        reader = event_accumulator.EventAccumulator(str(workdir / "tb" / folder.name), size_guidance={"images": 0})
+        reader.Reload()
+        metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert [(e.step, e.value) for e in reader.Scalars("loss/train")] == [
+            (m["epoch"], pytest.approx(m["train_loss"])) for m in metrics
+        ]
+        assert reader.Images("figures/ops")

@@ -88,6 +88,49 @@ def bars_png(rows: list[dict], metric: str, path: Path) -> None:
     _save(fig, path)
 
 
+def axis_png(p, path: Path) -> None:
+    """A metric against the --by value: one line per --split value, means with markers
+    and their interval as a band (a single seed has none)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.rows)
+    xs = {v: (v if numeric else i) for i, v in enumerate(p.rows)}
+    for column in p.columns:
+        rows = [row for r in p.rows if (row := p.row(r, column))]
+        x = np.array([xs[r[p.by]] for r in rows], dtype=float)
+        mean = np.array([r["mean"] for r in rows])
+        label = str(column) if p.split else p.metric
+        (line,) = ax.plot(x, mean, marker="o", markersize=4, label=label)
+        banded = [i for i, r in enumerate(rows) if r["ci_low"] is not None]
+        if banded:
+            lo = np.array([rows[i]["ci_low"] for i in banded])
+            hi = np.array([rows[i]["ci_high"] for i in banded])
+            if _is_fraction(p.metric):  # an accuracy cannot leave [0, 1]: neither may its band
+                lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+            ax.fill_between(x[banded], lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
+    if not numeric or len(p.rows) <= 12:  # ticks at the values the study ran, as papers draw them
+        ax.set_xticks(list(xs.values()), [str(v) for v in p.rows])
+    ns = sorted({row["n"] for row in p.cell_rows()})
+    n_text = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
+    ax.set_xlabel(p.by)
+    ax.set_ylabel(p.metric)
+    ax.set_title(
+        f"{p.metric} against {_short(p.by)}: mean and 95% t-interval over seeds ({n_text} per point)", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    if p.split:
+        ax.legend(fontsize=8, title=p.split, title_fontsize=8)
+    _save(fig, path)
+
+
+def _is_fraction(metric: str) -> bool:
+    return any(word in metric for word in ("acc", "f1", "recall"))
+
+
+def _short(key: str | None) -> str:
+    return (key or "").rsplit(".", 1)[-1]
+
+
 def robustness_plot(bodies: list[dict], path: Path) -> None:
     """Accuracy against strength: one panel per corruption, one line per run."""
     from masklab.ops import registry

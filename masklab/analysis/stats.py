@@ -572,3 +572,17 @@ def seeds_for_power(d: Difference, pair: Pair, min_effect: float, m: int) -> tup
         need,
         f"about {need} seeds per group (now {len(ref)}) would give 80% power for {d.diff:+.3g}{against} at this spread{at}",
     )
+
+
+def mean_interval(values: list[float], quantum: float = 0.0) -> tuple[float, float] | None:
+    """The 95% t-interval of one group's mean over its seeds (the test set taken as fixed):
+    seed_estimate's paired t of the group against zero, so it follows the same rules as
+    every difference here. None below 2 values, or when the values vary by less than
+    one `quantum` (no seed noise measured)."""
+    a = np.asarray(values, dtype=float)
+    if len(a) < 2:
+        return None
+    tested = assess(seed_estimate(np.zeros((1, len(a))), a[None, :], paired=True, quantum=quantum))
+    if np.isnan(tested.low[0]):
+        return None
+    return float(tested.low[0]), float(tested.high[0])

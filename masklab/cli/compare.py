@@ -101,6 +101,22 @@ def compare(
             help="Name each group by the value of this tag (set with masklab tag) that its runs share.",
         ),
     ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", metavar="KEY", help="Pivot along a spec key: rows are its values, e.g. --by 'train_ops[0].rate'."
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", metavar="KEY", help="With --by: a column (and a plotted line) per value of this key."),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where", metavar="KEY=VALUE", help="With --by: only runs whose spec has key=value (repeatable)."
+        ),
+    ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -128,10 +144,14 @@ def compare(
           --fail-if 'acc@gaussian(sigma=0.2).mean < 0.5'
 
       masklab compare quickstart quickstart-static --curve val_acc --plot val.png
+
+      masklab compare patch-grid --by 'train_ops[0].rate' \\
+          --split 'train_ops[0].mode' --plot rate.png
     """
     from masklab.analysis import compare as cmp, gates as gate_mod
     from masklab.analysis.plots import check_plot_path
     from masklab.analysis.tables import Column, render
+    from masklab.errors import UsageError
     from masklab.store.runs import RunStore
 
     if plot:
@@ -139,11 +159,23 @@ def compare(
     store = RunStore(runs_dir)
     gates = [gate_mod.parse_gate(g) for g in fail_if or []]
     metrics = list(dict.fromkeys([cmp.canonical(m) for m in (metric or ["test_acc"])] + [g.metric for g in gates]))
-    named = [r for ref in refs for r in store.resolve_many(ref)]
+    named = [r for ref in refs for r in _named(store, ref, study_only=by is not None)]
     usable, problems = gate_mod.gate_runs(named, gates) if gates else ([r for r in named if r.status == "done"], [])
     for r in named:
         if r.status != "done" and not gates:
             say(f"warning: skipping {r.id}: status {r.status}")
+    if by:
+        from masklab.cli.compare_axis import compare_by
+
+        if fail_if or curve or per_run or min_effect or p_outperform or name_by:
+            raise UsageError(
+                "--by makes a pivot table; --fail-if, --curve, --per-run, --min-effect, --p-outperform and --name-by compare groups, without --by"
+            )
+        if len(metrics) > 1:
+            raise UsageError(f"--by pivots one metric; got {', '.join(metrics)}: give one --metric")
+        return compare_by(usable, metrics[0], by, split, where or [], plot, fmt.value)
+    if split or where:
+        raise UsageError("--split and --where go with --by, e.g. --by 'train_ops[0].rate' --split 'train_ops[0].mode'")
     if gates and not usable and problems and not allow_missing:
         _fail_gates([f"--fail-if cannot be evaluated: {p}" for p in problems])
     groups = cmp.group_runs(usable, per_run)
@@ -202,6 +234,14 @@ def _fail_gates(failures: list[str]) -> None:
         f"--fail-if: {tripped} comparison(s) tripped, {len(failures) - tripped} could not be evaluated"
         + ("" if tripped == len(failures) else " (--allow-missing gates only on what can be evaluated)")
     )
+
+
+def _named(store, ref: str, study_only: bool) -> list:
+    """The runs a name stands for; with --by, a study's name stands for its runs only
+    (not older runs that happen to share the spec's name)."""
+    runs = store.resolve_many(ref)
+    in_study = [r for r in runs if r.info.get("study") == ref]
+    return in_study if study_only and in_study else runs
 
 
 def _sorted(rows: list[dict], key: str) -> list[dict]:

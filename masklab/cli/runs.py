@@ -15,6 +15,7 @@ def run_row(run) -> dict:
         "id": run.id,
         "status": run.status,
         "name": info.get("name"),
+        "label": info.get("label"),
         "group": info.get("group"),
         "seed": info.get("seed"),
         "dataset": info.get("data", {}).get("dataset"),
@@ -36,6 +37,7 @@ def list_columns() -> list:
         Column("id", id=True),
         Column("status", keep=3),
         Column("name", table=False),  # the id starts with it
+        Column("label", keep=1),  # a study's grid values (and variant); left out when no run has one
         Column("group", table=False),  # the id without its seed
         Column("seed", keep=2),
         Column("dataset"),

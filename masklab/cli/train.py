@@ -1,4 +1,4 @@
-"""masklab train: one run per seed of a spec."""
+"""masklab train: every run of a spec's study (variants x grid x seeds)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,18 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command, say
-
-SUMMARY_COLUMNS = (
-    "run",
-    "seed",
-    "status",
-    "epochs",
-    "test_acc",
-    "test_macro_f1",
-    "test_loss",
-    "val_acc",
-    "train_seconds",
+from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command
+from masklab.cli.study import (
+    AddressOption,
+    DryRunOption,
+    ExecutorName,
+    ExecutorOption,
+    GpuFractionOption,
+    GridOption,
+    JobsOption,
+    NumCpusOption,
+    NumGpusOption,
 )
-
-
-def parse_seeds(text: str) -> list[int]:
-    from masklab.errors import UsageError
-
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds {text}: expected integers separated by commas, e.g. --seeds 0,1,2") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise UsageError(f"--seeds {text}: expected distinct non-negative integers, e.g. --seeds 0,1,2")
-    return seeds
 
 
 @cli_command
@@ -47,8 +34,10 @@ def train(
             help="Override a spec key: --set train.lr=0.01 --set 'train_ops[0].rate=0.5' (repeatable).",
         ),
     ] = None,
+    grid: GridOption = None,
     seeds: Annotated[
-        str | None, typer.Option("--seeds", metavar="LIST", help="Seeds to train, replacing the spec's: --seeds 0,1,2.")
+        str | None,
+        typer.Option("--seeds", metavar="LIST", help="Seeds to train, replacing the spec's: --seeds 0,1,2 or 0-4."),
     ] = None,
     device: Annotated[
         str | None,
@@ -71,86 +60,83 @@ def train(
         typer.Option(
             "--track",
             metavar="TRACKER",
-            help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab[mlflow]' or 'masklab[tensorboard]'.",
+            help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab\\[mlflow]' or 'masklab\\[tensorboard]'.",
         ),
     ] = None,
+    dry_run: DryRunOption = False,
+    jobs: JobsOption = 1,
+    executor: ExecutorOption = ExecutorName.local,
+    address: AddressOption = None,
+    num_cpus: NumCpusOption = None,
+    num_gpus: NumGpusOption = None,
+    gpu_fraction: GpuFractionOption = None,
     runs_dir: RunsDirOption = None,
     threads: ThreadsOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only one line per finished run on stderr.")] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Train one run per seed of SPEC and print a summary table.
+    """Train every run of SPEC (its variants, grid and seeds) and print a summary table.
 
     A run folder runs/<name>-<spec hash>-s<seed>/ holds the resolved spec, run.json,
     metrics.jsonl, summary.json, the weights and its figures (curves.png, confusion.png,
-    recall.png, ops.png). Training the same spec and seed again reports the finished run
-    instead of duplicating it. --track also logs each run to MLflow or TensorBoard as it
-    trains; a tracker that fails is a warning and never costs the run.
+    recall.png, ops.png). Running the same command again skips finished runs, resumes
+    interrupted ones from their checkpoints and trains the rest: nothing is trained
+    twice. --dry-run lists what it would do. --track also logs each run to MLflow or
+    TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
     Examples:
 
       masklab train experiments/quickstart.yaml
 
-      masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0,1,2
+      masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0-2
+
+      masklab train experiments/quickstart.yaml --seeds 0-4 --dry-run \\
+          --grid 'train_ops[0].rate=0.1,0.25,0.5'
+
+      masklab train experiments/quickstart.yaml --set name=patch-grid \\
+          --grid 'train_ops[0].rate=0.25,0.5' --set train.epochs=2 \\
+          --grid 'train_ops[0].mode=static,dynamic' --seeds 0-2 --jobs 2
 
       masklab train experiments/quickstart.yaml --track mlflow --format json
     """
-    from masklab import spec as spec_mod, threads as threads_mod
-
-    threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
+    from masklab import spec as spec_mod
+    from masklab.cli import study as study_cli
     from masklab.errors import UsageError
+    from masklab.store.exporters import open_exporter
+    from masklab.store.runs import RunStore
+    from masklab.study import plan
 
     if resume and force:
         raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
     sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
-    specs = spec_mod.load_study(spec_path, sets, variant)  # before torch is imported: a bad spec costs nothing
-
-    from masklab.analysis.tables import Column, columns, render
-    from masklab.cli.progress import make_reporter
-    from masklab.store.exporters import open_exporter
-    from masklab.store.runs import RunStore
-    from masklab.study import runner as experiment
-    from masklab.study.tracking import TrackingReporter
-
+    raw = spec_mod.read_spec_file(spec_path)
+    study = plan.plan_study(
+        raw,
+        plan.study_name(raw, spec_path, sets),
+        sets=sets,
+        grid=grid or [],
+        seeds=plan.parse_seeds(seeds) if seeds else None,
+        only=variant,
+        source=str(spec_path),
+    )
     store = RunStore(runs_dir)
+    if dry_run:
+        study_cli.show_plan(study, store, force, resume, fmt.value)
+        return
+    from masklab import threads as threads_mod
+
+    threads_mod.configure(threads, jobs)  # before torch is imported: how its threads wait, how many
     exporters = [open_exporter(t, "--track") for t in track or []]  # fails here, before any training
-    reporter = make_reporter(quiet)
-    tracking = TrackingReporter(reporter, exporters, store) if exporters else None
+    runner = study_cli.make_executor(
+        executor, jobs, threads, address, num_cpus, num_gpus, gpu_fraction, study.resources
+    )
 
-    def announce(outcome) -> None:
-        if outcome.reused:
-            say(f"{outcome.run.id}: already done, reusing it (--force trains it again)")
-        if tracking:
-            tracking.run_ended(outcome.run)
+    from masklab.cli.study_view import StudyView
+    from masklab.study.executors import run_study
+    from masklab.study.tracking import TrackedEvents
 
-    try:
-        outcomes = experiment.train_specs(
-            specs,
-            parse_seeds(seeds) if seeds else None,
-            store,
-            tracking or reporter,
-            force=force,
-            resume=resume,
-            on_done=announce,
-        )
-    except BaseException:
-        if tracking and tracking.run is not None:  # the run that stopped: its final status, tracked
-            tracking.run_ended(tracking.run)
-        raise
-    rows = [
-        {
-            "run": o.run.id,
-            "seed": o.run.info.get("seed"),
-            "status": "reused" if o.reused else o.run.status,
-            "epochs": o.summary.get("epochs"),
-            "test_acc": o.summary.get("test_acc"),
-            "test_macro_f1": o.summary.get("test_macro_f1"),
-            "test_loss": o.summary.get("test_loss"),
-            "val_acc": o.summary.get("val_acc"),
-            "train_seconds": o.summary.get("train_seconds"),
-            "path": str(o.run.path),
-        }
-        for o in outcomes
-    ]
-    cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:], Column("path", table=False))
-    render(rows, cols, fmt.value, title=specs[0].study or specs[0].name)
+    events = StudyView(study.name, quiet)
+    if exporters:
+        events = TrackedEvents(events, exporters, store)
+    results = run_study(study, store, runner, events, force=force, resume=resume)
+    study_cli.report(results, fmt.value, title=study.name)

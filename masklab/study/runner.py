@@ -62,6 +62,7 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
         "name": spec.name,
         "study": spec.study,
         "variant": spec.variant,
+        "label": spec.label,
         "group": f"{spec.name}-{spec.group_hash()}",
         "spec_hash": spec.group_hash(),
         "seed": seed,
@@ -275,20 +276,23 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
     return summary
 
 
-def train_specs(
-    specs: list[Spec],
-    seeds: list[int] | None,
-    store: RunStore,
-    reporter: Reporter,
-    force=False,
-    resume=False,
-    on_done=None,
-) -> list[Outcome]:
-    """Train one run per seed of every spec (a spec file's variants), reusing finished
-    runs. Every spec is checked before the first run starts, and each distinct data
-    section is loaded once."""
-    datasets: dict[str, data_registry.Dataset] = {}
-    plans = []
+@dataclass
+class Prepared:
+    """A spec checked against its data, with what training it needs."""
+
+    spec: Spec
+    dataset: data_registry.Dataset
+    device: torch.device
+    inits: dict[int, Run | None]
+
+
+def prepare(
+    specs: list[Spec], seeds: list[int] | None, store: RunStore, datasets: dict | None = None
+) -> list[Prepared]:
+    """Check every spec before the first run starts (data, shapes, device, init runs);
+    each distinct data section is loaded once (`datasets` carries them across calls)."""
+    datasets = {} if datasets is None else datasets
+    prepared = []
     for spec in specs:
         key = data_key(spec)
         if key not in datasets:
@@ -301,17 +305,33 @@ def train_specs(
         memory.check_fits(spec, datasets[key], device)  # and a model that cannot fit
         inits = {seed: init_source(store, spec, seed) for seed in seeds or spec.seeds}
         check_same_tokenizer(inits.values(), datasets[key])
-        plans.append((spec, datasets[key], device, inits))
+        prepared.append(Prepared(spec, datasets[key], device, inits))
+    return prepared
+
+
+def train_specs(
+    specs: list[Spec],
+    seeds: list[int] | None,
+    store: RunStore,
+    reporter: Reporter,
+    force=False,
+    resume=False,
+    on_done=None,
+) -> list[Outcome]:
+    """Train one run per seed of every spec (a spec file's variants), reusing finished
+    runs. Every spec is checked before the first run starts."""
     outcomes = []
-    for spec, dataset, device, inits in plans:
-        if spec.train.seed_batch != 1:  # seeds trained together as one batched model
+    for p in prepare(specs, seeds, store):
+        if p.spec.train.seed_batch != 1:  # seeds trained together as one batched model
             from masklab.study.seed_groups import train_batched
 
-            group = seeds or spec.seeds
-            outcomes += train_batched(spec, group, dataset, store, device, reporter, force, resume, inits, on_done)
+            group = seeds or p.spec.seeds
+            outcomes += train_batched(
+                p.spec, group, p.dataset, store, p.device, reporter, force, resume, p.inits, on_done
+            )
             continue
-        for seed in seeds or spec.seeds:
-            outcome = train_one(spec, seed, dataset, store, device, reporter, force, resume, inits[seed])
+        for seed in seeds or p.spec.seeds:
+            outcome = train_one(p.spec, seed, p.dataset, store, p.device, reporter, force, resume, p.inits[seed])
             outcomes.append(outcome)
             if on_done:
                 on_done(outcome)

@@ -19,27 +19,15 @@ from masklab.data.splits import build_data
 from masklab.errors import Interrupted, SpecError
 from masklab.models import build_model
 from masklab.models.stacked import Stacked, can_stack
-from masklab.spec import Spec, seed_batch_unsupported
+from masklab.spec import Spec
 from masklab.store import weights
 from masklab.store.runs import Run, RunStore, run_id
 from masklab.study import lifecycle, runner
 from masklab.study.lifecycle import StopFlag
+from masklab.study.plan import seeds_per_batch
 from masklab.study.run_figures import write_figures
 from masklab.train import Reporter, train_pipeline
 from masklab.train_batched import fit_group
-
-AUTO_LIMIT = 8  # seeds per batch with `auto`: each seed holds its own copy of the splits on the device
-
-
-def batch_size(spec: Spec, pending: int) -> int:
-    """How many seeds to train at once: the spec's N, or with auto all pending seeds up
-    to AUTO_LIMIT where batching is supported (1 where it is not)."""
-    setting = spec.train.seed_batch
-    if setting == "auto":
-        if seed_batch_unsupported(spec):
-            return 1
-        return max(1, min(pending, AUTO_LIMIT))
-    return int(setting)
 
 
 def train_batched(
@@ -65,7 +53,7 @@ def train_batched(
                 on_done(done[seed])
         else:
             pending.append(seed)
-    size = batch_size(spec, len(pending))
+    size = seeds_per_batch(spec, len(pending))
     for first in range(0, len(pending), size):
         chunk = pending[first : first + size]
         if len(chunk) == 1:

@@ -1,6 +1,7 @@
 """Live tracking during training (`masklab train --track mlflow`): the exporters of
-store/exporters run at defined points of every run (its start, the end of each epoch,
-its end), always from what the run folder already holds.
+store/exporters run at defined points of every run of a study (its start, the end of
+each epoch, its end), always from what the run folder already holds, in the process
+that drives the study, whichever process trains the run.
 
 A tracker never costs a run: an error in one is a warning on stderr, that tracker stops
 for the rest of that run, training goes on, and the run folder is complete as always;
@@ -14,63 +15,79 @@ import sys
 from masklab.store.runs import Run, RunStore
 
 
-class TrackingReporter:
-    """Wraps the progress reporter the training loop calls; forwards every call and
-    syncs the current run to each tracker at its start and after each epoch."""
+class TrackedEvents:
+    """The same tracking for a study (`masklab train --track` with its driver): wraps the
+    study's events and syncs each run from its folder when it starts, after each of its
+    epochs and when its result comes in, whichever process trains it (this one, a --jobs
+    worker). Several runs may train at once, so what broke is kept per run; the location
+    goes into run.json at the end, under the run's lock, once its trainer has let go.
+    A run trained where the store cannot see it (Ray without a shared runs dir) is
+    synced once, when its folder is committed."""
 
     def __init__(self, inner, exporters: list, store: RunStore) -> None:
         self.inner, self.exporters, self.store = inner, exporters, store
-        self.run: Run | None = None
-        self.broken: set[str] = set()  # trackers that failed for the current run
+        self.broken: dict[str, set[str]] = {}  # run id -> trackers that failed for it
 
-    def start(self, run_id: str, epochs: int, steps: int, start_epoch: int) -> None:
-        self.inner.start(run_id, epochs, steps, start_epoch)
-        self.run, self.broken = self.store.get(run_id), set()
-        self._sync(live=True, record=True)
+    def started(self, rid: str, epochs: int, steps: int, start_epoch: int, runs: int = 1) -> None:
+        self.inner.started(rid, epochs, steps, start_epoch, runs)
+        for run_id in member_ids(rid):
+            self.broken[run_id] = set()
+            self._sync(run_id, live=True)
 
-    def step(self, epoch: int, step: int) -> None:
-        self.inner.step(epoch, step)
+    def epoch(self, rid: str, row: dict) -> None:
+        self.inner.epoch(rid, row)
+        for run_id in member_ids(rid):
+            self._sync(run_id, live=True)
 
-    def epoch(self, row: dict) -> None:
-        self.inner.epoch(row)
-        self._sync(live=True)
+    def finished(self, result) -> None:
+        self.inner.finished(result)
+        if result.status in ("busy", "stopped"):  # not an ending: the driver comes back to it
+            return
+        self._sync(result.id, live=False, record=True)
+        self.broken.pop(result.id, None)
 
-    def finish(self) -> None:
-        self.inner.finish()
+    def end(self) -> None:
+        try:
+            for exporter in self.exporters:
+                exporter.close()
+        finally:
+            self.inner.end()
 
-    def __getattr__(self, name: str):  # any other progress callback goes to the wrapped reporter
+    def __getattr__(self, name: str):  # any other study event goes to the wrapped view
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def run_ended(self, run: Run) -> None:
-        """After a run's final status is written (done, failed, interrupted) or a finished
-        run is reused: the last sync, with summary, figures and status."""
-        if self.run is None or self.run.id != run.id:
-            self.run, self.broken = run, set()
-        self._sync(live=False, record=True)
-        for exporter in self.exporters:
-            exporter.close()
-        self.run = None
+    def _sync(self, run_id: str, live: bool, record: bool = False) -> None:
+        run = self.store.get(run_id)
+        if run is not None:
+            sync_run(run, self.exporters, self.broken.setdefault(run_id, set()), live, record)
 
-    def _sync(self, live: bool, record: bool = False) -> None:
-        run = self.run
-        if run is None:
-            return
-        for exporter in self.exporters:
-            if exporter.kind in self.broken:
-                continue
-            try:
-                synced = exporter.sync(run, live=live)
-                if record and exporter.kind == "mlflow" and run.info.get("mlflow") != synced.location:
-                    record_location(run, "mlflow", synced.location, locked_by_us=live)
-            except Exception as exc:  # a tracker never costs the run
-                self.broken.add(exporter.kind)
-                print(
-                    f"warning: {run.id}: {exporter.kind} tracking stopped ({type(exc).__name__}: {exc}); training goes on, "
-                    f"and `masklab export {run.id} --to {exporter.kind}:{exporter.target}` logs the run later",
-                    file=sys.stderr,
-                )
+
+def member_ids(rid: str) -> list[str]:
+    """The run ids of a study's work item: `<name>-<hash>-s3` itself, a seed group
+    `<name>-<hash>-s0,1,2` its three runs."""
+    prefix, _, seeds = rid.rpartition("-s")
+    return [f"{prefix}-s{s}" for s in seeds.split(",")] if prefix else [rid]
+
+
+def sync_run(run: Run, exporters: list, broken: set[str], live: bool, record: bool, locked_by_us=False) -> None:
+    """Bring each tracker up to date with the run folder; a tracker that fails is named
+    once on stderr and left alone for the rest of this run (`broken`)."""
+    for exporter in exporters:
+        if exporter.kind in broken:
+            continue
+        try:
+            synced = exporter.sync(run, live=live)
+            if record and exporter.kind == "mlflow" and run.info.get("mlflow") != synced.location:
+                record_location(run, "mlflow", synced.location, locked_by_us=locked_by_us)
+        except Exception as exc:  # a tracker never costs the run
+            broken.add(exporter.kind)
+            print(
+                f"warning: {run.id}: {exporter.kind} tracking stopped ({type(exc).__name__}: {exc}); training goes on, "
+                f"and `masklab export {run.id} --to {exporter.kind}:{exporter.target}` logs the run later",
+                file=sys.stderr,
+            )
 
 
 def record_location(run: Run, kind: str, location: dict, locked_by_us: bool = False) -> None:

@@ -1,0 +1,188 @@
+"""What `masklab train` does with a study: the options that plan and execute it, the
+--dry-run table, the choice of executor, the summary rows and the exit status."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from masklab.analysis import tables
+from masklab.analysis.tables import Column, columns
+
+
+class ExecutorName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+GridOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        metavar="KEY=V1,V2",
+        help="Train every value of a key: --grid 'train_ops[0].rate=0.1,0.25,0.5' (repeatable: the study is the product).",
+        show_default=False,
+    ),
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="List every run of the study (id, label, state, action); train nothing.")
+]
+JobsOption = Annotated[
+    int,
+    typer.Option(
+        "--jobs", "-j", metavar="N", min=1, help="Worker processes on this machine, each with its share of the cores."
+    ),
+]
+ExecutorOption = Annotated[
+    ExecutorName,
+    typer.Option(
+        "--executor",
+        metavar="local|ray",
+        help="local (this machine, --jobs workers) or ray (one Ray task per run; pip install 'masklab\\[ray]').",
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        metavar="ADDRESS",
+        help="Ray cluster: auto (a running cluster) or ray://host:port; default: start one here.",
+    ),
+]
+NumCpusOption = Annotated[
+    float | None,
+    typer.Option("--num-cpus", metavar="N", min=0, help="Ray: CPUs per run (default: resources.num_cpus, else 1)."),
+]
+NumGpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--num-gpus",
+        metavar="N",
+        min=0,
+        help="Ray: GPUs per run, fractional packs runs onto a GPU (0.25: four per GPU).",
+    ),
+]
+GpuFractionOption = Annotated[
+    float | None,
+    typer.Option(
+        "--gpu-fraction",
+        metavar="F",
+        help="With --jobs on a GPU machine: the share of a GPU's memory each run may use.",
+    ),
+]
+
+PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
+
+
+def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
+    """--dry-run: every run, where it stands, what the study would do with it."""
+    from masklab.study.executors import work_items
+    from masklab.study.states import TRAINING_ACTIONS, counts, read_states
+
+    states = read_states(study, store, force, resume)
+    rows = [s.row() for s in states]
+    batches = {
+        rid: ",".join(map(str, item.seeds))
+        for item in work_items([s for s in states if s.action in TRAINING_ACTIONS])
+        if len(item.seeds) > 1
+        for rid in item.ids
+    }
+    if batches:  # train.seed_batch: the seeds that train together as one batched model
+        rows = [{**row, "batch": batches.get(row["id"])} for row in rows]
+    tally = counts(states)
+    keys = [f"grid.{a.path}" for a in study.axes] + (["batch"] if batches else [])
+    body = {
+        "study": study.name,
+        "runs": len(rows),
+        "counts": tally,
+        "axes": {a.path: list(a.values) for a in study.axes},
+        "rows": rows,
+    }
+    title = f"study {study.name}: {len(rows)} runs ({', '.join(f'{n} {k}' for k, n in tally.items())})"
+    shown = (*PLAN_COLUMNS, *keys[len(study.axes) :]) if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
+    tables.render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body)
+
+
+def make_executor(
+    name: ExecutorName, jobs: int, threads: int | None, address, num_cpus, num_gpus, gpu_fraction, resources: dict
+):
+    from masklab.errors import UsageError
+
+    if name == ExecutorName.ray:
+        from masklab.study.executors.ray_tasks import RayTasks
+
+        cpus = num_cpus if num_cpus is not None else resources.get("num_cpus", 1.0)
+        gpus = num_gpus if num_gpus is not None else resources.get("num_gpus", 0.0)
+        return RayTasks(address, cpus, gpus)  # names the install command when Ray is missing
+    if address or num_cpus is not None or num_gpus is not None:
+        raise UsageError("--address, --num-cpus and --num-gpus are for --executor ray")
+    from masklab.study.executors.local import InProcess, Pool
+
+    if jobs == 1 and gpu_fraction is None:
+        return InProcess()
+    warn_oversubscribed(jobs, threads)
+    return Pool(jobs, threads, gpu_fraction)
+
+
+def warn_oversubscribed(jobs: int, threads: int | None) -> None:
+    """Say so when --jobs workers x their threads ask for more cores than this process may use."""
+    from masklab import threads as threads_mod
+    from masklab.cli.common import say
+
+    each, cores, source = threads_mod.choose_threads(threads, jobs)
+    if jobs * each > cores:
+        given = f"{each} thread(s) each ({source})" if source != "cores" else "1 thread each"
+        fit = max(1, cores // each)
+        say(
+            f"warning: --jobs {jobs} with {given} asks for {jobs * each} cores, {cores} usable: runs slow each other; --jobs {fit} fits"
+        )
+
+
+SUMMARY_COLUMNS = (
+    "run",
+    "seed",
+    "status",
+    "epochs",
+    "test_acc",
+    "test_macro_f1",
+    "test_loss",
+    "val_acc",
+    "train_seconds",
+    "path",
+)
+
+
+def summary_rows(results) -> list[dict]:
+    return [
+        {
+            "run": r.id,
+            "seed": r.seed,
+            "status": r.status,
+            "epochs": r.summary.get("epochs"),
+            "test_acc": r.summary.get("test_acc"),
+            "test_macro_f1": r.summary.get("test_macro_f1"),
+            "test_loss": r.summary.get("test_loss"),
+            "val_acc": r.summary.get("val_acc"),
+            "train_seconds": r.summary.get("train_seconds"),
+            "path": r.path or None,
+        }
+        for r in results
+    ]
+
+
+def report(results, fmt: str, title: str) -> None:
+    """The summary table on stdout; then an error for the runs that did not finish."""
+    from masklab.errors import MasklabError, RunError
+
+    bad = [r for r in results if r.status not in ("done", "reused")]
+    if len(results) == 1 and bad:
+        error = MasklabError(bad[0].error)
+        error.exit_code = bad[0].exit_code or 1
+        raise error
+    cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:-1], Column("path", table=False))
+    tables.render(summary_rows(results), cols, fmt, title=title)
+    if bad:
+        listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        raise RunError(f"{len(bad)} of {len(results)} runs did not finish ({listed})")
