@@ -212,12 +212,13 @@ def test_a_study_with_jobs_tracks_and_draws_every_run_its_workers_train(figures,
     folders = run_dirs(workdir)
     assert len(folders) == 4
     for folder in folders:
-        assert [(live, epochs) for rid, live, epochs in calls if rid == folder.name] == [
-            (True, 0),  # started
-            (True, 1),  # after epoch 1
-            (True, 2),  # after epoch 2
-            (False, 2),  # its result: summary, figures, final status
-        ]
+        synced = [(live, epochs) for rid, live, epochs in calls if rid == folder.name]
+        # a live sync when it starts and after each of its 2 epochs, then its result (summary,
+        # figures, final status); a worker's run may be an epoch ahead of the driver's sync,
+        # so the epochs each live sync sees only never go back
+        assert [live for live, _ in synced] == [True, True, True, False]
+        seen = [epochs for _, epochs in synced]
+        assert seen == sorted(seen) and seen[-1] == 2 and seen[0] <= 1
         assert {"curves.png", "confusion.png", "recall.png", "ops.png"} <= {p.name for p in folder.iterdir()}
         reader = event_accumulator.EventAccumulator(str(workdir / "tb" / folder.name), size_guidance={"images": 0})
         reader.Reload()
