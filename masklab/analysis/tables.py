@@ -247,7 +247,10 @@ def rich_table(rows: list[dict], cols: list[Column], title: str | None, out: Tex
     console.print(table, crop=False)
     if left_out:
         console.print(
-            f"left out to fit {console.width} columns: {', '.join(left_out)} (--format csv has all)", style="dim"
+            f"left out to fit {console.width} columns: {', '.join(left_out)} (--format csv has all)",
+            style="dim",
+            markup=False,  # column names such as train_ops[0].mode are text, not markup
+            highlight=False,
         )
 
 
