@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,3 +296,17 @@ def test_every_family_holds_its_level_over_many_studies(family):
             r = sim.sequential_rates(design, *sim.family_values(rng, 20_000, looks[-1], truths), truths, QUANTUM)
             se = math.sqrt(0.05 * 0.95 / r.replicates)
             assert r.familywise <= 0.05 + 3 * se and r.coverage >= 0.95 - 3 * se, (m, looks, r)
+
+
+def test_the_readme_example_prints_what_the_readme_says(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Sequential designs") :]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    printed = section[section.index("prints (") :].split("\n\n")[1]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == [line[4:] for line in printed.splitlines()]
+    assert "with the first 5 seeds only it would print `continue 2 8`" in section
+    ref = dict(enumerate([0.912, 0.915, 0.909, 0.913, 0.911]))
+    gains = [0.0042, 0.0021, 0.0055, 0.0028, 0.0047]
+    state = sq.analyse(sq.Design.for_max_seeds(20), [stats.Pair(ref, {s: ref[s] + g for s, g in zip(ref, gains)})])
+    assert (state.traces[0].decision, state.looks_done, state.next_seeds) == ("continue", 2, 8)

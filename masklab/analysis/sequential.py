@@ -442,7 +442,7 @@ def analyse(
     looks_done = 0
     for k in range(len(design.looks)):
         open_ = [not t.settled for t in traces]
-        if any(o and len(est) <= k for o, (est, _) in zip(open_, per_pair)):
+        if not any(open_) or any(o and len(est) <= k for o, (est, _) in zip(open_, per_pair)):
             break
         upto = slice(0, k + 1)
         outcome = run_looks(design, diff[..., upto], se[..., upto], df[..., upto], hib, blocked[..., upto])
