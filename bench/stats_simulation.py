@@ -283,60 +283,77 @@ def conditional_power_at_trend(now, decided):
     return np.where((now.se > 0) & ~now.blocked, power, np.nan)
 
 
+def normal_critical(family, alpha, look, looks, n, df):
+    """The rejected small-sample treatment: the normal-theory boundary used as it is, as if
+    the per-seed spread were known."""
+    from masklab.analysis import boundaries
+
+    if family == boundaries.CONFIDENCE_SEQUENCE:
+        return boundaries.lai_critical(np.asarray(n, dtype=float), alpha, looks[-1])
+    alpha = np.asarray(alpha, dtype=float)
+    levels = np.vectorize(lambda a: boundaries.nominal_levels(family, float(a), looks)[look])(alpha)
+    return sps.norm.isf(levels / 2.0) + 0.0 * np.asarray(df)
+
+
 def designs_table(rng: np.random.Generator, replicates: int) -> list[str]:
-    from masklab.analysis import sequential as sq
+    from masklab.analysis import boundaries, sequential as sq
 
     rows = [
         "| design | comparisons | no difference: false better/worse | coverage | small effect (+0.0015): power, fixed design's "
-        "| seeds per group, small | large effect (+0.004): power, fixed design's | seeds, large | seeds, no difference | study seeds, no difference (fixed) |",
+        "| seeds per group, small | large effect (+0.004): power, fixed design's | seeds, large | seeds, no difference "
+        "| study seeds, no difference (fixed) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     designs = [
-        ("O'Brien-Fleming, no futility", {"futility": 0.0}, False),
-        ("O'Brien-Fleming, futility: conditional power at the observed difference < 0.1", {"futility": 0.1}, True),
-        ("O'Brien-Fleming, futility: predictive power < 0.1", {"futility": 0.1}, False),
-        ("**O'Brien-Fleming, futility: predictive power < 0.2 (default)**", {"futility": 0.2}, False),
-        ("Pocock, no futility", {"boundary": "pocock", "futility": 0.0}, False),
-        ("Pocock, futility: predictive power < 0.2", {"boundary": "pocock", "futility": 0.2}, False),
-        ("Lai's confidence sequence, no futility", {"boundary": "confidence-sequence", "futility": 0.0}, False),
+        ("O'Brien-Fleming, normal boundaries (no t), no futility", {"futility": 0.0}, "normal"),
+        ("O'Brien-Fleming, no futility", {"futility": 0.0}, ""),
+        ("O'Brien-Fleming, futility: conditional power at the observed difference < 0.1", {"futility": 0.1}, "trend"),
+        ("O'Brien-Fleming, futility: predictive power < 0.1", {"futility": 0.1}, ""),
+        ("**O'Brien-Fleming, futility: predictive power < 0.2 (default)**", {"futility": 0.2}, ""),
+        ("Pocock, no futility", {"boundary": "pocock", "futility": 0.0}, ""),
+        ("Pocock, futility: predictive power < 0.2", {"boundary": "pocock", "futility": 0.2}, ""),
+        ("Lai's confidence sequence, no futility", {"boundary": "confidence-sequence", "futility": 0.0}, ""),
         (
             "Lai's confidence sequence, futility: predictive power < 0.2",
             {"boundary": "confidence-sequence", "futility": 0.2},
-            False,
+            "",
         ),
     ]
-    original = sq.predictive_power
-    for name, settings, at_trend in designs:
-        sq.predictive_power = conditional_power_at_trend if at_trend else original
+    power, critical = sq.predictive_power, boundaries.t_critical
+    for name, settings, variant in designs:
+        sq.predictive_power = conditional_power_at_trend if variant == "trend" else power
+        boundaries.t_critical = normal_critical if variant == "normal" else critical
         try:
             for m in (1, 3):
-                cells = []
-                for effect in (0.0, SMALL, LARGE):
-                    truths = [effect] + [0.0] * (m - 1)
-                    ref, others = sim.family_values(rng, replicates, 20, truths)
-                    seq = sim.sequential_rates(
-                        sq.Design.for_max_seeds(20, comparisons=m, **settings), ref, others, truths, 1e-4
-                    )
-                    fixed = sim.fixed_rates(20, ref, others, truths, 1e-4)
-                    cells.append((seq, fixed))
-                (null, fixed_null), (small, fixed_small), (large, fixed_large) = cells
                 rows.append(
-                    md_row(
-                        name,
-                        m,
-                        null.familywise,
-                        null.coverage,
-                        f"{small.power:.3f}, {fixed_small.power:.3f}",
-                        small.seeds,
-                        f"{large.power:.3f}, {fixed_large.power:.3f}",
-                        large.seeds,
-                        null.seeds,
-                        f"{null.study_seeds:.1f} ({fixed_null.study_seeds:.0f})",
-                    )
+                    design_row(rng, replicates, name, m, sq.Design.for_max_seeds(20, comparisons=m, **settings))
                 )
         finally:
-            sq.predictive_power = original
+            sq.predictive_power, boundaries.t_critical = power, critical
     return rows
+
+
+def design_row(rng: np.random.Generator, replicates: int, name: str, m: int, design) -> str:
+    cells = []
+    for effect in (0.0, SMALL, LARGE):
+        truths = [effect] + [0.0] * (m - 1)
+        ref, others = sim.family_values(rng, replicates, 20, truths)
+        cells.append(
+            (sim.sequential_rates(design, ref, others, truths, 1e-4), sim.fixed_rates(20, ref, others, truths, 1e-4))
+        )
+    (null, fixed_null), (small, fixed_small), (large, fixed_large) = cells
+    return md_row(
+        name,
+        m,
+        null.familywise,
+        null.coverage,
+        f"{small.power:.3f}, {fixed_small.power:.3f}",
+        small.seeds,
+        f"{large.power:.3f}, {fixed_large.power:.3f}",
+        large.seeds,
+        null.seeds,
+        f"{null.study_seeds:.1f} ({fixed_null.study_seeds:.0f})",
+    )
 
 
 def familywise_table(rng: np.random.Generator, replicates: int) -> list[str]:

@@ -225,8 +225,17 @@ def test_equivalent_lower_is_better_unpaired_and_zero_spread():
     rng = np.random.default_rng(5)
     pair = _study(_gains(rng, 0.0002, 0.001, 20))
     (eq,) = sq.analyse(sq.Design.for_max_seeds(20, min_effect=0.003), [pair]).traces
-    assert eq.decision == "equivalent" and -0.003 < eq.looks[-1].ci[0] < eq.looks[-1].ci[1] < 0.003
-    assert "lies inside +-0.003" in eq.looks[-1].why
+    last = eq.looks[-1]
+    assert eq.decision == "equivalent" and -0.003 < last.ci[0] < last.ci[1] < 0.003 and last.level == 0.05
+    diffs = np.array([pair.other[s] - pair.ref[s] for s in range(last.seeds)])
+    crit = sps.t.isf(
+        boundaries.nominal_levels("obrien-fleming", 0.05, (3, 5, 8, 12, 20))[last.look - 1] / 2, last.seeds - 1
+    )
+    half = crit * diffs.std(ddof=1) / math.sqrt(last.seeds)
+    assert last.ci == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert "lies inside +-0.003" in last.why
+    three = sq.analyse(sq.Design.for_max_seeds(20, comparisons=3, min_effect=0.003), [pair] * 3).traces
+    assert [(t.decision, t.looks[-1].level) for t in three] == [("equivalent", pytest.approx(0.05 / 3))] * 3
     gain = _study(_gains(rng, 0.006, 0.001, 20))
     loss = stats.Pair(gain.ref, gain.other, higher_is_better=False)
     assert sq.analyse(sq.Design.for_max_seeds(20), [loss]).traces[0].decision == "worse"
@@ -259,6 +268,21 @@ def test_no_difference_false_verdicts_and_coverage_over_all_looks(m):
     se = math.sqrt(0.05 * 0.95 / r.replicates)
     assert r.familywise <= 0.05 + 3 * se and r.coverage >= 0.95 - 3 * se, r
     assert r.seeds < 16, r  # futility stops most null comparisons before 20 seeds
+
+
+def test_equivalent_is_false_at_most_alpha_at_the_edge_of_the_band():
+    """True difference exactly +min_effect (the least favourable case): `equivalent` over
+    all looks at most 5% (+ 3 se), for one comparison and at alpha / 3 for each of three."""
+    rng = np.random.default_rng(17)
+    for m in (1, 3):
+        truths = [0.003] * m
+        ref, others = sim.family_values(rng, 3000, 20, truths)
+        design = sq.Design.for_max_seeds(20, comparisons=m, min_effect=0.003)
+        diff, se, df, blocked = sim.look_estimates(design.looks, ref, others, QUANTUM)
+        out = sq.run_looks(design, diff, se, df, True, blocked)
+        level = 0.05 / m
+        false = (out.decision == stats.EQUIVALENT).mean()  # per comparison, over 3000 x m
+        assert false <= level + 3 * math.sqrt(level * (1 - level) / out.decision.size), (m, false)
 
 
 @pytest.mark.parametrize("m", [1, 3])
