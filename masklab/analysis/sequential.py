@@ -93,10 +93,12 @@ class Design:
         if looks[0] < 2 or any(b <= a for a, b in zip(looks, looks[1:])):
             raise ValueError(f"looks: seed counts from 2 up, strictly increasing; got {list(looks)}")
         checks = {
-            "alpha": 0 < self.alpha < 1,
-            "min_effect": self.min_effect >= 0 and math.isfinite(self.min_effect),
-            "comparisons": isinstance(self.comparisons, int) and self.comparisons >= 1,
-            "futility": 0 <= self.futility < 1,
+            "alpha": _number(self.alpha) and 0 < self.alpha < 1,
+            "min_effect": _number(self.min_effect) and 0 <= self.min_effect < math.inf,
+            "comparisons": isinstance(self.comparisons, int)
+            and not isinstance(self.comparisons, bool)
+            and self.comparisons >= 1,
+            "futility": _number(self.futility) and 0 <= self.futility < 1,
             "boundary": self.boundary in boundaries.FAMILIES,
             "multiplicity": self.multiplicity in MULTIPLICITY,
         }
@@ -155,6 +157,10 @@ class Design:
             f"looks at {', '.join(map(str, self.looks))} seeds per group (at most {self.max_seeds}); "
             f"{family} at {self.alpha:g}{holm}{band}{futile}"
         )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def boundary_table(design: Design) -> list[dict]:
@@ -464,6 +470,7 @@ class _Estimate:
     se: float
     df: float
     blocked: str  # "": none; why there is no verdict at this look
+    zero_spread: bool  # no interval either: the seeds carry no spread
 
 
 def _estimates(design: Design, pair: stats.Pair, order: list[int] | None) -> tuple[list[_Estimate], bool]:
@@ -488,7 +495,8 @@ def _estimates(design: Design, pair: stats.Pair, order: list[int] | None) -> tup
         elif shape < stats.SHAPE_ALPHA:
             blocked = f"skewed per-seed differences (Shapiro-Wilk p={shape:.2g}): a t boundary does not hold there"
         diff = float(e.diff[0])
-        out.append(_Estimate(n, 0.0 if abs(diff) < stats.ZERO_DIFF else diff, float(e.se[0]), float(e.df[0]), blocked))
+        diff = 0.0 if abs(diff) < stats.ZERO_DIFF else diff
+        out.append(_Estimate(n, diff, float(e.se[0]), float(e.df[0]), blocked, bool(e.zero_spread[0])))
     return out, paired
 
 
@@ -509,7 +517,7 @@ def _look(design: Design, outcome: Outcome, i: int, k: int, est: _Estimate) -> L
         return None if math.isnan(x) else x
 
     low, high = at(outcome.low), at(outcome.high)
-    ci = (low, high) if low is not None and high is not None and not est.blocked.startswith("the per-seed") else None
+    ci = (low, high) if low is not None and high is not None and not est.zero_spread else None
     look = Look(
         look=k + 1,
         seeds=est.seeds,

@@ -14,7 +14,7 @@ For one group against the reference on one metric:
   simulation shows it holds its level; below that a bootstrap over a few seeds is too narrow.
 - **Assumptions.** Seeds are independent and the per-seed differences roughly symmetric.
   From `SHAPE_MIN_N` seeds Shapiro-Wilk checks the second; a p below `SHAPE_ALPHA` gives
-  no verdict (skewed differences make a t-test's false verdicts 12-18%). Below that no
+  no verdict (skewed differences make a t-test's false verdicts 11-19%). Below that no
   check can tell, and the assumption stands unchecked.
 - **The test set is a sample too.** When every run stored its per-example test scores, the
   estimate is a two-way (seeds x test examples) random-effects model: the seed variance of
@@ -147,7 +147,7 @@ def welch_df(va: np.ndarray, vb: np.ndarray, na: int | np.ndarray, nb: int | np.
 
     Welch-Satterthwaite's df is estimated from the groups' own variances, and with a few
     seeds in one group it is often far too large: 10 seeds against 2 gives 12% false
-    verdicts, 3 against 3 with a 8x difference in spread 6% (bench/stats_simulation.py).
+    verdicts, 2 against 2 with an 8x difference in spread 6.6% (bench/stats_simulation.py).
     Below HSU_MIN_N seeds in the smaller group the df is Hsu's min(n) - 1, which never
     exceeds the level whatever the two spreads (Mickey & Brown, 1966); from there on it
     is Welch's, capped at (n_min - 1)(1 + (n_min / n_max)^2): 2 (n - 1) for equal groups
@@ -457,10 +457,11 @@ def shapiro_p(ref: np.ndarray, other: np.ndarray, paired: bool) -> np.ndarray:
     """Shapiro-Wilk's p that the per-seed differences (matched seeds) or the values of each
     group (unmatched; the smaller p) are normal, batched (R,): nan where no sample has
     SHAPE_MIN_N values that vary. t-tests assume roughly symmetric differences: under
-    lognormal ones they give 12-18% false verdicts, and from about 15 seeds a verdict
-    only when p >= SHAPE_ALPHA brings that back to 5% (bench/stats_simulation.py). Below
-    SHAPE_MIN_N seeds no check can tell (2 values are always symmetric): the assumption
-    stands unchecked."""
+    lognormal(1) ones they give 11-19% false verdicts, and giving one only when p >=
+    SHAPE_ALPHA brings that to 6.7% at 15 seeds and 3% at 20 (bench/stats_simulation.py).
+    Below SHAPE_MIN_N seeds the check gains nothing (the samples that mislead a t-test
+    missed the long tail and look symmetric; 2 values always are): the assumption stands
+    unchecked."""
     from scipy import stats
 
     out = np.full(len(ref), np.nan)
