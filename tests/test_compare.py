@@ -45,11 +45,13 @@ def test_paired_difference_is_scipys_paired_t():
 def test_unpaired_difference_is_welchs_interval_with_seeds_for_power():
     d = stats.compare_values({0: 0.9, 1: 0.91, 2: 0.92}, {5: 0.905, 6: 0.915, 7: 0.925})
     welch = sps.ttest_ind([0.905, 0.915, 0.925], [0.9, 0.91, 0.92], equal_var=False)
-    assert not d.paired and d.interval == "welch-t"
-    assert d.p == pytest.approx(welch.pvalue) and d.ci == pytest.approx(tuple(welch.confidence_interval()))
+    assert not d.paired and d.interval == "welch-t" and d.df == 2.0  # Hsu's df below 5 seeds: min(n) - 1
+    assert d.p == pytest.approx(2 * sps.t.sf(welch.statistic, 2))
+    assert d.ci == pytest.approx((0.005 - sps.t.ppf(0.975, 2) * d.se, 0.005 + sps.t.ppf(0.975, 2) * d.se))
+    assert d.se == pytest.approx(0.005 / welch.statistic)
     assert d.verdict == "inconclusive" and d.seeds_for_power == 64
     assert d.why == (
-        "+0.005: the 95% CI [-0.01767, +0.02767] includes 0 (p=0.573); "
+        "+0.005: the 95% CI [-0.03013, +0.04013] includes 0 (p=0.603); "
         "about 64 seeds per group (now 3) would give 80% power for +0.005 at this spread"
     )
     # the noncentral-t power at 64 seeds per group clears 0.8, at 63 it does not
@@ -113,7 +115,8 @@ def test_bca_bootstrap_from_forty_seeds():
     diffs = np.array([other[s] - ref[s] for s in sorted(ref)])
     boot = sps.bootstrap((diffs,), np.mean, method="BCa", n_resamples=9999, rng=np.random.default_rng(0))
     assert d.interval == "bca" and d.ci == (boot.confidence_interval.low, boot.confidence_interval.high)
-    assert stats.compare_values(dict(list(ref.items())[:39]), other).interval == "welch-t"  # unmatched seeds, n < 40
+    shared = stats.compare_values(dict(list(ref.items())[:39]), other)  # paired on the 39 seeds both have
+    assert shared.interval == "paired-t" and shared.paired_on == 39 and shared.n == (39, 40)
 
 
 def test_mcnemar_for_two_single_runs():

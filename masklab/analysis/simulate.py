@@ -53,6 +53,31 @@ def seed_values(
     return ref, 0.9 + truth + rng.normal(0, 2 * SEED_SD, (replicates, n)) + rng.normal(0, SHARED_SD, (replicates, n))
 
 
+def unbalanced_values(
+    rng: np.random.Generator, replicates: int, n_ref: int, n_other: int, truth: float, spread: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values (R, n_ref) and (R, n_other) of two groups with no seed in common, the
+    other's seed-to-seed sd `spread` times the reference's (Welch's case, unequal sizes)."""
+    ref = 0.9 + rng.normal(0, SEED_SD, (replicates, n_ref))
+    return ref, 0.9 + truth + rng.normal(0, spread * SEED_SD, (replicates, n_other))
+
+
+def skewed_values(
+    rng: np.random.Generator, replicates: int, n: int, paired: bool, truth: float, sigma: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values whose paired differences (or, unpaired, the other group's values) are
+    lognormal(0, sigma) shifted to mean `truth` and scaled to sd 2 SEED_SD: a recipe that
+    usually costs a little and now and then gains a lot (a seed that fails in the reference
+    does the same). Unpaired, the reference is normal with the same sd."""
+    shape = rng.lognormal(0, sigma, (replicates, n))
+    mean, sd = np.exp(sigma**2 / 2), np.sqrt((np.exp(sigma**2) - 1) * np.exp(sigma**2))
+    skewed = (shape - mean) / sd * 2 * SEED_SD
+    base = 0.9 + rng.normal(0, SHARED_SD, (replicates, n))
+    if paired:
+        return base, base + truth + skewed
+    return 0.9 + rng.normal(0, 2 * SEED_SD, (replicates, n)), 0.9 + truth + skewed
+
+
 def example_scores(
     rng: np.random.Generator,
     replicates: int,
@@ -110,12 +135,13 @@ def rates(
         else stats.seed_estimate(ref, other, paired, quantum)
     )
     t = stats.assess(e)
-    words = stats.classify(e.diff, t.low, t.high, t.p, t.p_equiv)
+    shape = stats.shapiro_p(ref.mean(-1), other.mean(-1), paired) if examples else stats.shapiro_p(ref, other, paired)
+    words = stats.classify(e.diff, t.low, t.high, t.p, t.p_equiv, shape_p=shape)
     decided = np.isin(words, (stats.BETTER, stats.WORSE))
     wrong = decided & ((words == stats.BETTER) != (truth > 0)) if truth else decided
     has_interval = ~np.isnan(t.low)
     cover = (t.low <= truth) & (truth <= t.high)
-    n = ref.shape[-2] if examples else ref.shape[-1]
+    n = ref.shape[-2] if examples else other.shape[-1]
     return Rates(
         n,
         paired,
@@ -125,3 +151,104 @@ def rates(
         float(cover[has_interval].mean()) if has_interval.any() else float("nan"),
         len(e.diff),
     )
+
+
+# --- sequential designs: a study of m variants against one reference ---------------------
+
+
+def family_values(
+    rng: np.random.Generator, replicates: int, seeds: int, truths: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values of a reference (R, N) and m variants (R, m, N) on the same seeds: a
+    seed effect shared by all groups, and each group's own noise (the reference's is in
+    every comparison, so the m comparisons are correlated as in a real study)."""
+    base = 0.9 + rng.normal(0, SHARED_SD, (replicates, 1, seeds))
+    ref = base[:, 0] + rng.normal(0, SEED_SD, (replicates, seeds))
+    truth = np.asarray(truths, dtype=float)[None, :, None]
+    return ref, base + truth + rng.normal(0, SEED_SD, (replicates, len(truths), seeds))
+
+
+def look_estimates(looks: tuple[int, ...], ref: np.ndarray, others: np.ndarray, quantum: float = 0.0):
+    """Paired estimates at every look, (R, m, K) each: diff, se, df and blocked (zero spread
+    or a skewed sample), through stats.seed_estimate and stats.shapiro_p."""
+    r, m, _ = others.shape
+    parts = []
+    for n in looks:
+        a = np.repeat(ref[:, None, :n], m, axis=1).reshape(r * m, n)
+        b = others[:, :, :n].reshape(r * m, n)
+        e = stats.seed_estimate(a, b, True, quantum)
+        with np.errstate(invalid="ignore"):
+            blocked = e.zero_spread | (stats.shapiro_p(a, b, True) < stats.SHAPE_ALPHA)
+        parts.append([x.reshape(r, m) for x in (e.diff, e.se, e.df[: r * m] * np.ones(r * m), blocked)])
+    return tuple(np.stack([p[i] for p in parts], axis=-1) for i in range(4))
+
+
+@dataclass
+class SequentialRates:
+    """What R simulated studies gave under a sequential design (or the fixed one)."""
+
+    familywise: float  # share of studies with a better/worse verdict on a comparison with no true difference
+    wrong_sign: float  # share of studies with a verdict whose direction contradicts a true difference
+    coverage: float  # share of final intervals that hold their comparison's truth
+    power: float  # share of comparisons with a true difference decided in its direction
+    seeds: float  # mean seeds per group a comparison used
+    study_seeds: float  # mean seeds the whole study trained (reference + variants)
+    replicates: int
+
+
+def sequential_rates(design, ref: np.ndarray, others: np.ndarray, truths: list[float], quantum: float = 0.0):
+    """Run R studies through sequential.run_looks and score them against the truth."""
+    from masklab.analysis import sequential
+
+    diff, se, df, blocked = look_estimates(design.looks, ref, others, quantum)
+    out = sequential.run_looks(design, diff, se, df, True, blocked)
+    seeds = np.asarray(design.looks)[out.look]  # (R, m)
+    study = seeds.max(1) + seeds.sum(1)  # the reference runs as long as its longest comparison
+    return _score(out.decision, out.low, out.high, truths, seeds, study)
+
+
+def fixed_rates(seeds: int, ref: np.ndarray, others: np.ndarray, truths: list[float], quantum: float = 0.0):
+    """The fixed design: every group at `seeds` seeds, compare's paired t with Holm over the m
+    comparisons (and its shape check), one look."""
+    r, m, _ = others.shape
+    diff, se, df, blocked = (x[..., 0] for x in look_estimates((seeds,), ref, others, quantum))
+    e = stats.Estimate(diff.ravel(), [(se.ravel() ** 2, df.ravel())], np.zeros(r * m, dtype=bool), "paired-t")
+    t = stats.assess(e)
+    p = np.where(blocked.ravel(), np.nan, t.p).reshape(r, m)
+    adjusted = np.array([[np.nan if v is None else v for v in stats.holm(list(row))] for row in p]).ravel()
+    words = stats.classify(e.diff, t.low, t.high, adjusted, t.p_equiv).reshape(r, m)
+    n = np.full((r, m), seeds)
+    return _score(words, t.low.reshape(r, m), t.high.reshape(r, m), truths, n, np.full(r, seeds * (m + 1)))
+
+
+def _score(words, low, high, truths, seeds, study) -> SequentialRates:
+    truth = np.broadcast_to(np.asarray(truths, dtype=float), words.shape)
+    called = np.isin(words, (stats.BETTER, stats.WORSE))
+    up = words == stats.BETTER
+    false = called & (truth == 0)
+    wrong = called & (truth != 0) & (up != (truth > 0))
+    right = called & (truth != 0) & (up == (truth > 0))
+    with np.errstate(invalid="ignore"):
+        covered = (low <= truth) & (truth <= high)
+    has = ~np.isnan(low)
+    effect = truth != 0
+    return SequentialRates(
+        float(false.any(1).mean()),
+        float(wrong.any(1).mean()),
+        float(covered[has].mean()) if has.any() else float("nan"),
+        float(right[effect].mean()) if effect.any() else float("nan"),
+        float(seeds.mean()),
+        float(study.mean()),
+        len(words),
+    )
+
+
+def peeking_rate(rng: np.random.Generator, replicates: int, first: int, last: int) -> float:
+    """The naive rule: a paired t-test after every seed from `first` to `last`, stopping at
+    the first p < 0.05. Its false better/worse rate under no difference."""
+    ref, other = seed_values(rng, replicates, last, True, 0.0)
+    hit = np.zeros(replicates, dtype=bool)
+    for n in range(first, last + 1):
+        t = stats.assess(stats.seed_estimate(ref[:, :n], other[:, :n], True))
+        hit |= np.nan_to_num(t.p, nan=1.0) < stats.ALPHA
+    return float(hit.mean())

@@ -123,10 +123,10 @@ def compare(
     """Compare groups of runs (runs that differ only in seed) against the first group.
 
     For each group and metric: n, mean, std, min, max. Against the reference: the
-    difference of means with its 95% interval (paired t when the seeds match, Welch
-    otherwise; with stored predictions, seeds x test examples), p and its Holm-adjusted
-    value over every comparison of the call, a verdict (better, worse, equivalent,
-    inconclusive, too few seeds) and why.
+    difference of means with its 95% interval (paired t on the seeds both groups have,
+    Welch otherwise; with stored predictions, seeds x test examples), p and its
+    Holm-adjusted value over every comparison of the call (a single run's McNemar p
+    stays out), a verdict (better, worse, equivalent, inconclusive, too few seeds) and why.
 
     Examples:
 
