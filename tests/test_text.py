@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from masklab import spec as spec_mod
 from masklab.models import build_model, load_matching
-from masklab.models.bert import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from masklab.ops import keyed, registry
-from masklab.ops.text import N_SPECIAL, TextOpPipeline, Vocabulary, candidates, span_lengths, words
+from masklab.ops.pipeline import TextOpPipeline
+from masklab.ops.text import Vocabulary, candidates, span_lengths, words
+from masklab.vocabulary import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
 
 V = 64  # a synthetic vocabulary: ids 5..63, every third piece continues a word
 VOCAB = Vocabulary(

@@ -17,10 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masklab.models.encoder import Encoder, init_trunc_normal, masked_mean
-
-PAD_ID = 0  # the tokenizer's special tokens take the first ids, in this order
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-UNK_ID, CLS_ID, SEP_ID, MASK_ID = 1, 2, 3, 4
+from masklab.vocabulary import PAD_ID
 
 
 class MLMHead(nn.Module):

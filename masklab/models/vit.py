@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from masklab.models.encoder import Block, Encoder, init_trunc_normal, masked_mean
-
-MLM_MASK, MLM_RANDOM, MLM_KEEP = 0, 1, 2
+from masklab.vocabulary import MLM_MASK, MLM_RANDOM
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:

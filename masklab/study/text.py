@@ -11,7 +11,7 @@ import torch
 from masklab.data.registry import Dataset
 from masklab.data.splits import TrainData
 from masklab.errors import SpecError
-from masklab.ops.text import TextOpPipeline
+from masklab.ops.pipeline import TextOpPipeline
 from masklab.spec import Spec
 from masklab.store.runs import Run
 
