@@ -300,4 +300,6 @@ FAMILY_STEPS = {
     "attention": _token_step,
 }
 assert set(FAMILY_STEPS) == set(registry.FAMILIES), "every op family needs its step"
-TEXT_APPLY: dict[str, Callable] = {name: resolve(name, op.text_apply) for name, op in registry.OPS.items() if op.text_apply}
+TEXT_APPLY: dict[str, Callable] = {
+    name: resolve(name, op.text_apply) for name, op in registry.OPS.items() if op.text_apply
+}
