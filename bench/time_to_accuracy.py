@@ -34,7 +34,7 @@ from masklab import spec as spec_mod  # noqa: E402
 from masklab.data.batches import DeviceSplit  # noqa: E402
 from masklab.data.checks import load_checked_data  # noqa: E402
 from masklab.evaluation.metrics import predict  # noqa: E402
-from masklab.models import build_model  # noqa: E402
+from masklab.models.build import build_model  # noqa: E402
 from masklab.store.runs import RunStore  # noqa: E402
 from masklab.study import runner as experiment  # noqa: E402
 from masklab.train import Reporter  # noqa: E402

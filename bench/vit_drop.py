@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab import spec as spec_mod
-from masklab.models import build_model
+from masklab.models.build import build_model
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
 

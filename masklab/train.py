@@ -137,6 +137,7 @@ def read_checkpoint(run: Run, device: torch.device) -> dict:
 
 def train_pipeline(spec: Spec, seed: int, data: TrainData, model: torch.nn.Module, compiled: bool) -> OpPipeline:
     """The spec's train_ops bound to a run's seed, image shape and fill statistics."""
+    image_tokens = spec.model.transformer and spec.model.reads == "images"  # a ViT's patch tokens
     return OpPipeline(
         spec.train_ops,
         seed,
@@ -145,10 +146,10 @@ def train_pipeline(spec: Spec, seed: int, data: TrainData, model: torch.nn.Modul
         fill_std=data.std,
         epochs=spec.train.epochs,
         steps_per_epoch=data.train.num_batches(spec.train.batch_size, drop_last=True),
-        token_grid=(model.tokens, model.heads) if spec.model.arch == "vit" else None,
+        token_grid=(model.tokens, model.heads) if image_tokens else None,
         compile=compiled,
         stat_samples=32,  # the logged noise magnitude is estimated on 32 images per batch
-        mlm_pool=data.train.x if spec.model.arch == "vit" else None,
+        mlm_pool=data.train.x if image_tokens else None,
     )
 
 

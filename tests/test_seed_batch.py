@@ -13,7 +13,7 @@ from test_resume import InterruptAfterEpoch, without_timing
 
 from masklab import spec as spec_mod
 from masklab.errors import Interrupted, SpecError, TrainingFailed
-from masklab.models import build_model
+from masklab.models.build import build_model
 from masklab.models.stacked import Stacked
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import CNNSpec, MLPSpec

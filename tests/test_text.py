@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab import spec as spec_mod
-from masklab.models import build_model, load_matching
+from masklab.models.build import build_model, load_matching
 from masklab.ops import keyed, registry
 from masklab.ops.pipeline import TextOpPipeline
 from masklab.ops.text import Vocabulary, candidates, span_lengths, words

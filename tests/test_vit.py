@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from masklab import spec as spec_mod
-from masklab.models import build_model, freeze_all_but_head, load_matching
+from masklab.models.build import build_model, freeze_all_but_head, load_matching
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
 from masklab.vocabulary import MLM_KEEP, MLM_MASK, MLM_RANDOM

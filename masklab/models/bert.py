@@ -84,3 +84,8 @@ class TextEncoder(Encoder):
         if target.numel() == 0:
             return logits.sum() * 0.0  # no token chosen in this batch: a zero loss that keeps the graph
         return F.cross_entropy(logits.float(), target)
+
+
+def build(spec, shape: tuple[int], num_classes: int, standardize: nn.Module, objective: str) -> TextEncoder:
+    """Token ids need no standardisation: `standardize` is unused."""
+    return TextEncoder(shape[0], num_classes, spec, decoder=objective == "masked-modeling")

@@ -27,7 +27,7 @@ from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, Pruned, RunError, SpecError
 from masklab.evaluation import grid as eval_grid, predictions as stored_predictions
-from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
+from masklab.models.build import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store import weights
@@ -174,14 +174,6 @@ def model_info(model: torch.nn.Module, data: TrainData, compiled: bool) -> dict:
     }
 
 
-ENCODER_KEYS = {
-    "vit": ("patch", "dim", "depth", "heads", "mlp_ratio", "pool"),
-    "cnn": ("width", "depth", "norm"),
-    "mlp": ("hidden",),
-    "bert": ("dim", "depth", "heads", "mlp_ratio", "pool", "vocab_size", "max_len", "tokenizer", "lowercase"),
-}
-
-
 def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
     """The finished run whose weights initialise this one: train.init_from names a run,
     or a group, spec name or study, in which case its run with this run's seed."""
@@ -205,7 +197,7 @@ def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
         raise SpecError(
             f"train.init_from: run {source.id} is a {theirs.get('arch')}, this spec's model.arch is {mine['arch']}"
         )
-    for key in ENCODER_KEYS[mine["arch"]]:
+    for key in spec.model.encoder_keys:
         if theirs.get(key) != mine[key]:
             raise SpecError(
                 f"train.init_from: run {source.id} has model.{key} {theirs.get(key)}, this spec has {mine[key]}; they must match"

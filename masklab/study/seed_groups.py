@@ -17,7 +17,7 @@ import torch
 
 from masklab.data.splits import build_data
 from masklab.errors import Interrupted, SpecError
-from masklab.models import build_model
+from masklab.models.build import build_model
 from masklab.models.stacked import Stacked, can_stack
 from masklab.spec import Spec
 from masklab.store import weights
