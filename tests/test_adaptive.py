@@ -16,6 +16,7 @@ from test_resume import InterruptAfterEpoch, without_timing
 
 from masklab import spec as spec_mod
 from masklab.errors import Interrupted, SpecError
+from masklab.events import Events
 from masklab.ops import keyed, masks, registry
 from masklab.ops.adaptive import AdaptiveState, per_class_recall
 from masklab.ops.pipeline import OpPipeline
@@ -23,7 +24,6 @@ from masklab.ops.saliency import input_gradient, pool
 from masklab.store.reload import load_trained
 from masklab.store.runs import RunStore
 from masklab.study import runner as experiment
-from masklab.train import Reporter
 
 from conftest import cli, tiny_spec
 
@@ -253,7 +253,7 @@ def trained_cnn(tmp_path_factory):
         model={"arch": "cnn", "width": 8}, data={"train_limit": 1000}, train={"epochs": 3, "batch_size": 64}
     )
     spec = spec_mod.resolve(body)
-    run = experiment.train_spec(spec, [0], RunStore(root / "runs"), Reporter())[0].run
+    run = experiment.train_spec(spec, [0], RunStore(root / "runs"), Events())[0].run
     _, data, model, _ = load_trained(run, torch.device("cpu"))
     return data, model
 
@@ -306,7 +306,7 @@ ADAPTIVE_OPS = [
 def test_adaptive_values_move_and_an_interrupted_run_resumes_bit_identically(workdir):
     body = tiny_spec(train_ops=ADAPTIVE_OPS, model={"arch": "cnn", "width": 8}, train={"epochs": 3})
     spec = spec_mod.resolve(body)
-    reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Reporter())[0].run
+    reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Events())[0].run
     rows = reference.metrics()
     values = [r["adaptive"]["op0.rate"]["values"] for r in rows]
     assert values[0] == [0.25] * 10 and values[1] != values[0] and values[2] != values[1]
@@ -317,7 +317,7 @@ def test_adaptive_values_move_and_an_interrupted_run_resumes_bit_identically(wor
     store = RunStore(workdir / "runs")
     with pytest.raises(Interrupted):
         experiment.train_spec(spec, [0], store, InterruptAfterEpoch(1))
-    resumed = experiment.train_spec(spec, [0], store, Reporter(), resume=True)[0].run
+    resumed = experiment.train_spec(spec, [0], store, Events(), resume=True)[0].run
     assert without_timing(resumed.metrics()) == without_timing(rows)
     mine = torch.load(resumed.path / "model.pt", weights_only=True)
     theirs = torch.load(reference.path / "model.pt", weights_only=True)

@@ -3,7 +3,7 @@ higher stage.
 
     cli -> study -> train -> analysis -> evaluation -> store -> data -> spec -> ops
         -> models -> leaves (errors, schema, safeyaml, devices, threads, signals,
-           optimizers, files, vocabulary, datasets)
+           optimizers, files, vocabulary, datasets, events)
 
 Every `import masklab...` in every module, including imports inside functions, is
 checked against this order, so a shortcut that reaches up fails here. Each stage is a
@@ -34,7 +34,19 @@ ORDER = [  # lowest first
     "masklab.__main__",
 ]
 STAGES = {name: level for level, name in enumerate(ORDER)}
-LEAVES = {"errors", "schema", "safeyaml", "devices", "threads", "signals", "optimizers", "files", "vocabulary", "datasets"}
+LEAVES = {
+    "errors",
+    "schema",
+    "safeyaml",
+    "devices",
+    "threads",
+    "signals",
+    "optimizers",
+    "files",
+    "vocabulary",
+    "datasets",
+    "events",
+}
 
 
 def stage(module: str) -> int:
