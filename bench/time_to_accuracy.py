@@ -34,10 +34,10 @@ from masklab import spec as spec_mod  # noqa: E402
 from masklab.data.batches import DeviceSplit  # noqa: E402
 from masklab.data.checks import load_checked_data  # noqa: E402
 from masklab.evaluation.metrics import predict  # noqa: E402
+from masklab.events import Events  # noqa: E402
 from masklab.models.build import build_model  # noqa: E402
 from masklab.store.runs import RunStore  # noqa: E402
 from masklab.study import runner as experiment  # noqa: E402
-from masklab.events import Events  # noqa: E402
 
 from peer import Normalized, examples_recipe, examples_test_accuracy, examples_train_epoch  # noqa: E402
 
