@@ -38,7 +38,7 @@ def step_time(action: str, objective: str, batch: int, steps: int, device: torch
     index = torch.arange(batch, device=device)
 
     def one(epoch: int) -> None:
-        inputs = pipe(x, index, pipe.plan(epoch, device=device)).model_inputs()
+        inputs = pipe(x, index, pipe.epoch_keys(epoch, device=device)).model_inputs()
         if objective == "masked-modeling":
             loss = model.reconstruction_loss(x, **inputs)
         else:

@@ -24,6 +24,7 @@ from masklab import datasets, safeyaml, schema as sc
 from masklab.errors import SpecError, UsageError
 from masklab.models.registry import MODEL_SPECS, BertSpec, CNNSpec, MLPSpec, ViTSpec  # noqa: F401  (spec sections)
 from masklab.ops import adaptive_spec, registry as op_registry
+from masklab.ops.suites import SUITES
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 # a run's name: a spec name, then its variant and grid labels (`rate=0.25`), see study/plan.py
@@ -167,7 +168,7 @@ class EvalSpec:
 
     ops: list[dict] = sc.opt([], "test-time corruption grid: ops whose list values are grid axes", _ops(grid=True))
     suite: str | None = sc.opt(
-        None, "a named corruption suite (mnist-c)", sc.optional(lambda v, p: sc.as_choice(v, p, ("mnist-c",)))
+        None, "a named corruption suite (mnist-c)", sc.optional(lambda v, p: sc.as_choice(v, p, tuple(SUITES)))
     )
     seed: int = sc.opt(
         0,

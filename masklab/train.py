@@ -233,7 +233,7 @@ def train_epoch(group: SeedGroup, epoch: int, events: Events, stop_requested: Ca
     began = time.perf_counter()
     steps = seeds[0].data.train.num_batches(t.batch_size, drop_last=True)
     check_every = 1 if device.type == "cpu" else 25  # host syncs are free on CPU only
-    plans = [s.pipeline.plan(epoch, device=device) for s in seeds]
+    plans = [s.pipeline.epoch_keys(epoch, device=device) for s in seeds]
     loss_sum = torch.zeros(n, device=device)
     correct = torch.zeros(n, dtype=torch.int64, device=device)
     op_sums = torch.zeros(n, len(seeds[0].pipeline), device=device)
@@ -242,7 +242,7 @@ def train_epoch(group: SeedGroup, epoch: int, events: Events, stop_requested: Ca
     streams = [s.data.train.batches(t.batch_size, epoch_shuffle_seed(s.seed, epoch), drop_last=True) for s in seeds]
     for step, batches in enumerate(zip(*streams)):  # (x, y, index) per seed: the same batches as a run alone
         if seeds[0].pipeline.per_step:
-            plans = [s.pipeline.plan(epoch, step, device=device) for s in seeds]
+            plans = [s.pipeline.epoch_keys(epoch, step, device=device) for s in seeds]
         lr = t.lr * lr_factor(epoch * steps + step, steps * t.epochs, t.schedule, t.warmup)
         for g in group.optimizer.param_groups:
             g["lr"] = lr

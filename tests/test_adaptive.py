@@ -195,11 +195,11 @@ def test_class_adaptive_rates_set_how_much_and_the_static_keys_still_set_where()
     index, labels = torch.arange(64), torch.arange(64) % 2
     x = torch.rand(64, 1, 28, 28)
     state.values[0].copy_(torch.tensor([0.25, 0.5]))
-    low = p(x, index, p.plan(0), labels=labels).mask
+    low = p(x, index, p.epoch_keys(0), labels=labels).mask
     counts = low.flatten(1).sum(1) // 16
     assert set(counts[labels == 0].tolist()) == {12} and set(counts[labels == 1].tolist()) == {24}  # round(r * 49)
     state.values[0].copy_(torch.tensor([0.5, 0.75]))
-    high = p(x, index, p.plan(3), labels=labels).mask  # another epoch: static keeps each sample's order
+    high = p(x, index, p.epoch_keys(3), labels=labels).mask  # another epoch: static keeps each sample's order
     assert bool((low <= high).all())  # nested: more masking extends the same keyed order
 
 
@@ -210,7 +210,7 @@ def test_salient_placement_with_no_saliency_is_random_placement():
     x, index = torch.rand(32, 1, 28, 28), torch.arange(100, 132)
     flat = {0: torch.zeros(32, 7, 7)}
     assert torch.equal(
-        random_p(x, index, random_p.plan(1)).mask, salient_p(x, index, salient_p.plan(1), saliency=flat).mask
+        random_p(x, index, random_p.epoch_keys(1)).mask, salient_p(x, index, salient_p.epoch_keys(1), saliency=flat).mask
     )
 
 
@@ -220,11 +220,11 @@ def test_placement_takes_the_top_cells_with_keyed_ties_independent_of_the_batch(
     saliency[:, 0, :] = 1.0  # four cells tie for the top, 16 * 0.25 = 4 chosen: exactly that row
     saliency[:, 1, 0] = 2.0  # one cell above them all
     x, index = torch.rand(8, 1, 28, 28), torch.arange(8)
-    grid = keys_of(x, index, keys_of.plan(0), saliency={0: saliency}).masks[0].grid
+    grid = keys_of(x, index, keys_of.epoch_keys(0), saliency={0: saliency}).masks[0].grid
     assert bool(grid[:, 1, 0].all()) and int(grid[:, 0, :].sum()) == 8 * 3 and int(grid.sum()) == 8 * 4
     again = torch.cat(
         [
-            keys_of(x[i : i + 3], index[i : i + 3], keys_of.plan(0), saliency={0: saliency[i : i + 3]}).masks[0].grid
+            keys_of(x[i : i + 3], index[i : i + 3], keys_of.epoch_keys(0), saliency={0: saliency[i : i + 3]}).masks[0].grid
             for i in range(0, 8, 3)
         ]
     )
@@ -266,7 +266,7 @@ def test_salient_placement_hides_higher_gradient_patches_than_random_on_the_same
     hidden = {}
     for placement in ("random", "salient", "background"):
         p = OpPipeline(ops({"op": "patch", "rate": 0.25, "size": 4, "placement": placement}), 0, data.shape)
-        out = p(x, index, p.plan(0), labels=y, saliency=None if placement == "random" else {0: grid})
+        out = p(x, index, p.epoch_keys(0), labels=y, saliency=None if placement == "random" else {0: grid})
         chosen = out.masks[0].grid
         assert int(chosen.sum()) == 200 * 12  # the same count however they are placed: round(0.25 * 49)
         hidden[placement] = (grid * chosen).flatten(1).sum(1) / 12  # mean gradient of each image's hidden patches
@@ -284,14 +284,14 @@ def test_salient_placement_hides_higher_gradient_patches_than_random_on_the_same
 def test_soft_mask_multiplies_by_m_in_0_1_and_logs_what_it_takes():
     p = OpPipeline(ops({"op": "soft", "strength": 0.6, "size": 4}), 0, (1, 28, 28))
     x = torch.ones(256, 1, 28, 28)
-    out = p(x, torch.arange(256), p.plan(0))
+    out = p(x, torch.arange(256), p.epoch_keys(0))
     m = out.images[:, 0]
     assert float(m.min()) >= 0.4 - 1e-6 and float(m.max()) <= 1.0
     assert torch.equal(m[:, :4, :4], m[:, :1, :1].expand(-1, 4, 4))  # one value per 4 x 4 patch
     assert float(out.stats[0]) == pytest.approx(0.3, abs=0.01)  # E[strength * u] = 0.3
     constant = OpPipeline(ops({"op": "soft", "strength": 0.25, "dist": "constant", "fill": 1.0}), 0, (1, 28, 28))
     assert torch.allclose(
-        constant(torch.zeros(4, 1, 28, 28), torch.arange(4), constant.plan(0)).images, torch.tensor(0.25)
+        constant(torch.zeros(4, 1, 28, 28), torch.arange(4), constant.epoch_keys(0)).images, torch.tensor(0.25)
     )
 
 

@@ -40,7 +40,7 @@ def export(
       masklab export quickstart quickstart-static \\
           --to mlflow:sqlite:///mlflow.db --to tensorboard:tensorboard
     """
-    from masklab.analysis.tables import Column, render
+    from masklab.cli.tables import Column, render
     from masklab.errors import RunError
     from masklab.store.exporters import export_run, open_exporter
     from masklab.store.runs import RunStore

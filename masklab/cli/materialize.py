@@ -204,7 +204,7 @@ def materialize(
     spec_path, dataset_name = spec, dataset
     params = params | {"p": p, "mode": mode}
     from masklab import spec as spec_mod
-    from masklab.analysis.tables import columns, render
+    from masklab.cli.tables import columns, render
     from masklab.data import materialize as corrupt, registry as data_registry
     from masklab.devices import resolve_device
     from masklab.errors import UsageError

@@ -56,8 +56,8 @@ def search(
     from masklab import threads as threads_mod
 
     threads_mod.configure(threads)  # before torch is imported
-    from masklab.analysis.tables import Column, render
     from masklab.cli.study_view import StudyView
+    from masklab.cli.tables import Column, render
     from masklab.store.runs import RunStore
     from masklab.study import search as search_mod
 
@@ -99,8 +99,8 @@ def executor_for(jobs: int):
 def confirm_best(plan, best: dict, n_seeds: int, store, execute) -> tuple[list[dict], list, str, dict]:
     """Train both configurations over fresh seeds; compare's rows, columns, title and JSON for the two."""
     from masklab.analysis import compare as cmp
-    from masklab.analysis.tables import Column
     from masklab.cli.compare import FORMATS, GROUP_COLUMNS
+    from masklab.cli.tables import Column
     from masklab.study import search as search_mod
 
     own, best_spec, seeds = search_mod.confirm_specs(plan, best["params"], n_seeds)

@@ -68,7 +68,7 @@ def corrupt_split(
 def _draw_copy(pipeline: OpPipeline, data: DeviceSplit, view: int, batch_size: int, device) -> dict:
     """One copy of the split (what training draws in epoch `view`), on the host: images,
     the union mask, per-op realized stats, what each op changed and its measures."""
-    plan = pipeline.plan(view, device=device)
+    plan = pipeline.epoch_keys(view, device=device)
     parts = [pipeline(xb, idx, plan, measure=True) for xb, _, idx in data.batches(batch_size)]
     copy = {
         "images": _joined(parts, lambda p: p.images),
@@ -192,7 +192,7 @@ def draw_views(split: DeviceSplit, pipeline: OpPipeline, views: list[int], n: in
     x, index = to_float(split.x.index_select(0, at)), split.index.index_select(0, at)
     changed, masks = [], []
     for view in views:
-        plan = pipeline.plan(view, device=split.device)
+        plan = pipeline.epoch_keys(view, device=split.device)
         out = pipeline._apply(
             x.clone(), index, plan.bases, plan.values
         )  # eager: a compiled pipeline would recompile for n

@@ -37,8 +37,8 @@ STATIC_VIEW = -2  # copy k of K uses view STATIC_VIEW - K(K-1)/2 - k: apart from
 
 
 @dataclass
-class Plan:
-    """Per-epoch (or per-step) inputs of the pure apply function, already on the device."""
+class EpochKeys:
+    """What the ops draw with in one epoch (or step): per-op base keys and scheduled values, on the device."""
 
     bases: torch.Tensor  # (n_ops, len(keyed.STREAMS)) int32
     values: torch.Tensor  # (n_scheduled,) float32
@@ -112,7 +112,7 @@ class OpPipeline:
         copy = epoch % copies
         return copy if op.get("share_views") else STATIC_VIEW - copies * (copies - 1) // 2 - copy
 
-    def plan(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> Plan:
+    def epoch_keys(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> EpochKeys:
         bases = [
             [keyed.mix(self.seed, i, self.view(op, epoch), s) for s in keyed.STREAMS] for i, op in enumerate(self.ops)
         ]
@@ -120,7 +120,7 @@ class OpPipeline:
         values = [
             schedule.value(self.ops[i][k], at, step, self.epochs, self.steps_per_epoch) for i, k in self.scheduled
         ]
-        return Plan(
+        return EpochKeys(
             bases=torch.tensor(bases, dtype=torch.int32).to(device, non_blocking=True),
             values=torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True),
         )
@@ -136,7 +136,7 @@ class OpPipeline:
         self,
         x: torch.Tensor,
         index: torch.Tensor,
-        plan: Plan,
+        plan: EpochKeys,
         labels: torch.Tensor | None = None,
         saliency: dict[int, torch.Tensor] | None = None,
         measure: bool = False,

@@ -27,7 +27,7 @@ from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, Pruned, RunError, SpecError
-from masklab.evaluation import grid as eval_grid, predictions as stored_predictions
+from masklab.evaluation import predictions as stored_predictions, robustness as eval_grid
 from masklab.events import Events
 from masklab.models.build import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.models.stacked import can_stack
@@ -306,7 +306,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
     )
     grid, correct = list(spec.eval.ops), {}
     if spec.eval.suite:
-        from masklab.evaluation.suites import suite_ops
+        from masklab.ops.suites import suite_ops
 
         grid += suite_ops(spec.eval.suite, data.shape)
     if grid:

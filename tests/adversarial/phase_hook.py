@@ -27,7 +27,7 @@ PHASES = {  # phase -> (function, before or after, which call)
     "between": ("masklab.study.runner.train_group", "after", 1),
     "stage": ("masklab.store.runs.RunStore.stage", "after", 1),
     "commit": ("masklab.store.runs.RunStore.commit", "before", 1),
-    "eval": ("masklab.evaluation.grid.robustness_grid", "before", 1),
+    "eval": ("masklab.evaluation.robustness.robustness_grid", "before", 1),
     "eval-write": ("masklab.store.folder.Run.write_eval", "before", 1),
     "compare": ("masklab.analysis.compare.compare", "before", 1),
 }
