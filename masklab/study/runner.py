@@ -16,7 +16,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,16 +38,10 @@ from masklab.store.runs import Run, RunStore, now, run_id
 from masklab.study import lifecycle, memory
 from masklab.study.lifecycle import StopFlag
 from masklab.study.plan import seeds_per_batch
+from masklab.study.result import Result
 from masklab.study.run_figures import write_figures
 from masklab.study.text import check_same_tokenizer, text_info
 from masklab.train import Seed, SeedGroup, fit, test_metrics, train_pipeline
-
-
-@dataclass
-class Outcome:
-    run: Run
-    reused: bool = False  # a finished run with this id existed; nothing was trained
-    summary: dict = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=1)  # one `git` process per masklab process, not one per run
@@ -113,15 +107,15 @@ def train_runs(
     resume: bool = False,
     inits: dict | None = None,
     on_done=None,
-) -> list[Outcome]:
+) -> list[Result]:
     """One outcome per seed, in seed order: finished runs reused, the rest trained in
     groups of `train.seed_batch` seeds (1: each alone)."""
-    done: dict[int, Outcome] = {}
+    done: dict[int, Result] = {}
     pending = []
     for seed in seeds:
         existing = store.get(run_id(spec.name, spec.group_hash(), seed))
         if existing is not None and not force and existing.status == "done":
-            done[seed] = Outcome(existing, reused=True, summary=existing.summary)
+            done[seed] = Result.of(existing, "reused", existing.summary)
             if on_done:
                 on_done(done[seed])
         else:
@@ -136,18 +130,18 @@ def train_runs(
     return [done[seed] for seed in seeds]
 
 
-def train_group(spec, seeds, dataset, store, device, events, force, resume, inits=None) -> list[Outcome]:
+def train_group(spec, seeds, dataset, store, device, events, force, resume, inits=None) -> list[Result]:
     """Seeds whose runs are not finished, claimed together (`lifecycle`, all or none) and
     trained together, grouped by the epoch their checkpoints stopped at. Every run ends
     in a true state: done, failed, interrupted (resumable), pruned, or as it was before
     (a replacement, a run that never started, a group that never ran because an earlier
     one stopped)."""
     claims = lifecycle.claim_all(store, spec, seeds, lambda seed: run_info(spec, seed, dataset, device), force, resume)
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[int, Result] = {}
     try:
         for seed, claim in zip(seeds, claims):
             if claim.mode == "reuse":  # finished by another process since we looked
-                outcomes[seed] = Outcome(claim.run, reused=True, summary=claim.run.summary)
+                outcomes[seed] = Result.of(claim.run, "reused", claim.run.summary)
                 claim.finished = True
                 claim.release()
         for members, resuming in _by_start(claims):
@@ -167,7 +161,7 @@ def train_group(spec, seeds, dataset, store, device, events, force, resume, init
             except Pruned as exc:  # a search's pruner stopped it: recorded `pruned`, returned, not raised
                 (seed,) = group
                 runs, summaries = [store.get(run_id(spec.name, spec.group_hash(), seed))], [{"pruned": str(exc)}]
-            outcomes.update({seed: Outcome(run, summary=s) for seed, run, s in zip(group, runs, summaries)})
+            outcomes.update({seed: Result.of(run, "done", s) for seed, run, s in zip(group, runs, summaries)})
     finally:
         lifecycle.give_up(store, [c for c in claims if not c.finished])  # groups that never ran
     return [outcomes[seed] for seed in seeds]
@@ -377,7 +371,7 @@ def train_specs(
     force=False,
     resume=False,
     on_done=None,
-) -> list[Outcome]:
+) -> list[Result]:
     """Train one run per seed of every spec (a spec file's variants), reusing finished
     runs. Every spec is checked before the first run starts."""
     outcomes = []
@@ -399,6 +393,6 @@ def copies_note(dataset: data_registry.Dataset) -> str:
 
 def train_spec(
     spec: Spec, seeds: list[int], store: RunStore, events: Events, force=False, resume=False, on_done=None
-) -> list[Outcome]:
+) -> list[Result]:
     """Train one run per seed of one spec (finished runs are reused)."""
     return train_specs([spec], seeds, store, events, force, resume, on_done)

@@ -17,12 +17,13 @@ So two studies sharing a runs dir split the work between them and never train a 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from masklab.events import Events
 from masklab.spec import Spec
 from masklab.store.runs import RunStore
 from masklab.study.plan import PlannedRun, Study, seeds_per_batch
+from masklab.study.result import Result
 from masklab.study.states import TRAINING_ACTIONS, RunState, read_state, read_states
 
 WAIT_POLL_S = 1.0
@@ -86,28 +87,6 @@ def work_items(states: list[RunState], batch_seeds: bool = True) -> list[WorkIte
             seeds = tuple(s.planned.seed for s in members[first : first + size])
             items.append(WorkItem(spec, seeds, action))
     return items
-
-
-@dataclass
-class Result:
-    """How one run ended: done | reused | failed | interrupted. Two more are not endings:
-    busy (another process holds it) and stopped (its batch stopped for another seed's
-    failure); the driver reads such runs again and waits for or resumes them."""
-
-    id: str
-    status: str
-    summary: dict = field(default_factory=dict)
-    error: str = ""
-    exit_code: int = 0
-    path: str = ""
-    seconds: float | None = None
-    label: str = ""
-    seed: int | None = None
-    item: str = ""  # the work item it trained in: its own id, or its seed group's
-
-    @property
-    def final(self) -> bool:
-        return self.status not in ("busy", "stopped")
 
 
 class Executor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from masklab.errors import Interrupted, MasklabError, RunError, SeedFailed
 from masklab.events import Events
@@ -56,7 +57,7 @@ def train_item(item: WorkItem, store: RunStore, events: Events, datasets: dict |
     results = [Result(rid, "failed", label=item.label, seed=s, item=item.id) for rid, s in zip(item.ids, item.seeds)]
     try:
         (ready,) = runner.prepare([item.spec], list(item.seeds), store, datasets, events.note)
-        outcomes = runner.train_runs(
+        ended = runner.train_runs(
             item.spec,
             list(item.seeds),
             ready.dataset,
@@ -82,9 +83,7 @@ def train_item(item: WorkItem, store: RunStore, events: Events, datasets: dict |
         for r in results:
             r.error, r.exit_code = f"{type(exc).__name__}: {exc}", 1
     else:
-        for r, outcome in zip(results, outcomes):
-            r.status = "reused" if outcome.reused else "done"
-            r.summary, r.path = outcome.summary, str(outcome.run.path)
+        results = [replace(r, label=item.label, item=item.id, run=None) for r in ended]  # a folder stays here
     share = round((time.perf_counter() - began) / len(results), 3)  # each run's share, as run.json records it
     for r in results:
         r.seconds = share
