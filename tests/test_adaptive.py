@@ -210,7 +210,8 @@ def test_salient_placement_with_no_saliency_is_random_placement():
     x, index = torch.rand(32, 1, 28, 28), torch.arange(100, 132)
     flat = {0: torch.zeros(32, 7, 7)}
     assert torch.equal(
-        random_p(x, index, random_p.epoch_keys(1)).mask, salient_p(x, index, salient_p.epoch_keys(1), saliency=flat).mask
+        random_p(x, index, random_p.epoch_keys(1)).mask,
+        salient_p(x, index, salient_p.epoch_keys(1), saliency=flat).mask,
     )
 
 
@@ -224,7 +225,9 @@ def test_placement_takes_the_top_cells_with_keyed_ties_independent_of_the_batch(
     assert bool(grid[:, 1, 0].all()) and int(grid[:, 0, :].sum()) == 8 * 3 and int(grid.sum()) == 8 * 4
     again = torch.cat(
         [
-            keys_of(x[i : i + 3], index[i : i + 3], keys_of.epoch_keys(0), saliency={0: saliency[i : i + 3]}).masks[0].grid
+            keys_of(x[i : i + 3], index[i : i + 3], keys_of.epoch_keys(0), saliency={0: saliency[i : i + 3]})
+            .masks[0]
+            .grid
             for i in range(0, 8, 3)
         ]
     )
