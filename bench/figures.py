@@ -39,17 +39,17 @@ def main() -> None:
     from masklab import spec as spec_mod
     from masklab.data.checks import load_checked_data
     from masklab.data.splits import build_data
+    from masklab.events import Events
     from masklab.ops.pipeline import OpPipeline
     from masklab.store.runs import RunStore
     from masklab.study import runner
     from masklab.study.run_figures import write_figures
-    from masklab.train import Reporter
 
     spec = spec_mod.load_spec(Path(args.spec))
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "runs")
         began = time.perf_counter()
-        (outcome,) = runner.train_spec(spec, [spec.seeds[0]], store, Reporter())
+        (outcome,) = runner.train_spec(spec, [spec.seeds[0]], store, Events())
         run_seconds = time.perf_counter() - began
         run = outcome.run
         device = torch.device("cpu")

@@ -68,7 +68,7 @@ def step_comparison(seeds: int, batch: int, width: int, norm: str) -> None:
     import torch.nn.functional as F
     from torch.func import functional_call, vmap
 
-    from masklab.models import build_model
+    from masklab.models.build import build_model
     from masklab.models.cnn import CNN
     from masklab.models.stacked import Stacked
     from masklab.optimizers import AdamW

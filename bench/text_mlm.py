@@ -36,9 +36,9 @@ from masklab.data.batches import DeviceSplit, epoch_shuffle_seed  # noqa: E402
 from masklab.data.splits import vocabulary  # noqa: E402
 from masklab.data.text import load_corpus  # noqa: E402
 from masklab.data.tokenize import tokenize_corpus  # noqa: E402
-from masklab.models.bert import CLS_ID, MASK_ID, PAD_ID, SEP_ID  # noqa: E402
 from masklab.ops import registry  # noqa: E402
-from masklab.ops.text import N_SPECIAL, TextOpPipeline  # noqa: E402
+from masklab.ops.pipeline import TextOpPipeline  # noqa: E402
+from masklab.vocabulary import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID  # noqa: E402
 
 MAX_LEN, RATE = 64, 0.15
 
@@ -58,7 +58,7 @@ def masklab_rate(ids: np.ndarray, info, batch_size: int, samples: int, device: t
     pipeline = TextOpPipeline([op], 0, vocabulary(info, device))
 
     def epoch(e: int, limit: int) -> int:
-        plan = pipeline.plan(e, device=device)
+        plan = pipeline.epoch_keys(e, device=device)
         seen = 0
         for x, _, idx in split.batches(batch_size, epoch_shuffle_seed(0, e), drop_last=True):
             out = pipeline(x, idx, plan)

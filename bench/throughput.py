@@ -58,7 +58,7 @@ def masklab_rate(images, labels, batch_size: int, samples: int, device: torch.de
     )
 
     def epoch(e: int, limit: int) -> int:
-        plan = pipeline.plan(e, device=device)
+        plan = pipeline.epoch_keys(e, device=device)
         seen = 0
         for x, _, idx in split.batches(batch_size, epoch_shuffle_seed(0, e), drop_last=True):
             pipeline(x, idx, plan)

@@ -34,10 +34,10 @@ from masklab import spec as spec_mod  # noqa: E402
 from masklab.data.batches import DeviceSplit  # noqa: E402
 from masklab.data.checks import load_checked_data  # noqa: E402
 from masklab.evaluation.metrics import predict  # noqa: E402
-from masklab.models import build_model  # noqa: E402
+from masklab.events import Events  # noqa: E402
+from masklab.models.build import build_model  # noqa: E402
 from masklab.store.runs import RunStore  # noqa: E402
 from masklab.study import runner as experiment  # noqa: E402
-from masklab.train import Reporter  # noqa: E402
 
 from peer import Normalized, examples_recipe, examples_test_accuracy, examples_train_epoch  # noqa: E402
 
@@ -61,7 +61,7 @@ def run_peer(ds, target: float, max_epochs: int, device: torch.device) -> list[t
     return rows
 
 
-class TestEachEpoch(Reporter):
+class TestEachEpoch(Events):
     """Measures test accuracy from each epoch's checkpoint (outside the training clock)."""
 
     def __init__(self, spec, ds, store: RunStore, device: torch.device) -> None:
@@ -70,7 +70,7 @@ class TestEachEpoch(Reporter):
         self.clock = 0.0
         self.test = DeviceSplit(ds.test_x, ds.test_y, np.arange(len(ds.test_y)), device)
 
-    def epoch(self, row: dict) -> None:
+    def epoch(self, rid: str, row: dict) -> None:
         (run,) = self.store.all()
         state = torch.load(run.path / "checkpoint.pt", weights_only=True, map_location=self.device)["model"]
         model = build_model(self.spec.model, self.ds.shape, self.ds.num_classes, 0.0, 1.0).to(self.device)

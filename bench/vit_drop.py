@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab import spec as spec_mod
-from masklab.models import build_model
+from masklab.models.build import build_model
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
 
@@ -38,7 +38,7 @@ def step_time(action: str, objective: str, batch: int, steps: int, device: torch
     index = torch.arange(batch, device=device)
 
     def one(epoch: int) -> None:
-        inputs = pipe(x, index, pipe.plan(epoch, device=device)).model_inputs()
+        inputs = pipe(x, index, pipe.epoch_keys(epoch, device=device)).model_inputs()
         if objective == "masked-modeling":
             loss = model.reconstruction_loss(x, **inputs)
         else:

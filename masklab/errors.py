@@ -42,6 +42,14 @@ class TrainingFailed(MasklabError):
     """Training stopped because it went wrong (a non-finite loss)."""
 
 
+class SeedFailed(TrainingFailed):
+    """One seed of a group trained together diverged; `seed` says which."""
+
+    def __init__(self, message: str, seed: int) -> None:
+        super().__init__(message)
+        self.seed = seed
+
+
 class GateTripped(MasklabError):
     """A `compare --fail-if` condition held, or could not be evaluated."""
 

@@ -6,10 +6,12 @@ reads one line and knows what to fix: `train.lr: must be a number > 0, got -1`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import field
 from typing import Any
 
 from masklab.errors import SpecError
@@ -136,3 +138,15 @@ def _range_text(lo: float | None, hi: float | None, lo_open: bool = False) -> st
     if hi is not None:
         return f"<= {hi:g}"
     return "a number"
+
+
+def opt(default: Any, doc: str, check: Callable[[Any, str], Any]) -> Any:
+    """A spec field: its default, a one-line doc and the check applied to user values."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda v, p: None if v is None else check(v, p)

@@ -20,32 +20,22 @@ from typing import Any
 
 import yaml
 
-from masklab import safeyaml, schema as sc
+from masklab import datasets, safeyaml, schema as sc
 from masklab.errors import SpecError, UsageError
+from masklab.models.registry import MODEL_SPECS, BertSpec, CNNSpec, MLPSpec, ViTSpec  # noqa: F401  (spec sections)
 from masklab.ops import adaptive_spec, registry as op_registry
+from masklab.ops.suites import SUITES
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 # a run's name: a spec name, then its variant and grid labels (`rate=0.25`), see study/plan.py
 RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}"
-DATASET_NAMES = ("mnist-mini", "mnist", "fashion-mnist", "digits", "kjv-mini", "fortunes")
+DATASET_NAMES = datasets.NAMES
 MAX_SPEC_BYTES = 1 << 20
-
-
-def opt(default: Any, doc: str, check: Callable[[Any, str], Any]) -> Any:
-    """A spec field: its default, a one-line doc and the check applied to user values."""
-    meta = {"doc": doc, "check": check}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    return lambda v, p: None if v is None else check(v, p)
 
 
 def _dataset_name(value: Any, path: str) -> str:
     value = sc.as_str(value, path)
-    if value in DATASET_NAMES or re.fullmatch(r"(idx|npz|text):.+", value):
+    if datasets.source(value) is not None:
         return value
     allowed = ", ".join(DATASET_NAMES) + ", idx:DIR, npz:FILE, text:DIR, text:FILE.jsonl"
     hint = sc.suggest(value, DATASET_NAMES)
@@ -60,11 +50,6 @@ def _seeds(value: Any, path: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise SpecError(f"{path}: seeds must be distinct, got {seeds}")
     return seeds
-
-
-def _hidden(value: Any, path: str) -> list[int]:
-    items = sc.as_list(value, path)
-    return [sc.as_int(h, sc.join(path, i), 1, 65536) for i, h in enumerate(items)]
 
 
 def _device(value: Any, path: str) -> str:
@@ -100,153 +85,77 @@ def _ops(grid: bool) -> Callable[[Any, str], list[dict]]:
 class DataSpec:
     """Where the images come from and how the training split is divided."""
 
-    dataset: str = opt(
+    dataset: str = sc.opt(
         "mnist-mini",
         "mnist-mini | mnist | fashion-mnist | digits | idx:DIR | npz:FILE; text: kjv-mini | fortunes | text:DIR | text:FILE.jsonl",
         _dataset_name,
     )
-    root: str | None = opt(
+    root: str | None = sc.opt(
         None,
         "folder holding the IDX files (searched first; a folder that does not exist is an error)",
-        _optional(sc.as_str),
+        sc.optional(sc.as_str),
     )
-    download: bool = opt(False, "download mnist/fashion-mnist (SHA-256 checked) when not found", sc.as_bool)
-    val_fraction: float = opt(
+    download: bool = sc.opt(False, "download mnist/fashion-mnist (SHA-256 checked) when not found", sc.as_bool)
+    val_fraction: float = sc.opt(
         0.1, "stratified share of the training split held out for validation", lambda v, p: sc.as_float(v, p, 0.0, 0.5)
     )
-    train_limit: int | None = opt(
-        None, "use a stratified subset of this many training images", _optional(lambda v, p: sc.as_int(v, p, 20))
+    train_limit: int | None = sc.opt(
+        None, "use a stratified subset of this many training images", sc.optional(lambda v, p: sc.as_int(v, p, 20))
     )
-    test_limit: int | None = opt(
-        None, "use a stratified subset of this many test images", _optional(lambda v, p: sc.as_int(v, p, 10))
+    test_limit: int | None = sc.opt(
+        None, "use a stratified subset of this many test images", sc.optional(lambda v, p: sc.as_int(v, p, 10))
     )
-
-
-@dataclass
-class MLPSpec:
-    """A multi-layer perceptron on flattened pixels."""
-
-    arch: str = opt("mlp", "model family", lambda v, p: sc.as_choice(v, p, ("mlp",)))
-    hidden: list[int] = opt([256, 128], "hidden layer widths", _hidden)
-    dropout: float = opt(0.1, "dropout after each hidden layer", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
-
-
-@dataclass
-class CNNSpec:
-    """A small convolutional net: three conv-norm-ReLU stages, a flattening MLP head."""
-
-    arch: str = opt("cnn", "model family", lambda v, p: sc.as_choice(v, p, ("cnn",)))
-    width: int = opt(24, "channels of the first stage (doubled from the second)", lambda v, p: sc.as_int(v, p, 4, 512))
-    depth: int = opt(
-        2, "conv stages: the first two halve the size, later ones keep it", lambda v, p: sc.as_int(v, p, 1, 16)
-    )
-    hidden: int = opt(256, "width of the hidden layer of the head", lambda v, p: sc.as_int(v, p, 8, 65536))
-    norm: str = opt(
-        "group", "group (GroupNorm(1, C)) | batch | none", lambda v, p: sc.as_choice(v, p, ("group", "batch", "none"))
-    )
-    dropout: float = opt(0.0, "dropout in the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
-
-
-@dataclass
-class ViTSpec:
-    """A small Vision Transformer on patch tokens."""
-
-    arch: str = opt("vit", "model family", lambda v, p: sc.as_choice(v, p, ("vit",)))
-    patch: int = opt(4, "patch side in pixels (must divide the image side)", lambda v, p: sc.as_int(v, p, 1, 64))
-    dim: int = opt(64, "token width", lambda v, p: sc.as_int(v, p, 8, 2048))
-    depth: int = opt(4, "number of transformer blocks", lambda v, p: sc.as_int(v, p, 1, 48))
-    heads: int = opt(4, "attention heads (must divide dim)", lambda v, p: sc.as_int(v, p, 1, 64))
-    mlp_ratio: float = opt(2.0, "MLP hidden width as a multiple of dim", lambda v, p: sc.as_float(v, p, 0.25, 16))
-    pool: str = opt("cls", "cls token or mean of tokens", lambda v, p: sc.as_choice(v, p, ("cls", "mean")))
-    dropout: float = opt(0.0, "dropout in blocks and before the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
-    decoder_dim: int = opt(
-        64, "width of the light decoder used by masked modeling", lambda v, p: sc.as_int(v, p, 8, 2048)
-    )
-    decoder_depth: int = opt(1, "blocks in the masked-modeling decoder", lambda v, p: sc.as_int(v, p, 1, 16))
-
-    def __post_init__(self) -> None:
-        if self.dim % self.heads:
-            raise SpecError(f"model.heads: must divide model.dim ({self.dim}), got {self.heads}")
-
-
-@dataclass
-class BertSpec:
-    """A small BERT-style encoder on word pieces (text datasets); the tokenizer is part of it."""
-
-    arch: str = opt("bert", "model family", lambda v, p: sc.as_choice(v, p, ("bert",)))
-    dim: int = opt(64, "token width", lambda v, p: sc.as_int(v, p, 8, 2048))
-    depth: int = opt(2, "number of transformer blocks", lambda v, p: sc.as_int(v, p, 1, 48))
-    heads: int = opt(4, "attention heads (must divide dim)", lambda v, p: sc.as_int(v, p, 1, 64))
-    mlp_ratio: float = opt(4.0, "MLP hidden width as a multiple of dim", lambda v, p: sc.as_float(v, p, 0.25, 16))
-    pool: str = opt(
-        "cls", "the [CLS] output or the mean of the real tokens", lambda v, p: sc.as_choice(v, p, ("cls", "mean"))
-    )
-    dropout: float = opt(0.1, "dropout in blocks and before the head", lambda v, p: sc.as_float(v, p, 0.0, 0.95))
-    vocab_size: int = opt(
-        4000, "word pieces in the vocabulary, special tokens included", lambda v, p: sc.as_int(v, p, 64, 1 << 18)
-    )
-    max_len: int = opt(
-        64, "tokens per sequence with [CLS] and [SEP]; longer texts are cut", lambda v, p: sc.as_int(v, p, 4, 4096)
-    )
-    tokenizer: str = opt(
-        "bpe",
-        "bpe (Hugging Face tokenizers, trained on the training split; deterministic, unlike its WordPiece trainer)",
-        lambda v, p: sc.as_choice(v, p, ("bpe",)),
-    )
-    lowercase: bool = opt(True, "lowercase (and strip accents) before tokenizing", sc.as_bool)
-
-    __post_init__ = ViTSpec.__post_init__  # heads must divide dim
-
-
-MODEL_SPECS = {"mlp": MLPSpec, "cnn": CNNSpec, "vit": ViTSpec, "bert": BertSpec}
-TRANSFORMERS = (ViTSpec, BertSpec)
 
 
 @dataclass
 class TrainSpec:
     """The optimisation recipe."""
 
-    epochs: int = opt(5, "passes over the training split", lambda v, p: sc.as_int(v, p, 1, 100000))
-    batch_size: int = opt(256, "images per optimisation step", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
-    optimizer: str = opt("adamw", "adamw | sgd (Nesterov momentum)", lambda v, p: sc.as_choice(v, p, ("adamw", "sgd")))
-    lr: float = opt(3e-3, "peak learning rate", lambda v, p: sc.as_float(v, p, 0.0, lo_open=True))
-    weight_decay: float = opt(
+    epochs: int = sc.opt(5, "passes over the training split", lambda v, p: sc.as_int(v, p, 1, 100000))
+    batch_size: int = sc.opt(256, "images per optimisation step", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
+    optimizer: str = sc.opt(
+        "adamw", "adamw | sgd (Nesterov momentum)", lambda v, p: sc.as_choice(v, p, ("adamw", "sgd"))
+    )
+    lr: float = sc.opt(3e-3, "peak learning rate", lambda v, p: sc.as_float(v, p, 0.0, lo_open=True))
+    weight_decay: float = sc.opt(
         5e-4, "decoupled (adamw) or L2 (sgd) weight decay", lambda v, p: sc.as_float(v, p, 0.0, 10.0)
     )
-    momentum: float = opt(0.9, "SGD momentum (sgd only)", lambda v, p: sc.as_float(v, p, 0.0, 0.9999))
-    schedule: str = opt(
+    momentum: float = sc.opt(0.9, "SGD momentum (sgd only)", lambda v, p: sc.as_float(v, p, 0.0, 0.9999))
+    schedule: str = sc.opt(
         "onecycle", "onecycle | cosine | constant", lambda v, p: sc.as_choice(v, p, ("onecycle", "cosine", "constant"))
     )
-    warmup: float = opt(
+    warmup: float = sc.opt(
         0.2, "share of the steps spent warming up (onecycle, cosine)", lambda v, p: sc.as_float(v, p, 0.0, 0.9)
     )
-    label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy", lambda v, p: sc.as_float(v, p, 0.0, 0.99))
-    device: str = opt("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps", _device)
-    precision: str = opt(
+    label_smoothing: float = sc.opt(
+        0.0, "label smoothing of the cross-entropy", lambda v, p: sc.as_float(v, p, 0.0, 0.99)
+    )
+    device: str = sc.opt("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps", _device)
+    precision: str = sc.opt(
         "auto",
         "auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32",
         lambda v, p: sc.as_choice(v, p, ("auto", "bf16", "fp32")),
     )
-    compile: bool | str = opt(
+    compile: bool | str = sc.opt(
         "auto",
         "torch.compile the ops and model: auto (off: it did not pay on our recipes) | true (CUDA) | false",
         _compile,
     )
-    eval_batch_size: int = opt(1024, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
-    objective: str = opt(
+    eval_batch_size: int = sc.opt(1024, "images per evaluation batch", lambda v, p: sc.as_int(v, p, 1, 1 << 20))
+    objective: str = sc.opt(
         "classify",
         "classify | masked-modeling (vit, bert)",
         lambda v, p: sc.as_choice(v, p, ("classify", "masked-modeling")),
     )
-    init_from: str | None = opt(
-        None, "a run (id, prefix or path) whose encoder initialises this model", _optional(sc.as_str)
+    init_from: str | None = sc.opt(
+        None, "a run (id, prefix or path) whose encoder initialises this model", sc.optional(sc.as_str)
     )
-    freeze: str = opt(
+    freeze: str = sc.opt(
         "none",
         "none | encoder (train only the head: a linear probe)",
         lambda v, p: sc.as_choice(v, p, ("none", "encoder")),
     )
-    seed_batch: int | str = opt(
+    seed_batch: int | str = sc.opt(
         1,
         "seeds trained together as one batched model (cnn, mlp): 1 (one after another) | N | auto; not part of the run id",
         _seed_batch,
@@ -257,16 +166,16 @@ class TrainSpec:
 class EvalSpec:
     """What is measured after training, on the test split."""
 
-    ops: list[dict] = opt([], "test-time corruption grid: ops whose list values are grid axes", _ops(grid=True))
-    suite: str | None = opt(
-        None, "a named corruption suite (mnist-c)", _optional(lambda v, p: sc.as_choice(v, p, ("mnist-c",)))
+    ops: list[dict] = sc.opt([], "test-time corruption grid: ops whose list values are grid axes", _ops(grid=True))
+    suite: str | None = sc.opt(
+        None, "a named corruption suite (mnist-c)", sc.optional(lambda v, p: sc.as_choice(v, p, tuple(SUITES)))
     )
-    seed: int = opt(
+    seed: int = sc.opt(
         0,
         "seed of the corruptions: every model sees the same corrupted test set",
         lambda v, p: sc.as_int(v, p, 0, 2**31 - 1),
     )
-    test: bool = opt(
+    test: bool = sc.opt(
         True,
         "evaluate on the test split after training; false: validation only (search trials: the test split is never read)",
         sc.as_bool,
@@ -277,14 +186,14 @@ class EvalSpec:
 class Spec:
     """One experiment: data, train-time ops, model, training, evaluation, seeds."""
 
-    name: str = opt(
+    name: str = sc.opt(
         "experiment",
         "names the runs (letters, digits, . _ -)",
         lambda v, p: sc.as_str(v, p, RUN_NAME_PATTERN, "letters, digits, '.', '_', '-' or '=' (at most 200)"),
     )
-    seeds: list[int] = opt([0], "one run per seed; seeds replicate, they do not tune", _seeds)
+    seeds: list[int] = sc.opt([0], "one run per seed; seeds replicate, they do not tune", _seeds)
     data: DataSpec = field(default_factory=DataSpec)
-    train_ops: list[dict] = opt([], "ops applied in order to every training batch", _ops(grid=False))
+    train_ops: list[dict] = sc.opt([], "ops applied in order to every training batch", _ops(grid=False))
     model: CNNSpec | MLPSpec | ViTSpec | BertSpec = field(default_factory=CNNSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
@@ -296,7 +205,7 @@ class Spec:
     )  # the search trial a run answers (study/search.py)
 
     def __post_init__(self) -> None:
-        if self.train.objective == "masked-modeling" and not isinstance(self.model, TRANSFORMERS):
+        if self.train.objective == "masked-modeling" and not self.model.transformer:
             raise SpecError(f"train.objective: masked-modeling needs model.arch vit or bert, got {self.model.arch}")
         if self.train.freeze == "encoder" and not self.train.init_from:
             raise SpecError("train.freeze: encoder needs train.init_from (a pretrained run)")
@@ -313,7 +222,7 @@ class Spec:
             if why:
                 raise SpecError(f"train.seed_batch: seeds can be batched {why}; use 1 or auto")
         uses_tokens = [i for i, o in enumerate(self.train_ops) if o["op"] in op_registry.TOKEN_OPS]
-        if uses_tokens and not isinstance(self.model, TRANSFORMERS):
+        if uses_tokens and not self.model.transformer:
             i = uses_tokens[0]
             raise SpecError(
                 f"train_ops[{i}].op: {self.train_ops[i]['op']} needs model.arch vit or bert, got {self.model.arch}"
@@ -340,11 +249,9 @@ class Spec:
 
 def _check_text_or_images(spec: Spec) -> None:
     """A text dataset needs the text model and text ops; an image dataset the image ones."""
-    from masklab.data.text import is_text_dataset
-
     name = spec.data.dataset
-    text = is_text_dataset(name)
-    bert = isinstance(spec.model, BertSpec)
+    text = datasets.is_text(name)
+    bert = spec.model.reads == "text"
     if text and not bert:
         raise SpecError(f"model.arch: {name} is a text dataset; use model.arch bert, got {spec.model.arch}")
     if bert and not text:
@@ -376,8 +283,9 @@ def _check_text_or_images(spec: Spec) -> None:
 def seed_batch_unsupported(spec: Spec) -> str | None:
     """Why this spec's seeds cannot be trained as one batched model, or None if they can."""
     t = spec.train
-    if spec.model.arch not in ("cnn", "mlp"):
-        return f"for model.arch cnn or mlp only, got {spec.model.arch}"
+    if not spec.model.seed_batch:
+        stackable = " or ".join(sorted(arch for arch, cls in MODEL_SPECS.items() if cls.seed_batch))
+        return f"for model.arch {stackable} only, got {spec.model.arch}"
     if t.objective != "classify" or t.init_from or t.freeze != "none" or t.compile is True:
         return "only for plain classification (no masked-modeling, init_from, freeze or compile: true)"
     adaptive = adaptive_spec.uses_model(spec.train_ops)

@@ -16,6 +16,7 @@ from test_resume import InterruptAfterEpoch, without_timing
 
 from masklab import spec as spec_mod
 from masklab.errors import Interrupted, SpecError
+from masklab.events import Events
 from masklab.ops import keyed, masks, registry
 from masklab.ops.adaptive import AdaptiveState, per_class_recall
 from masklab.ops.pipeline import OpPipeline
@@ -23,7 +24,6 @@ from masklab.ops.saliency import input_gradient, pool
 from masklab.store.reload import load_trained
 from masklab.store.runs import RunStore
 from masklab.study import runner as experiment
-from masklab.train import Reporter
 
 from conftest import cli, tiny_spec
 
@@ -195,11 +195,11 @@ def test_class_adaptive_rates_set_how_much_and_the_static_keys_still_set_where()
     index, labels = torch.arange(64), torch.arange(64) % 2
     x = torch.rand(64, 1, 28, 28)
     state.values[0].copy_(torch.tensor([0.25, 0.5]))
-    low = p(x, index, p.plan(0), labels=labels).mask
+    low = p(x, index, p.epoch_keys(0), labels=labels).mask
     counts = low.flatten(1).sum(1) // 16
     assert set(counts[labels == 0].tolist()) == {12} and set(counts[labels == 1].tolist()) == {24}  # round(r * 49)
     state.values[0].copy_(torch.tensor([0.5, 0.75]))
-    high = p(x, index, p.plan(3), labels=labels).mask  # another epoch: static keeps each sample's order
+    high = p(x, index, p.epoch_keys(3), labels=labels).mask  # another epoch: static keeps each sample's order
     assert bool((low <= high).all())  # nested: more masking extends the same keyed order
 
 
@@ -210,7 +210,8 @@ def test_salient_placement_with_no_saliency_is_random_placement():
     x, index = torch.rand(32, 1, 28, 28), torch.arange(100, 132)
     flat = {0: torch.zeros(32, 7, 7)}
     assert torch.equal(
-        random_p(x, index, random_p.plan(1)).mask, salient_p(x, index, salient_p.plan(1), saliency=flat).mask
+        random_p(x, index, random_p.epoch_keys(1)).mask,
+        salient_p(x, index, salient_p.epoch_keys(1), saliency=flat).mask,
     )
 
 
@@ -220,11 +221,13 @@ def test_placement_takes_the_top_cells_with_keyed_ties_independent_of_the_batch(
     saliency[:, 0, :] = 1.0  # four cells tie for the top, 16 * 0.25 = 4 chosen: exactly that row
     saliency[:, 1, 0] = 2.0  # one cell above them all
     x, index = torch.rand(8, 1, 28, 28), torch.arange(8)
-    grid = keys_of(x, index, keys_of.plan(0), saliency={0: saliency}).masks[0].grid
+    grid = keys_of(x, index, keys_of.epoch_keys(0), saliency={0: saliency}).masks[0].grid
     assert bool(grid[:, 1, 0].all()) and int(grid[:, 0, :].sum()) == 8 * 3 and int(grid.sum()) == 8 * 4
     again = torch.cat(
         [
-            keys_of(x[i : i + 3], index[i : i + 3], keys_of.plan(0), saliency={0: saliency[i : i + 3]}).masks[0].grid
+            keys_of(x[i : i + 3], index[i : i + 3], keys_of.epoch_keys(0), saliency={0: saliency[i : i + 3]})
+            .masks[0]
+            .grid
             for i in range(0, 8, 3)
         ]
     )
@@ -253,7 +256,7 @@ def trained_cnn(tmp_path_factory):
         model={"arch": "cnn", "width": 8}, data={"train_limit": 1000}, train={"epochs": 3, "batch_size": 64}
     )
     spec = spec_mod.resolve(body)
-    run = experiment.train_spec(spec, [0], RunStore(root / "runs"), Reporter())[0].run
+    run = experiment.train_spec(spec, [0], RunStore(root / "runs"), Events())[0].run
     _, data, model, _ = load_trained(run, torch.device("cpu"))
     return data, model
 
@@ -266,7 +269,7 @@ def test_salient_placement_hides_higher_gradient_patches_than_random_on_the_same
     hidden = {}
     for placement in ("random", "salient", "background"):
         p = OpPipeline(ops({"op": "patch", "rate": 0.25, "size": 4, "placement": placement}), 0, data.shape)
-        out = p(x, index, p.plan(0), labels=y, saliency=None if placement == "random" else {0: grid})
+        out = p(x, index, p.epoch_keys(0), labels=y, saliency=None if placement == "random" else {0: grid})
         chosen = out.masks[0].grid
         assert int(chosen.sum()) == 200 * 12  # the same count however they are placed: round(0.25 * 49)
         hidden[placement] = (grid * chosen).flatten(1).sum(1) / 12  # mean gradient of each image's hidden patches
@@ -284,14 +287,14 @@ def test_salient_placement_hides_higher_gradient_patches_than_random_on_the_same
 def test_soft_mask_multiplies_by_m_in_0_1_and_logs_what_it_takes():
     p = OpPipeline(ops({"op": "soft", "strength": 0.6, "size": 4}), 0, (1, 28, 28))
     x = torch.ones(256, 1, 28, 28)
-    out = p(x, torch.arange(256), p.plan(0))
+    out = p(x, torch.arange(256), p.epoch_keys(0))
     m = out.images[:, 0]
     assert float(m.min()) >= 0.4 - 1e-6 and float(m.max()) <= 1.0
     assert torch.equal(m[:, :4, :4], m[:, :1, :1].expand(-1, 4, 4))  # one value per 4 x 4 patch
     assert float(out.stats[0]) == pytest.approx(0.3, abs=0.01)  # E[strength * u] = 0.3
     constant = OpPipeline(ops({"op": "soft", "strength": 0.25, "dist": "constant", "fill": 1.0}), 0, (1, 28, 28))
     assert torch.allclose(
-        constant(torch.zeros(4, 1, 28, 28), torch.arange(4), constant.plan(0)).images, torch.tensor(0.25)
+        constant(torch.zeros(4, 1, 28, 28), torch.arange(4), constant.epoch_keys(0)).images, torch.tensor(0.25)
     )
 
 
@@ -306,7 +309,7 @@ ADAPTIVE_OPS = [
 def test_adaptive_values_move_and_an_interrupted_run_resumes_bit_identically(workdir):
     body = tiny_spec(train_ops=ADAPTIVE_OPS, model={"arch": "cnn", "width": 8}, train={"epochs": 3})
     spec = spec_mod.resolve(body)
-    reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Reporter())[0].run
+    reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Events())[0].run
     rows = reference.metrics()
     values = [r["adaptive"]["op0.rate"]["values"] for r in rows]
     assert values[0] == [0.25] * 10 and values[1] != values[0] and values[2] != values[1]
@@ -317,7 +320,7 @@ def test_adaptive_values_move_and_an_interrupted_run_resumes_bit_identically(wor
     store = RunStore(workdir / "runs")
     with pytest.raises(Interrupted):
         experiment.train_spec(spec, [0], store, InterruptAfterEpoch(1))
-    resumed = experiment.train_spec(spec, [0], store, Reporter(), resume=True)[0].run
+    resumed = experiment.train_spec(spec, [0], store, Events(), resume=True)[0].run
     assert without_timing(resumed.metrics()) == without_timing(rows)
     mine = torch.load(resumed.path / "model.pt", weights_only=True)
     theirs = torch.load(reference.path / "model.pt", weights_only=True)

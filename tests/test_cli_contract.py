@@ -92,7 +92,7 @@ def test_compare_fail_if_must_parse(workdir):
 def test_table_in_a_pipe_is_plain_aligned_text():
     import io
 
-    from masklab.analysis.tables import columns, render
+    from masklab.cli.tables import columns, render
 
     out = io.StringIO()  # not a TTY
     rows = [{"run": "a-s0", "seed": 0, "test_acc": 0.91234}, {"run": "bb-s1", "seed": 1, "test_acc": None}]

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from masklab.evaluation import grid as evaluate
-from masklab.evaluation.suites import MNIST_C, suite_ops
+from masklab.evaluation import robustness as evaluate
 from masklab.ops import registry
 from masklab.ops.pipeline import EVAL_VIEW, OpPipeline
+from masklab.ops.suites import MNIST_C, suite_ops
 
 from conftest import cli, run_dirs, tiny_spec
 
@@ -30,9 +30,9 @@ def test_every_model_sees_the_same_corrupted_test_set():
     cell = {**registry.validate({"op": "gaussian", "sigma": 0.3}, "g", grid=True), "mode": "static", "copies": 1}
     a = OpPipeline([cell], 0, (1, 28, 28))
     b = OpPipeline([cell], 0, (1, 28, 28))
-    assert torch.equal(a(x, idx, a.plan(EVAL_VIEW)).images, b(x, idx, b.plan(EVAL_VIEW)).images)
+    assert torch.equal(a(x, idx, a.epoch_keys(EVAL_VIEW)).images, b(x, idx, b.epoch_keys(EVAL_VIEW)).images)
     c = OpPipeline([cell], 1, (1, 28, 28))
-    assert not torch.equal(a(x, idx, a.plan(EVAL_VIEW)).images, c(x, idx, c.plan(EVAL_VIEW)).images)
+    assert not torch.equal(a(x, idx, a.epoch_keys(EVAL_VIEW)).images, c(x, idx, c.epoch_keys(EVAL_VIEW)).images)
 
 
 def test_mnist_c_suite_ops_run_and_change_images():
@@ -42,7 +42,7 @@ def test_mnist_c_suite_ops_run_and_change_images():
     x[:, :, 8:20, 12:16] = 1.0  # a bar, so every corruption has something to move
     for op in ops:
         p = OpPipeline([{**op, "mode": "static", "copies": 1}], 0, (1, 28, 28))
-        y = p(x, torch.arange(16), p.plan(EVAL_VIEW)).images
+        y = p(x, torch.arange(16), p.epoch_keys(EVAL_VIEW)).images
         assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
         assert float((y - x).abs().mean()) > 0.001, op["op"]
 
@@ -152,7 +152,7 @@ def test_motion_blur_is_imagemagicks_kernel():
     cell = {**suite_ops("mnist-c", (1, 28, 28))[2], "mode": "static", "copies": 1}
     assert (cell["op"], cell["radius"], cell["sigma"]) == ("motion_blur", 10, 3.0)
     p = OpPipeline([cell], 0, (1, 28, 28))
-    plan = p.plan(EVAL_VIEW)
+    plan = p.epoch_keys(EVAL_VIEW)
     y = p(x, torch.arange(6), plan).images
     keys = keyed.Keys(keyed.batch_keys(torch.arange(6), plan.bases[0]))
     angles = -45.0 + 90.0 * keys.uniform(keyed.EXTRA).double()
@@ -170,7 +170,7 @@ def test_impulse_noise_draws_per_pixel_like_scikit_image():
     assert (cell["amount"], cell["count"], cell["salt_ratio"]) == (0.17, "bernoulli", 0.5)
     p = OpPipeline([{**cell, "mode": "static", "copies": 1}], 0, (1, 28, 28))
     x = torch.full((2000, 1, 28, 28), 0.5)
-    y = p(x, torch.arange(2000), p.plan(EVAL_VIEW)).images.flatten(1)
+    y = p(x, torch.arange(2000), p.epoch_keys(EVAL_VIEW)).images.flatten(1)
     hits = (y != 0.5).sum(1).double()
     n = 784 * 2000
     assert abs(float(hits.sum()) / n - 0.17) < 4 * (0.17 * 0.83 / n) ** 0.5

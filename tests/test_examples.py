@@ -221,8 +221,8 @@ def bash_words(command: str) -> list[str]:
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_spec_header_commands_run_when_pasted_into_bash(path: Path):
     from masklab import spec as spec_mod
-    from masklab.evaluation.grid import cell_name, expand_grid
-    from masklab.evaluation.suites import suite_ops
+    from masklab.evaluation.robustness import cell_name, expand_grid
+    from masklab.ops.suites import suite_ops
 
     commands = header_commands(path)
     # a search spec starts with its search, and says how to train its own configuration

@@ -137,7 +137,7 @@ def test_robust_acc_means_the_spec_grid_and_an_eval_gets_its_own_name(tmp_path):
 
 
 def test_a_grid_summary_names_its_mean_and_its_seed():
-    from masklab.evaluation.grid import grid_name, grid_summary
+    from masklab.evaluation.robustness import grid_name, grid_summary
 
     cells = [
         {"name": "gaussian(sigma=0.2)", "op": {"op": "gaussian", "sigma": 0.2}, "acc": 0.5},

@@ -210,9 +210,9 @@ def test_a_hostile_checkpoint_does_not_flip_an_interrupted_run(workdir, write_sp
     def stop_after_one_epoch(*args, **kwargs):
         from masklab.errors import Interrupted
 
-        spec = args[0]
-        short = spec_mod.dataclasses.replace(spec, train=spec_mod.dataclasses.replace(spec.train, epochs=1))
-        real_fit(short, *args[1:], **kwargs)
+        group, spec = args[0], args[0].spec
+        group.spec = spec_mod.dataclasses.replace(spec, train=spec_mod.dataclasses.replace(spec.train, epochs=1))
+        real_fit(*args, **kwargs)
         raise Interrupted("interrupted after epoch 1")
 
     monkeypatch.setattr(runner, "fit", stop_after_one_epoch)

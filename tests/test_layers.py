@@ -1,10 +1,13 @@
-"""The stages point down (STYLE.md): a module never imports one from a higher stage.
+"""The stages point down (shared/STYLE.md rule 9): a module never imports one from a
+higher stage.
 
-    cli -> study -> train -> evaluation/analysis -> store.reload/exporters -> data/spec/devices
-        -> ops -> store/schema -> models/errors
+    cli -> study -> train -> analysis -> evaluation -> store -> data -> spec -> ops
+        -> models -> leaves (errors, schema, safeyaml, devices, threads, signals,
+           optimizers, files, vocabulary, datasets, events)
 
 Every `import masklab...` in every module, including imports inside functions, is
-checked against this order, so a shortcut that reaches up fails here.
+checked against this order, so a shortcut that reaches up fails here. Each stage is a
+package or module of its own: no module is given a stage between two others.
 """
 
 from __future__ import annotations
@@ -16,30 +19,33 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "masklab"
 
-# higher number = higher stage; a module may import its own stage or lower ones
-STAGES = {
-    "masklab.__main__": 100,
-    "masklab.cli": 90,
-    "masklab.study": 80,
-    "masklab.train": 70,
-    "masklab.train_batched": 70,
-    "masklab.evaluation": 60,
-    "masklab.analysis": 60,
-    "masklab.store.reload": 55,
-    "masklab.store.exporters": 55,  # reads run folders and specs; writes to trackers
-    "masklab.data": 50,
-    "masklab.spec": 50,
-    "masklab.devices": 50,
-    "masklab.ops": 40,
-    "masklab.store": 30,
-    "masklab.schema": 30,
-    "masklab.safeyaml": 30,
-    "masklab.models": 20,
-    "masklab.optimizers": 20,
-    "masklab.threads": 10,
-    "masklab.errors": 10,
-    "masklab.signals": 10,
-    "masklab": 10,  # the package itself: __version__
+ORDER = [  # lowest first
+    "masklab",  # the leaves: masklab/*.py not named below (and __version__)
+    "masklab.models",
+    "masklab.ops",
+    "masklab.spec",
+    "masklab.data",
+    "masklab.store",
+    "masklab.evaluation",
+    "masklab.analysis",
+    "masklab.train",
+    "masklab.study",
+    "masklab.cli",
+    "masklab.__main__",
+]
+STAGES = {name: level for level, name in enumerate(ORDER)}
+LEAVES = {
+    "errors",
+    "schema",
+    "safeyaml",
+    "devices",
+    "threads",
+    "signals",
+    "optimizers",
+    "files",
+    "vocabulary",
+    "datasets",
+    "events",
 }
 
 
@@ -68,6 +74,12 @@ def imported(tree: ast.AST, here: str) -> set[str]:
 
 
 MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_top_level_module_is_a_stage_or_a_leaf():
+    top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    staged = {name.split(".")[1] for name in ORDER[1:]}
+    assert top - staged - {"__init__"} == LEAVES
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))

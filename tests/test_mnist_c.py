@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from masklab.evaluation.stored import corruption_errors
-from masklab.evaluation.suites import suite_ops
 from masklab.ops.pipeline import EVAL_VIEW, OpPipeline
+from masklab.ops.suites import suite_ops
 
 # google-research/mnist-c corruptions.py, the severity each of its functions is called with
 PINNED = [
@@ -35,7 +35,7 @@ def suite_cell(name: str) -> dict:
 
 def corrupt(name: str, x: torch.Tensor) -> torch.Tensor:
     p = OpPipeline([{**suite_cell(name), "mode": "static", "copies": 1}], 0, (1, 28, 28))
-    return p(x.clone(), torch.arange(len(x)), p.plan(EVAL_VIEW)).images[:, 0]
+    return p(x.clone(), torch.arange(len(x)), p.epoch_keys(EVAL_VIEW)).images[:, 0]
 
 
 def test_the_suite_holds_mnist_cs_strengths():

@@ -37,7 +37,7 @@ def images(n: int = N, value: float | None = None) -> torch.Tensor:
 def masks(p: OpPipeline, index: torch.Tensor, epoch: int = 0, batch: int | None = None) -> torch.Tensor:
     batch = batch or len(index)
     x = images(len(index))
-    plan = p.plan(epoch)
+    plan = p.epoch_keys(epoch)
     parts = [p(x[i : i + batch], index[i : i + batch], plan).mask for i in range(0, len(index), batch)]
     return torch.cat(parts)
 
@@ -183,10 +183,10 @@ def test_fill_policies():
     x = images(64, 0.5)
     for fill, check in [("zero", lambda v: v == 0), (0.25, lambda v: v == 0.25), ("mean", lambda v: v == 0.125)]:
         p = pipeline({"op": "pixel", "rate": 0.5, "fill": fill}, fill_mean=0.125, fill_std=0.3)
-        out = p(x, index, p.plan(0))
+        out = p(x, index, p.epoch_keys(0))
         assert bool(check(out.images[out.mask[:, None]]).all()) and bool((out.images[~out.mask[:, None]] == 0.5).all())
     p = pipeline({"op": "pixel", "rate": 0.5, "fill": "uniform"})
-    filled = p(x, index, p.plan(0))
+    filled = p(x, index, p.epoch_keys(0))
     values = filled.images[filled.mask[:, None]]
     assert abs(float(values.mean()) - 0.5) < 0.01 and float(values.std()) > 0.25
 
@@ -194,20 +194,20 @@ def test_fill_policies():
 def test_gaussian_noise_sigma_before_clipping():
     x = images(N, 0.5)
     p = pipeline({"op": "gaussian", "sigma": 0.2, "clip": False})
-    out = p(x, torch.arange(N), p.plan(0))
+    out = p(x, torch.arange(N), p.epoch_keys(0))
     delta = out.images - x
     assert abs(float(delta.std()) - 0.2) < 0.002 and abs(float(delta.mean())) < 0.002
     assert float(delta.abs().max()) <= 0.2 * 4.86  # the Box-Muller radius cut
     clipped = pipeline({"op": "gaussian", "severity": 5})
     assert clipped.ops[0]["sigma"] == 0.38
-    y = clipped(x, torch.arange(N), clipped.plan(0)).images
+    y = clipped(x, torch.arange(N), clipped.epoch_keys(0)).images
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
 
 
 def test_salt_pepper_exact_counts_and_ratio():
     x = images(N, 0.5)
     p = pipeline({"op": "salt_pepper", "amount": 0.1, "salt_ratio": 0.3})
-    y = p(x, torch.arange(N), p.plan(0)).images.flatten(1)
+    y = p(x, torch.arange(N), p.epoch_keys(0)).images.flatten(1)
     hits = round(0.1 * 784)
     assert ((y == 1.0).sum(1)).tolist() == [round(hits * 0.3)] * N
     assert ((y == 0.0).sum(1)).tolist() == [hits - round(hits * 0.3)] * N
@@ -217,7 +217,7 @@ def test_shot_noise_is_poisson():
     x = images(N, 0.5)
     c = 20.0
     p = pipeline({"op": "shot", "c": c, "clip": False})
-    y = p(x, torch.arange(N), p.plan(0)).images
+    y = p(x, torch.arange(N), p.epoch_keys(0)).images
     counts = (y * c).round()
     assert torch.allclose(y * c, counts, atol=1e-4)  # integer photon counts
     assert abs(float(y.mean()) - 0.5) < 0.003
@@ -233,17 +233,17 @@ def test_shot_noise_is_poisson():
 def test_speckle_and_uniform_noise():
     x = images(N, 0.5)
     sp = pipeline({"op": "speckle", "sigma": 0.2, "clip": False})
-    d = sp(x, torch.arange(N), sp.plan(0)).images - x
+    d = sp(x, torch.arange(N), sp.epoch_keys(0)).images - x
     assert float(d.std()) == pytest.approx(0.5 * 0.2, rel=0.02)
     un = pipeline({"op": "uniform", "width": 0.4, "clip": False})
-    d = un(x, torch.arange(N), un.plan(0)).images - x
+    d = un(x, torch.arange(N), un.epoch_keys(0)).images - x
     assert float(d.min()) >= -0.2 and float(d.max()) < 0.2
     assert float(d.std()) == pytest.approx(0.4 / math.sqrt(12), rel=0.02)
 
 
 def test_realized_stats_report_rate_and_magnitude():
     p = pipeline({"op": "patch", "rate": 0.5, "size": 7}, {"op": "gaussian", "sigma": 0.1, "clip": False})
-    out = p(images(N, 0.5), torch.arange(N), p.plan(0))
+    out = p(images(N, 0.5), torch.arange(N), p.epoch_keys(0))
     rate, magnitude = out.stats.tolist()
     assert rate == pytest.approx(0.5)
     assert magnitude == pytest.approx(0.1 * math.sqrt(2 / math.pi), rel=0.02)  # E|N(0, s)|
@@ -294,8 +294,8 @@ def test_cpu_and_cuda_draw_identical_masks(op):
     index = torch.arange(N)
     p = pipeline(op)
     x = images(N)
-    cpu = p(x, index, p.plan(3))
-    cuda = p(x.cuda(), index.cuda(), p.plan(3, device="cuda"))
+    cpu = p(x, index, p.epoch_keys(3))
+    cuda = p(x.cuda(), index.cuda(), p.epoch_keys(3, device="cuda"))
     if cpu.mask is not None:
         assert torch.equal(cpu.mask, cuda.mask.cpu())
     assert torch.equal(cpu.images, cuda.images.cpu())
@@ -311,8 +311,8 @@ def test_cpu_and_cuda_noise_agree():
     for op in ({"op": "gaussian", "sigma": 0.2}, {"op": "shot", "c": 12}, {"op": "speckle", "sigma": 0.3}):
         p = pipeline(op)
         x = images(N)
-        cpu = p(x, index, p.plan(1)).images
-        cuda = p(x.cuda(), index.cuda(), p.plan(1, device="cuda")).images.cpu()
+        cpu = p(x, index, p.epoch_keys(1)).images
+        cuda = p(x.cuda(), index.cuda(), p.epoch_keys(1, device="cuda")).images.cpu()
         assert torch.allclose(cpu, cuda, atol=1e-5), op
 
 

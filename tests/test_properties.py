@@ -42,7 +42,7 @@ def pipeline(op: dict, seed: int, **kw) -> OpPipeline:
 
 def draw(p: OpPipeline, index: torch.Tensor, epoch: int = 0) -> torch.Tensor:
     x = torch.rand(len(index), *SHAPE, generator=torch.Generator().manual_seed(0))
-    return p(x, index, p.plan(epoch)).mask
+    return p(x, index, p.epoch_keys(epoch)).mask
 
 
 @FAST
@@ -89,7 +89,7 @@ def test_exact_count_ops_mask_exactly_round_rate_times_units(op, rate, seed):
 def test_salt_and_pepper_hits_exactly_round_amount_times_pixels(rate, seed, amount, ratio):
     p = pipeline({"op": "salt_pepper", "amount": amount, "salt_ratio": ratio}, seed)
     x = torch.full((16, *SHAPE), 0.5)
-    y = p(x, torch.arange(16), p.plan(0)).images.flatten(1)
+    y = p(x, torch.arange(16), p.epoch_keys(0)).images.flatten(1)
     hits = round(amount * 784)
     assert ((y == 0) | (y == 1)).sum(1).tolist() == [hits] * 16
     assert (y == 1).sum(1).tolist() == [round(hits * ratio)] * 16
@@ -227,13 +227,13 @@ def test_per_image_ranges_draw_one_value_per_image(seed, lo, width, ratio):
     hi = lo + width
     x = torch.full((24, *SHAPE), 0.5)
     p = pipeline({"op": "salt_pepper", "amount": [lo, hi], "salt_ratio": ratio}, seed)
-    y = p(x, torch.arange(24), p.plan(0)).images.flatten(1)
+    y = p(x, torch.arange(24), p.epoch_keys(0)).images.flatten(1)
     hits = ((y == 0) | (y == 1)).sum(1)
     assert bool(((hits >= round(lo * 784) - 1) & (hits <= round(hi * 784) + 1)).all())
     salt = (y == 1).sum(1).tolist()
     assert all(abs(s - h * ratio) <= 0.5 + 1e-4 for s, h in zip(salt, hits.tolist()))  # round(ratio * hits), float32
     g = pipeline({"op": "gaussian", "sigma": [lo + 0.05, hi + 0.05], "clip": False}, seed)
-    noise = (g(x, torch.arange(24), g.plan(0)).images - x).flatten(1).std(1)
+    noise = (g(x, torch.arange(24), g.epoch_keys(0)).images - x).flatten(1).std(1)
     assert bool(((noise > (lo + 0.05) * 0.85) & (noise < (hi + 0.05) * 1.15)).all())
     assert len(set(noise.tolist())) == 24  # one sigma per image
 

@@ -14,22 +14,22 @@ import torch
 
 from masklab import spec as spec_mod
 from masklab.errors import Interrupted, UsageError
+from masklab.events import Events
 from masklab.store.runs import RunStore
 from masklab.study import runner as experiment
-from masklab.train import Reporter
 
 from conftest import run_dirs, tiny_spec
 
 TIMING = {"seconds", "train_seconds", "samples_per_s"}
 
 
-class InterruptAfterEpoch(Reporter):
+class InterruptAfterEpoch(Events):
     """Sends this process SIGINT when an epoch ends, as a user's Ctrl-C would."""
 
     def __init__(self, epoch: int) -> None:
         self.at = epoch
 
-    def epoch(self, row: dict) -> None:
+    def epoch(self, rid: str, row: dict) -> None:
         if row["epoch"] == self.at:
             os.kill(os.getpid(), signal.SIGINT)
 
@@ -40,7 +40,7 @@ def without_timing(rows: list[dict]) -> list[dict]:
 
 def test_interrupt_then_resume_matches_an_uninterrupted_run(workdir):
     spec = spec_mod.resolve(tiny_spec(train={"epochs": 3}, train_ops=[{"op": "patch", "rate": 0.3, "size": 7}]))
-    reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Reporter())[0].run
+    reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Events())[0].run
 
     store = RunStore(workdir / "runs")
     with pytest.raises(Interrupted, match="interrupted after 1 epoch"):
@@ -49,7 +49,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(workdir):
     assert run.status == "interrupted" and run.info["epochs_done"] == 1
     assert len(run.metrics()) == 1 and (run.path / "checkpoint.pt").is_file()
 
-    outcome = experiment.train_spec(spec, [0], store, Reporter(), resume=True)[0]
+    outcome = experiment.train_spec(spec, [0], store, Events(), resume=True)[0]
     assert outcome.run.path == run.path and run.status == "done"
     assert without_timing(run.metrics()) == without_timing(reference.metrics())
     assert run.summary["test_acc"] == reference.summary["test_acc"]
@@ -65,7 +65,7 @@ def test_resume_refuses_a_changed_spec_and_names_the_keys(workdir):
         experiment.train_spec(spec, [0], store, InterruptAfterEpoch(1))
     changed = spec_mod.resolve(tiny_spec(train={"epochs": 3, "lr": 0.02}))
     with pytest.raises(UsageError, match=r"the spec changed since run tiny-\w+-s0 \(train.lr\)"):
-        experiment.train_spec(changed, [0], store, Reporter(), resume=True)
+        experiment.train_spec(changed, [0], store, Events(), resume=True)
 
 
 def test_sigterm_exits_130_and_marks_the_run_interrupted(workdir, write_spec):

@@ -97,9 +97,10 @@ def test_a_partial_last_metrics_line_does_not_spoil_resume(workdir, write_spec, 
     path = write_spec(tiny_spec(train={"epochs": 3}))
     real_fit = runner.fit
 
-    def one_epoch_then_stop(spec, *args, **kwargs):
-        short = spec_mod.dataclasses.replace(spec, train=spec_mod.dataclasses.replace(spec.train, epochs=1))
-        real_fit(short, *args, **kwargs)
+    def one_epoch_then_stop(group, *args, **kwargs):
+        spec = group.spec
+        group.spec = spec_mod.dataclasses.replace(spec, train=spec_mod.dataclasses.replace(spec.train, epochs=1))
+        real_fit(group, *args, **kwargs)
         raise Interrupted("interrupted after epoch 1")
 
     monkeypatch.setattr(runner, "fit", one_epoch_then_stop)

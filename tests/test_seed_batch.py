@@ -13,13 +13,13 @@ from test_resume import InterruptAfterEpoch, without_timing
 
 from masklab import spec as spec_mod
 from masklab.errors import Interrupted, SpecError, TrainingFailed
-from masklab.models import build_model
+from masklab.events import Events
+from masklab.models.build import build_model
 from masklab.models.stacked import Stacked
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import CNNSpec, MLPSpec
 from masklab.store.runs import RunStore
 from masklab.study import plan, runner as experiment
-from masklab.train import Reporter
 
 from conftest import cli, tiny_spec
 
@@ -80,10 +80,10 @@ def record_pipeline_calls(monkeypatch) -> dict[int, list]:
 
 def test_masks_and_batches_are_bit_identical_to_separate_runs(workdir, monkeypatch):
     calls = record_pipeline_calls(monkeypatch)
-    experiment.train_spec(group_spec(1, train={"epochs": 2}), [0, 1], RunStore(workdir / "separate"), Reporter())
+    experiment.train_spec(group_spec(1, train={"epochs": 2}), [0, 1], RunStore(workdir / "separate"), Events())
     separate = {seed: list(seen) for seed, seen in calls.items()}
     calls.clear()
-    experiment.train_spec(group_spec(2, train={"epochs": 2}), [0, 1], RunStore(workdir / "batched"), Reporter())
+    experiment.train_spec(group_spec(2, train={"epochs": 2}), [0, 1], RunStore(workdir / "batched"), Events())
     assert sorted(calls) == sorted(separate) == [0, 1]
     for seed in (0, 1):
         assert len(calls[seed]) == len(separate[seed]) == 2 * 7  # 2 epochs x 7 steps
@@ -96,8 +96,8 @@ def test_a_batched_seed_trains_as_its_separate_run(workdir):
     """Same init, data order and masks: the losses agree to float rounding, far closer
     than two seeds agree with each other; final metrics stay within seed noise."""
     seeds = [0, 1, 2]
-    separate = experiment.train_spec(group_spec(1), seeds, RunStore(workdir / "separate"), Reporter())
-    batched = experiment.train_spec(group_spec(3), seeds, RunStore(workdir / "batched"), Reporter())
+    separate = experiment.train_spec(group_spec(1), seeds, RunStore(workdir / "separate"), Events())
+    batched = experiment.train_spec(group_spec(3), seeds, RunStore(workdir / "batched"), Events())
     first = [[r["train_loss"] for r in o.run.metrics()] for o in separate]
     together = [[r["train_loss"] for r in o.run.metrics()] for o in batched]
     between_seeds = min(abs(first[a][0] - first[b][0]) for a in range(3) for b in range(a + 1, 3))
@@ -132,14 +132,14 @@ def test_batched_runs_have_the_same_ids_files_and_spec(workdir, write_spec):
 
 def test_an_interrupted_group_resumes_bit_identically(workdir):
     spec = group_spec(2, train={"epochs": 3})
-    reference = experiment.train_spec(spec, [0, 1], RunStore(workdir / "reference"), Reporter())
+    reference = experiment.train_spec(spec, [0, 1], RunStore(workdir / "reference"), Events())
     store = RunStore(workdir / "runs")
     with pytest.raises(Interrupted, match="interrupted after 1 epoch"):
         experiment.train_spec(spec, [0, 1], store, InterruptAfterEpoch(1))
     runs = store.all()
     assert [r.status for r in runs] == ["interrupted"] * 2
     assert all(r.info["epochs_done"] == 1 and len(r.metrics()) == 1 for r in runs)
-    outcomes = experiment.train_spec(spec, [0, 1], store, Reporter(), resume=True)
+    outcomes = experiment.train_spec(spec, [0, 1], store, Events(), resume=True)
     for mine, theirs in zip(outcomes, reference):
         assert mine.run.status == "done" and mine.run.info["seed_batch"]["size"] == 2
         assert without_timing(mine.run.metrics()) == without_timing(theirs.run.metrics())
@@ -153,7 +153,7 @@ def test_an_interrupted_group_resumes_one_seed_at_a_time(workdir):
     store = RunStore(workdir / "runs")
     with pytest.raises(Interrupted):
         experiment.train_spec(group_spec(2, train={"epochs": 2}), [0, 1], store, InterruptAfterEpoch(1))
-    outcomes = experiment.train_spec(group_spec(1, train={"epochs": 2}), [0, 1], store, Reporter(), resume=True)
+    outcomes = experiment.train_spec(group_spec(1, train={"epochs": 2}), [0, 1], store, Events(), resume=True)
     assert [o.run.status for o in outcomes] == ["done", "done"]
     assert [len(o.run.metrics()) for o in outcomes] == [2, 2]
 
@@ -168,7 +168,7 @@ def test_a_diverging_seed_fails_alone_and_the_others_stay_resumable(workdir, mon
     monkeypatch.setattr(Stacked, "__call__", poison_seed_1)
     store = RunStore(workdir / "runs")
     with pytest.raises(TrainingFailed, match="seed 1: loss became non-finite at epoch 1, step 1"):
-        experiment.train_spec(group_spec(3), [0, 1, 2], store, Reporter())
+        experiment.train_spec(group_spec(3), [0, 1, 2], store, Events())
     status = {r.info["seed"]: (r.status, r.info["error"]) for r in store.all()}
     assert status[1][0] == "failed" and status[0][0] == status[2][0] == "interrupted"
     assert "seed 1 of its batch failed" in status[0][1] and "--resume" in status[2][1]

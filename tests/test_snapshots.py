@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from masklab import spec as spec_mod
-from masklab.analysis import tables
+from masklab.cli import tables
 
 from conftest import cli, tiny_spec, trained_once
 

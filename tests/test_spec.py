@@ -162,7 +162,7 @@ def test_every_shipped_experiment_validates():
 def test_every_model_builds_for_every_input_size():
     import torch
 
-    from masklab.models import build_model
+    from masklab.models.build import build_model
 
     for model in (
         {"arch": "cnn", "depth": 1},

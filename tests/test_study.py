@@ -271,10 +271,10 @@ def test_seed_groups_train_batched_in_process_and_with_jobs_alike(batched_spec, 
 
 
 def test_a_seed_that_fails_its_batch_fails_alone_and_the_others_go_on(batched_spec, workdir, monkeypatch):
-    from masklab.study import seed_groups
-    from masklab.train_batched import SeedFailed
+    from masklab.errors import SeedFailed
+    from masklab.study import runner
 
-    original, calls = seed_groups.train_and_test, []
+    original, calls = runner.train_and_test, []
 
     def seed_1_diverges(spec, seeds, *args, **kwargs):
         calls.append(list(seeds))
@@ -282,10 +282,10 @@ def test_a_seed_that_fails_its_batch_fails_alone_and_the_others_go_on(batched_sp
             raise SeedFailed("loss became non-finite at epoch 1 step 3", 1)
         return original(spec, seeds, *args, **kwargs)
 
-    monkeypatch.setattr(seed_groups, "train_and_test", seed_1_diverges)
+    monkeypatch.setattr(runner, "train_and_test", seed_1_diverges)
     out = cli("train", batched_spec, "-f", "json")
     assert out.exit_code == 1
-    assert calls == [[0, 1]]  # seed 0 then trained alone (train_one), seed 2 alone too
+    assert calls == [[0, 1], [2], [0]]  # seed 2 alone, then the driver resumes seed 0 (stopped by its group)
     statuses = {i["seed"]: i["status"] for i in infos(workdir / "runs").values()}
     assert statuses == {0: "done", 1: "failed", 2: "done"}
     assert "1 of 3 runs did not finish" in out.stderr and "seed 1: loss became non-finite" in out.stderr

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from masklab.analysis.tables import Column, cell_text, fit_columns, render
+from masklab.cli.tables import Column, cell_text, fit_columns, render
 
 ROWS = [
     {

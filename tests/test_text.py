@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from masklab import spec as spec_mod
-from masklab.models import build_model, load_matching
-from masklab.models.bert import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from masklab.models.build import build_model, load_matching
 from masklab.ops import keyed, registry
-from masklab.ops.text import N_SPECIAL, TextOpPipeline, Vocabulary, candidates, span_lengths, words
+from masklab.ops.pipeline import TextOpPipeline
+from masklab.ops.text import Vocabulary, candidates, span_lengths, words
+from masklab.vocabulary import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
 
 V = 64  # a synthetic vocabulary: ids 5..63, every third piece continues a word
 VOCAB = Vocabulary(
@@ -40,7 +41,7 @@ def pipe(*ops: dict, seed: int = 0, heads: int = 4) -> TextOpPipeline:
 
 
 def run(p: TextOpPipeline, ids: torch.Tensor, index: torch.Tensor | None = None, epoch: int = 0):
-    return p(ids, torch.arange(len(ids)) if index is None else index, p.plan(epoch))
+    return p(ids, torch.arange(len(ids)) if index is None else index, p.epoch_keys(epoch))
 
 
 UNITS = [{"unit": "token"}, {"unit": "word"}, {"unit": "span"}, {"unit": "token", "rarity": 1.0}]
@@ -269,8 +270,8 @@ def test_per_sample_ranges_and_schedules_give_per_sample_counts():
     }
     p = pipe(sched)
     p.epochs, p.steps_per_epoch = 1, 10
-    first = p(ids, torch.arange(64), p.plan(0, 0)).stats.item()
-    last = p(ids, torch.arange(64), p.plan(0, 9)).stats.item()
+    first = p(ids, torch.arange(64), p.epoch_keys(0, 0)).stats.item()
+    last = p(ids, torch.arange(64), p.epoch_keys(0, 9)).stats.item()
     assert first == pytest.approx(0.4, abs=0.03) and last < first - 0.2
 
 
@@ -282,5 +283,5 @@ def test_token_ops_give_the_same_bits_on_cuda():
         p = pipe({"op": "tokens", "rate": 0.3, "action": "mlm", **extra})
         cpu = run(p, ids)
         p.vocab = Vocabulary(V, VOCAB.continuation.cuda(), VOCAB.counts.cuda())
-        gpu = p(ids.cuda(), torch.arange(32, device="cuda"), p.plan(0, device="cuda"))
+        gpu = p(ids.cuda(), torch.arange(32, device="cuda"), p.epoch_keys(0, device="cuda"))
         assert torch.equal(gpu.images.cpu(), cpu.images) and torch.equal(gpu.token_mask.cpu(), cpu.token_mask)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from masklab import spec as spec_mod
-from masklab.models import build_model, freeze_all_but_head, load_matching
-from masklab.models.vit import MLM_KEEP, MLM_MASK, MLM_RANDOM
+from masklab.models.build import build_model, freeze_all_but_head, load_matching
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
+from masklab.vocabulary import MLM_KEEP, MLM_MASK, MLM_RANDOM
 
 from conftest import cli, run_dirs, tiny_spec
 
@@ -31,7 +31,7 @@ POOL = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8, generator=torc
 def token_ops(*ops: dict, batch: int = 16, epoch: int = 0, index: torch.Tensor | None = None):
     pipe = OpPipeline([registry.validate(o, "t") for o in ops], 0, (1, 28, 28), token_grid=(49, 4), mlm_pool=POOL)
     x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    return x, pipe(x, torch.arange(batch) if index is None else index, pipe.plan(epoch))
+    return x, pipe(x, torch.arange(batch) if index is None else index, pipe.epoch_keys(epoch))
 
 
 @pytest.mark.parametrize("pool", ["cls", "mean"])

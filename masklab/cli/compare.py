@@ -150,7 +150,7 @@ def compare(
     """
     from masklab.analysis import compare as cmp, gates as gate_mod
     from masklab.analysis.plots import check_plot_path
-    from masklab.analysis.tables import Column, render
+    from masklab.cli.tables import Column, render
     from masklab.errors import UsageError
     from masklab.store.runs import RunStore
 

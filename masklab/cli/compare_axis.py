@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from masklab.analysis.tables import Column, render
 from masklab.cli.common import say
+from masklab.cli.tables import Column, render
 
 
 def compare_by(runs, metric: str, by: str, split: str | None, where: list[str], plot: Path | None, fmt: str) -> None:

@@ -82,11 +82,11 @@ def eval(  # noqa: A001 - the command is called eval
 
     threads_mod.configure(threads)  # before torch is imported: how its threads wait, how many
     from masklab.devices import resolve_device
-    from masklab.errors import MasklabError, RunError, UsageError
+    from masklab.errors import MasklabError, RunError
+    from masklab.ops.suites import check_suite
     from masklab.store.runs import RunStore
 
-    if suite not in (None, "mnist-c"):
-        raise UsageError(f"--suite {suite}: unknown suite; the suite masklab knows is mnist-c")
+    check_suite(suite)
     if plot:
         from masklab.analysis.plots import check_plot_path
 
@@ -144,7 +144,7 @@ def _own_grid(run, wanted: bool) -> list[dict]:
 
 
 def _render(bodies: list[dict], fmt: str) -> None:
-    from masklab.analysis.tables import Column, render
+    from masklab.cli.tables import Column, render
 
     if fmt == "json":
         render([], [], "json", json_body={"evals": bodies})

@@ -40,11 +40,10 @@ def export(
       masklab export quickstart quickstart-static \\
           --to mlflow:sqlite:///mlflow.db --to tensorboard:tensorboard
     """
-    from masklab.analysis.tables import Column, render
+    from masklab.cli.tables import Column, render
     from masklab.errors import RunError
-    from masklab.store.exporters import open_exporter
+    from masklab.store.exporters import export_run, open_exporter
     from masklab.store.runs import RunStore
-    from masklab.study.tracking import record_location
 
     store = RunStore(runs_dir)
     runs = list({r.path.resolve(): r for ref in refs for r in store.resolve_many(ref)}.values())
@@ -62,9 +61,7 @@ def export(
         for exporter in exporters:
             try:
                 with run.lock():
-                    synced = exporter.sync(run)
-                    if exporter.kind == "mlflow" and run.info.get("mlflow") != synced.location:
-                        record_location(run, "mlflow", synced.location, locked_by_us=True)
+                    synced = export_run(run, exporter, locked_by_us=True)
             except Exception as exc:
                 failures += 1
                 say(f"warning: {run.id}: {exporter.kind} export failed: {type(exc).__name__}: {exc}")

@@ -3,12 +3,14 @@ the data, writing the .npz and the requested-vs-realized table."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from masklab.cli.common import Format, say
+from masklab.cli.common import Format, FormatOption, cli_command, say
 
 SpecArg = Annotated[
     Path | None,
@@ -61,6 +63,89 @@ LimitOption = Annotated[
 DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
 
 
+COMMAND_FAMILIES = {"mask": ("mask", "soft"), "noise": ("noise", "transform")}  # the op families each command draws
+SHARED = ("p", "mode")  # op parameters with options of their own above
+TRAINING_ONLY = ("copies", "share_views", "placement", "refresh")  # --copies K is the command's; the rest needs a model
+PARAMETERS_PANEL = "Op parameters (each also in --op NAME:KEY=VALUE form)"
+
+
+def op_parameter_options(command: str) -> list[inspect.Parameter]:
+    """One `--key` option per parameter of the command's ops, its help from the op table
+    (ops/registry.py): which ops take it and what it means."""
+    from masklab.ops import registry
+
+    takers: dict[str, dict[str, list[str]]] = {}  # key -> doc -> the ops it describes
+    params: dict[str, registry.Param] = {}
+    for op in registry.OPS.values():
+        if op.family not in COMMAND_FAMILIES[command]:
+            continue
+        for key, param in registry.allowed_params(op, grid=False).items():
+            if key not in SHARED and key not in TRAINING_ONLY:
+                takers.setdefault(key, {}).setdefault(param.doc, []).append(op.name)
+                params.setdefault(key, param)
+    everyone = [op.name for op in registry.OPS.values() if op.family in COMMAND_FAMILIES[command]]
+    options = []
+    for key, by_doc in takers.items():
+        meaning = "; ".join(
+            f"{'every op' if ops == everyone else ', '.join(ops)}: {doc}" for doc, ops in by_doc.items()
+        )
+        ranged = "; lo,hi: a range, one value drawn per image" if params[key].varies else ""
+        option = typer.Option(
+            f"--{key.replace('_', '-')}",
+            metavar=key.upper(),
+            help=escape(f"{meaning}{ranged}."),
+            rich_help_panel=PARAMETERS_PANEL,
+        )
+        annotation = Annotated[str | None, option]
+        options.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return options
+
+
+def op_list(command: str) -> str:
+    """The ops a command draws, one line each, from the op table (for its --help)."""
+    from masklab.ops import registry
+
+    lines = [f"  {op.name}: {escape(op.doc)}" for op in registry.OPS.values() if op.family in COMMAND_FAMILIES[command]]
+    return "Ops (the parameters each takes are below):\n\n" + "\n\n".join(lines)
+
+
+def op_command(command: str, doc: str):
+    """The `masklab mask` or `masklab noise` command: the options below, with the
+    parameter options of the command's ops generated from the op table."""
+    generated = op_parameter_options(command)
+    names = [p.name for p in generated]
+
+    def run(**options) -> None:
+        params = {name: options.pop(name) for name in names}
+        materialize(command, params=params, **options)
+
+    fixed = inspect.signature(_options, eval_str=True).parameters.values()
+    head = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed]
+    run.__signature__ = inspect.Signature([*head[:3], *generated, *head[3:]])
+    run.__doc__ = f"{inspect.cleandoc(doc)}\n\n{op_list(command)}"
+    run.__name__ = command
+    return cli_command(run)
+
+
+def _options(
+    spec: SpecArg = None,
+    dataset: DatasetOption = None,
+    op: OpOption = None,
+    p: POption = None,
+    mode: ModeOption = None,
+    seed: SeedOption = 0,
+    copies: CopiesOption = 1,
+    split: SplitOption = "train",
+    batch_size: BatchOption = 1024,
+    limit: LimitOption = None,
+    out: OutOption = ...,
+    preview: PreviewOption = None,
+    device: DeviceOption = "cpu",
+    fmt: FormatOption = Format.table,
+) -> None:
+    """The options `masklab mask` and `masklab noise` share (their signature, for op_command)."""
+
+
 def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) -> list[dict]:
     """Ops from --op and the parameter options (texts such as 0.5 or 0.1,0.3), else the spec's."""
     from masklab.errors import UsageError
@@ -86,20 +171,24 @@ def build_ops(op: str | None, params: dict[str, str | None], spec, family: str) 
     for key, text in given.items():
         values = [registry._scalar_text(t.strip()) for t in text.split(",") if t.strip()]
         raw[key] = values[0] if len(values) == 1 else values
-    kind = registry.OPS[raw["op"]].family if raw["op"] in registry.OPS else family
-    kind = "mask" if kind == "soft" else kind  # a soft mask is drawn by masklab mask
-    if kind != family:
-        other = {"mask": "masklab mask", "noise": "masklab noise"}.get(kind, "a ViT spec's train_ops")
+    kind = registry.OPS[raw["op"]].family if raw["op"] in registry.OPS else COMMAND_FAMILIES[family][0]
+    if kind not in COMMAND_FAMILIES[family]:
+        other = next(
+            (f"masklab {c}" for c, kinds in COMMAND_FAMILIES.items() if kind in kinds), "a ViT spec's train_ops"
+        )
         raise UsageError(f"--op {raw['op']} is a {kind} op; use `{other}` for it")
     return [registry.validate(raw, f"--op {raw['op']}")]
 
 
 def materialize(
     family: str,
-    spec_path,
-    dataset_name,
+    *,
+    spec,
+    dataset,
     op,
-    params,
+    params: dict,
+    p,
+    mode,
     seed,
     copies,
     split,
@@ -110,8 +199,12 @@ def materialize(
     device,
     fmt: Format,
 ) -> None:
+    """Draw the command's ops over a split, write the .npz (and preview) and print the
+    requested-vs-realized table."""
+    spec_path, dataset_name = spec, dataset
+    params = params | {"p": p, "mode": mode}
     from masklab import spec as spec_mod
-    from masklab.analysis.tables import columns, render
+    from masklab.cli.tables import columns, render
     from masklab.data import materialize as corrupt, registry as data_registry
     from masklab.devices import resolve_device
     from masklab.errors import UsageError

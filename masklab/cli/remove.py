@@ -12,7 +12,7 @@ DryRunOption = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what w
 
 
 def _report(actions, dry_run: bool, fmt: Format) -> None:
-    from masklab.analysis.tables import Column, render
+    from masklab.cli.tables import Column, render
 
     rows = [
         {

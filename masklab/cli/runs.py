@@ -31,7 +31,7 @@ def run_row(run) -> dict:
 
 
 def list_columns() -> list:
-    from masklab.analysis.tables import Column
+    from masklab.cli.tables import Column
 
     return [
         Column("id", id=True),
@@ -100,7 +100,7 @@ def runs(
 
       masklab runs --format jsonl | wc -l
     """
-    from masklab.analysis.tables import render
+    from masklab.cli.tables import render
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
@@ -136,7 +136,7 @@ def show(
 
       masklab show quickstart-s0 --format json
     """
-    from masklab.analysis.tables import Column, render
+    from masklab.cli.tables import Column, render
     from masklab.store.runs import RunStore
 
     run = RunStore(runs_dir).resolve(run_ref)

@@ -56,8 +56,8 @@ def search(
     from masklab import threads as threads_mod
 
     threads_mod.configure(threads)  # before torch is imported
-    from masklab.analysis.tables import Column, render
-    from masklab.cli.progress import make_reporter
+    from masklab.cli.study_view import StudyView
+    from masklab.cli.tables import Column, render
     from masklab.store.runs import RunStore
     from masklab.study import search as search_mod
 
@@ -65,7 +65,7 @@ def search(
     plan = search_mod.plan_search(spec_path, list(overrides or []), store.root)
     search_mod.require_optuna()
     note = (lambda message: None) if quiet else (lambda message: say(f"search {plan.name}: {message}"))
-    execute = executor_for(jobs, store, make_reporter(quiet), note)
+    execute = search_mod.through_executor(executor_for(jobs), store, StudyView(plan.name, quiet))
     note(f"study {plan.study_name} in {plan.db}; trials train with seed {plan.seed}, validated on {plan.metric}")
     result = search_mod.run_search(plan, trials, store, execute, jobs, note)
     keys = [k for k in (result.trials[0] if result.trials else {}) if k.startswith("search.")]
@@ -89,27 +89,18 @@ def search(
         render(confirmed[0], confirmed[1], fmt.value, title=confirmed[2])
 
 
-def executor_for(jobs: int, store, reporter, note):
-    """The study executors (issue 12) when this build has them; else trials train in this process."""
-    from masklab.errors import UsageError
-    from masklab.study import search as search_mod
+def executor_for(jobs: int):
+    """Trials train in this process, or in `jobs` worker processes."""
+    from masklab.study.executors.local import InProcess, Pool
 
-    try:
-        from masklab.study.executors.local import InProcess, Pool
-    except ImportError:
-        if jobs > 1:
-            raise UsageError(
-                f"--jobs {jobs}: this build has no study executors; start {jobs} `masklab search` processes on the same spec instead (they share the study)"
-            ) from None
-        return search_mod.in_process(store, reporter, note)
-    return search_mod.through_executor(Pool(jobs) if jobs > 1 else InProcess(), store)
+    return Pool(jobs) if jobs > 1 else InProcess()
 
 
 def confirm_best(plan, best: dict, n_seeds: int, store, execute) -> tuple[list[dict], list, str, dict]:
     """Train both configurations over fresh seeds; compare's rows, columns, title and JSON for the two."""
     from masklab.analysis import compare as cmp
-    from masklab.analysis.tables import Column
     from masklab.cli.compare import FORMATS, GROUP_COLUMNS
+    from masklab.cli.tables import Column
     from masklab.study import search as search_mod
 
     own, best_spec, seeds = search_mod.confirm_specs(plan, best["params"], n_seeds)

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from masklab.analysis import tables
-from masklab.analysis.tables import Column, columns
+from masklab.cli import tables
+from masklab.cli.tables import Column, columns
 
 
 class ExecutorName(str, Enum):

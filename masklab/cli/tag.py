@@ -46,8 +46,8 @@ def tag(
 
       masklab compare quickstart quickstart-static --name-by method
     """
-    from masklab.analysis.tables import Column, render
     from masklab.cli.runs import tags_text
+    from masklab.cli.tables import Column, render
     from masklab.store import housekeeping
     from masklab.store.runs import RunStore
 

@@ -36,8 +36,7 @@ def check_against_data(spec: Spec, dataset: data_registry.Dataset) -> None:
     _, height, width = dataset.shape
     op_registry.check_image_shape(spec.train_ops, height, width, "train_ops")
     op_registry.check_image_shape(spec.eval.ops, height, width, "eval.ops")
-    if spec.model.arch == "vit" and (height % spec.model.patch or width % spec.model.patch):
-        raise SpecError(f"model.patch: must divide the image size {height}x{width}, got {spec.model.patch}")
+    spec.model.check_image_size(height, width)
     if spec.train.objective == "classify" and len(dataset.train_y) < 2:
         raise SpecError("data: the training split holds fewer than 2 images")
 

@@ -52,29 +52,46 @@ def corrupt_split(
     mean, std = fill or pixel_stats(x)
     pipeline = OpPipeline(ops, seed, dataset.shape, fill_mean=mean, fill_std=std, epochs=epochs)
     has_mask = any(registry.OPS[o["op"]].family == "mask" for o in ops)
-    images, masks, stats, measured = [], [], [], []
-    for k in range(copies):
-        plan = pipeline.plan(k, device=device)
-        parts = [_per_sample(pipeline, xb, idx, plan) for xb, _, idx in data.batches(batch_size)]
-        images.append(np.concatenate([p[0] for p in parts]))
-        stats.append(np.concatenate([p[2] for p in parts]))
-        if has_mask:
-            masks.append(np.concatenate([p[1] for p in parts]))
-        batches = [
-            noise_measures(ops, seed, dataset.shape, (mean, std), k, xb, idx, epochs)
-            for xb, _, idx in data.batches(batch_size)
-        ]
-        measured.append(batches)
+    drawn = [_draw_copy(pipeline, data, k, batch_size, device) for k in range(copies)]
     originals = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-    result = Corrupted(np.stack(images), np.stack(masks) if has_mask else None, y, np.stack(stats), originals)
-    result.changed = np.stack([np.concatenate([b[1] for b in batches], 0) for batches in measured])
-    for i in measured[0][0][0]:
-        names = [name for name, _ in measured[0][0][0][i]]
+    result = Corrupted(
+        _stacked(drawn, "images"), _stacked(drawn, "mask") if has_mask else None, y, _stacked(drawn, "stats"), originals
+    )
+    result.changed = _stacked(drawn, "changed")
+    for i, measured in drawn[0]["measures"].items():
         result.measures[i] = [
-            (name, np.stack([np.concatenate([b[0][i][j][1] for b in batches]) for batches in measured]))
-            for j, name in enumerate(names)
+            (what, np.stack([copy["measures"][i][j][1] for copy in drawn])) for j, (what, _) in enumerate(measured)
         ]
     return result
+
+
+def _draw_copy(pipeline: OpPipeline, data: DeviceSplit, view: int, batch_size: int, device) -> dict:
+    """One copy of the split (what training draws in epoch `view`), on the host: images,
+    the union mask, per-op realized stats, what each op changed and its measures."""
+    plan = pipeline.epoch_keys(view, device=device)
+    parts = [pipeline(xb, idx, plan, measure=True) for xb, _, idx in data.batches(batch_size)]
+    copy = {
+        "images": _joined(parts, lambda p: p.images),
+        "stats": _joined(parts, lambda p: p.per_sample),
+        "changed": _joined(parts, lambda p: torch.stack(p.changed, 1)),
+        "measures": {
+            i: [(what, _joined(parts, lambda p, i=i, j=j: p.measures[i][j][1])) for j, (what, _) in enumerate(m)]
+            for i, m in parts[0].measures.items()
+        },
+    }
+    if parts[0].mask is not None:
+        copy["mask"] = _joined(parts, lambda p: p.mask)
+    return copy
+
+
+def _joined(parts: list, pick) -> np.ndarray:
+    """One tensor of every batch's result, concatenated on the host (floats as float32)."""
+    host = [pick(p).detach().cpu() for p in parts]
+    return np.concatenate([(t.float() if t.is_floating_point() else t).numpy() for t in host])
+
+
+def _stacked(drawn: list[dict], key: str) -> np.ndarray:
+    return np.stack([copy[key] for copy in drawn])  # (K, N, ...)
 
 
 def training_fill(dataset: Dataset, val_fraction: float, seed: int) -> tuple[float, float]:
@@ -82,78 +99,6 @@ def training_fill(dataset: Dataset, val_fraction: float, seed: int) -> tuple[flo
     images left after its validation split (data.splits.build_data)."""
     kept, _ = validation_split(dataset.train_y, val_fraction, seed)
     return pixel_stats(dataset.train_x[kept])
-
-
-def _per_sample(pipeline: OpPipeline, x: torch.Tensor, idx: torch.Tensor, plan) -> tuple:
-    """Images, mask and per-sample realized stats of one batch, on the host."""
-    out = pipeline(x, idx, plan)
-    mask = out.mask.cpu().numpy() if out.mask is not None else None
-    return out.images.cpu().numpy(), mask, out.per_sample.cpu().numpy()
-
-
-def noise_measures(
-    ops: list[dict], seed: int, shape, fill, view: int, x: torch.Tensor, idx: torch.Tensor, epochs: int = 1
-) -> tuple:
-    """For each noise op, the per-sample quantity its setting names, measured on what it
-    drew: gaussian sigma -> the standard deviation of the noise before clipping, and of
-    the change after clipping; speckle sigma -> the std of the relative noise; uniform
-    width -> std x sqrt(12); salt_pepper amount -> the fraction of pixels hit; shot c ->
-    mean / variance. Returns ({op: [(what, (B,))]}, changed (B, n_ops) bool).
-
-    Each op is redrawn with the keys it has in the pipeline (same op index, view and
-    sample indices), on the input it really gets (the earlier ops applied)."""
-
-    def run(op_list: list[dict], images: torch.Tensor) -> torch.Tensor:
-        if not op_list:
-            return images
-        p = OpPipeline(op_list, seed, shape, fill_mean=fill[0], fill_std=fill[1], epochs=epochs)
-        return p(images.clone(), idx, p.plan(view, device=images.device)).images
-
-    measures: dict[int, list[tuple[str, np.ndarray]]] = {}
-    changed = []
-    before = x
-    for i, op in enumerate(ops):
-        after = run(ops[: i + 1], x)
-        changed.append((after != before).flatten(1).any(1))
-        name = op["op"]
-        if name in ("gaussian", "speckle", "uniform", "shot"):
-            raw = run(ops[:i] + [dict(op, clip=False, p=1.0)], x) - before  # the noise as drawn
-            measures[i] = _measure(name, raw, after - before, before)
-        elif name == "salt_pepper":
-            probe = torch.full_like(x, 0.5)  # a pixel hit by salt or pepper always leaves 0.5
-            blanks = [dict(op, amount=0.0)] * i  # the same op indices, hence the same keys, and no hits
-            hit = run(blanks + [dict(op, p=1.0)], probe) != 0.5
-            measures[i] = [("fraction of pixels hit", _host(hit.flatten(1).float().mean(1)))]
-        before = after
-    return measures, torch.stack(changed, 1).cpu().numpy() if changed else np.zeros((len(x), 0), bool)
-
-
-def _measure(name: str, raw: torch.Tensor, clipped: torch.Tensor, x: torch.Tensor) -> list[tuple[str, np.ndarray]]:
-    raw, clipped = raw.flatten(1).double(), clipped.flatten(1).double()
-    if name == "gaussian":
-        return [
-            ("noise std before clipping", _host(raw.std(1, correction=0))),
-            ("noise std after clipping", _host(clipped.std(1, correction=0))),
-        ]
-    if name == "uniform":
-        return [
-            ("noise width (std x sqrt 12) before clipping", _host(raw.std(1, correction=0) * 12**0.5)),
-            ("noise width (std x sqrt 12) after clipping", _host(clipped.std(1, correction=0) * 12**0.5)),
-        ]
-    base = x.flatten(1).double()
-    if name == "speckle":  # x + x * N(0, sigma): the relative noise where there is signal
-        lit = base > 0.05
-        rel = torch.where(lit, raw / base.clamp(min=0.05), 0.0)
-        n = lit.sum(1).clamp(min=1)
-        m = rel.sum(1) / n
-        var = torch.where(lit, (rel - m[:, None]) ** 2, 0.0).sum(1) / n
-        return [("relative noise std before clipping (pixels > 0.05)", _host(var.sqrt()))]
-    # shot: Poisson(c x) / c has variance x / c, so c = mean(x) / mean(noise^2)
-    return [("photons per unit (mean / noise variance)", _host(base.sum(1) / (raw**2).sum(1).clamp(min=1e-12)))]
-
-
-def _host(t: torch.Tensor) -> np.ndarray:
-    return t.float().cpu().numpy()
 
 
 def realized_rows(c: Corrupted, ops: list[dict], classes: list[str]) -> list[dict]:
@@ -247,7 +192,7 @@ def draw_views(split: DeviceSplit, pipeline: OpPipeline, views: list[int], n: in
     x, index = to_float(split.x.index_select(0, at)), split.index.index_select(0, at)
     changed, masks = [], []
     for view in views:
-        plan = pipeline.plan(view, device=split.device)
+        plan = pipeline.epoch_keys(view, device=split.device)
         out = pipeline._apply(
             x.clone(), index, plan.bases, plan.values
         )  # eager: a compiled pipeline would recompile for n

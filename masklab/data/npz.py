@@ -22,7 +22,7 @@ import numpy as np
 from masklab.data.memory import available_memory
 from masklab.data.registry import MAX_CLASSES
 from masklab.errors import DataError
-from masklab.store.runs import readable
+from masklab.files import readable
 
 SCHEMA_VERSION = 1
 MAX_CHAIN = 8  # a file made from a file made from ... a dataset

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from masklab import datasets
 from masklab.errors import DataError
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "data"
@@ -31,11 +32,7 @@ FORTUNES_DIR = Path("/usr/share/games/fortunes")
 # content, and the single-voice collections (zippy, knghtbrd), which a classifier
 # would tell apart by style; the smaller files give too few texts per class.
 FORTUNE_CATEGORIES = ("computers", "definitions", "men-women", "people", "politics", "science", "songs-poems", "work")
-TEXT_NAMES = ("kjv-mini", "fortunes")
-
-
-def is_text_dataset(name: str) -> bool:
-    return name in TEXT_NAMES or name.startswith("text:")
+is_text_dataset = datasets.is_text
 
 
 @dataclass

@@ -30,7 +30,7 @@ import numpy as np
 from masklab.data.download import cache_dir
 from masklab.data.text import TextCorpus
 from masklab.errors import DataError
-from masklab.models.bert import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID
+from masklab.vocabulary import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID
 
 WORD_MARK = "\u2581"  # "▁", SentencePiece's word marker, starts the first piece of every word
 INSTALL_HINT = "pip install tokenizers (or pip install -e '.[text]')"

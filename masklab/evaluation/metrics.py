@@ -41,7 +41,7 @@ def predict(
 ) -> Predictions:
     """Predicted classes and mean cross-entropy over a split, optionally corrupted."""
     model.eval()
-    plan = pipeline.plan(EVAL_VIEW, device=split.device) if pipeline else None
+    plan = pipeline.epoch_keys(EVAL_VIEW, device=split.device) if pipeline else None
     preds, loss_sum = [], torch.zeros((), device=split.device)
     for x, y, idx in split.batches(batch_size):
         if pipeline is not None:
@@ -62,7 +62,7 @@ def masked_modeling_metrics(
     {"loss"} for a ViT (mean over batches of the masked-patch MSE), {"loss", "acc"} for
     text (cross-entropy and accuracy over every masked token of the split)."""
     model.eval()
-    plan = pipeline.plan(EVAL_VIEW, device=split.device)
+    plan = pipeline.epoch_keys(EVAL_VIEW, device=split.device)
     text = hasattr(model, "masked_token_logits")
     total, correct, count = torch.zeros((), device=split.device), torch.zeros((), device=split.device), 0
     for x, _, idx in split.batches(batch_size):

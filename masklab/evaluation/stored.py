@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from masklab.errors import UsageError
-from masklab.evaluation import grid as eval_grid, metrics as eval_metrics, predictions as stored_predictions
+from masklab.evaluation import metrics as eval_metrics, predictions as stored_predictions, robustness as eval_grid
 from masklab.store.reload import load_trained
 from masklab.store.runs import Run, now
 
@@ -64,7 +64,7 @@ def evaluate_run(
     if suite and data.vocab is not None:
         raise UsageError(f"--suite {suite}: corrupts images; run {run.id} is a text run (use --op tokens:rate=...)")
     if suite:
-        from masklab.evaluation.suites import suite_ops
+        from masklab.ops.suites import suite_ops
 
         grid_ops += suite_ops(suite, data.shape)
     correct: dict[str, np.ndarray] = {}

@@ -17,10 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masklab.models.encoder import Encoder, init_trunc_normal, masked_mean
-
-PAD_ID = 0  # the tokenizer's special tokens take the first ids, in this order
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-UNK_ID, CLS_ID, SEP_ID, MASK_ID = 1, 2, 3, 4
+from masklab.vocabulary import PAD_ID
 
 
 class MLMHead(nn.Module):
@@ -87,3 +84,8 @@ class TextEncoder(Encoder):
         if target.numel() == 0:
             return logits.sum() * 0.0  # no token chosen in this batch: a zero loss that keeps the graph
         return F.cross_entropy(logits.float(), target)
+
+
+def build(spec, shape: tuple[int], num_classes: int, standardize: nn.Module, objective: str) -> TextEncoder:
+    """Token ids need no standardisation: `standardize` is unused."""
+    return TextEncoder(shape[0], num_classes, spec, decoder=objective == "masked-modeling")

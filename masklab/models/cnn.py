@@ -64,3 +64,7 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.standardize(x).contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
         return self.head(self.features(x))  # (B, classes)
+
+
+def build(spec, shape: tuple[int, int, int], num_classes: int, standardize: nn.Module, objective: str) -> CNN:
+    return CNN(shape, num_classes, spec.width, spec.depth, spec.hidden, spec.norm, spec.dropout, standardize)

@@ -24,3 +24,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.standardize(x)))  # (B, classes)
+
+
+def build(spec, shape: tuple[int, int, int], num_classes: int, standardize: nn.Module, objective: str) -> MLP:
+    return MLP(shape, num_classes, spec.hidden, spec.dropout, standardize)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masklab.models import Standardize
+from masklab.models.build import Standardize
 
 SUPPORTED = (Standardize, nn.Conv2d, nn.GroupNorm, nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Flatten, nn.Linear)
 

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from masklab.models.encoder import Block, Encoder, init_trunc_normal, masked_mean
-
-MLM_MASK, MLM_RANDOM, MLM_KEEP = 0, 1, 2
+from masklab.vocabulary import MLM_MASK, MLM_RANDOM
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -152,3 +151,7 @@ class ViT(Encoder):
         per_patch = ((pred - target) ** 2).mean(-1)  # (B, T)
         chosen = token_mask.to(per_patch.dtype)
         return (per_patch * chosen).sum() / chosen.sum().clamp(min=1.0)
+
+
+def build(spec, shape: tuple[int, int, int], num_classes: int, standardize: nn.Module, objective: str) -> ViT:
+    return ViT(shape, num_classes, spec, standardize, decoder=objective == "masked-modeling")

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from masklab.ops import keyed
+from masklab.ops import adaptive_spec, keyed
 from masklab.ops.keyed import EXTRA, FILL, UNITS, Keys
+
+if TYPE_CHECKING:
+    from masklab.ops.call import OpCall
 
 INT32_MAX = 2**31 - 1
 CORNER_SUB = 300  # sub-streams of UNITS that order a box's tied corners
@@ -318,3 +322,45 @@ def blend(x: torch.Tensor, m: torch.Tensor, value: float) -> torch.Tensor:
     """x * m + (1 - m) * value, m (B, H, W) broadcast over channels."""
     m = m[:, None]
     return x * m + (1.0 - m) * value if value else x * m
+
+
+# --- the op table's apply functions (ops/registry.py): each reads its parameters from the call
+
+
+def pixel(call: OpCall) -> Mask:
+    return pixel_mask(call.keys, call.value("rate"), call.height, call.width, call.op["count"])
+
+
+def patch(call: OpCall) -> Mask:
+    op = call.op
+    if call.saliency is not None:
+        return placed_patch_mask(call.keys, call.value("rate"), op["size"], call.saliency, op["placement"])
+    return patch_mask(call.keys, call.value("rate"), call.height, call.width, op["size"])
+
+
+def block(call: OpCall) -> Mask:
+    op = call.op
+    return block_mask(
+        call.keys, call.value("rate"), call.height, call.width, op["size"], op["min_patches"], op["aspect"]
+    )
+
+
+def rect(call: OpCall) -> Mask:
+    op = call.op
+    area = call.value("area") if adaptive_spec.is_adaptive(op["area"]) else op["area"]  # a range is drawn per box
+    placement = op.get("placement", "random")
+    return rect_mask(call.keys, call.height, call.width, area, op["aspect"], op["n"], call.saliency, placement)
+
+
+def stripes(call: OpCall) -> Mask:
+    op = call.op
+    return stripes_mask(call.keys, call.value("rate"), call.height, call.width, op["axis"], op["max_width"])
+
+
+def region(call: OpCall) -> Mask:
+    return region_mask(call.keys.table.shape[1], call.height, call.width, call.op["box"], call.keys.table.device)
+
+
+def soft(call: OpCall) -> torch.Tensor:
+    op = call.op
+    return soft_mask(call.keys, call.value("strength"), call.height, call.width, op["size"], op["dist"])

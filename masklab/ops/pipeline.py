@@ -22,54 +22,40 @@ scheduled parameters; everything else happens on the batch's device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from masklab.errors import SpecError
-from masklab.ops import adaptive_spec, keyed, masks, noise, registry, schedule, transforms
+from masklab.ops import adaptive_spec, keyed, masks, registry, schedule
+from masklab.ops.call import OpCall, OpResult
 
 EVAL_VIEW = -1  # a view no training epoch uses
 STATIC_VIEW = -2  # copy k of K uses view STATIC_VIEW - K(K-1)/2 - k: apart from dynamic epochs, eval and other K
 
 
 @dataclass
-class Plan:
-    """Per-epoch (or per-step) inputs of the pure apply function, already on the device."""
+class EpochKeys:
+    """What the ops draw with in one epoch (or step): per-op base keys and scheduled values, on the device."""
 
     bases: torch.Tensor  # (n_ops, len(keyed.STREAMS)) int32
     values: torch.Tensor  # (n_scheduled,) float32
 
 
-@dataclass
-class OpResult:
-    images: torch.Tensor  # (B, C, H, W) float in [0, 1] unless a noise op has clip: false
-    stats: torch.Tensor  # (n_ops,) batch means of the realized masked fraction or noise magnitude
-    per_sample: torch.Tensor | None = None  # (B, n_ops) the same per sample, unless stats are sampled
-    masks: list[masks.Mask] = field(default_factory=list)  # the mask ops' masks, in order
-    token_mask: torch.Tensor | None = None  # (B, T) tokens chosen by a tokens op
-    token_action: str | None = None
-    attn_mask: torch.Tensor | None = None  # (B, heads or 1, T, T) True = link kept
-    extras: dict = field(default_factory=dict)
+def resolve(name: str, ref: str | None) -> Callable:
+    """The function an op table entry names: `masks.patch` is `patch` in masklab/ops/masks.py."""
+    module, _, function = (ref or "").rpartition(".")
+    try:
+        return getattr(importlib.import_module(f"masklab.ops.{module}"), function)
+    except (ImportError, AttributeError, ValueError):
+        raise ImportError(f"op {name}: the op table names {ref!r}, which is no function in masklab/ops/") from None
 
-    def model_inputs(self) -> dict:
-        """What a ViT's forward needs from the token and attention ops (empty otherwise)."""
-        inputs: dict = {}
-        if self.token_mask is not None:
-            inputs.update(token_mask=self.token_mask, token_action=self.token_action, **self.extras)
-        if self.attn_mask is not None:
-            inputs["attn_mask"] = self.attn_mask
-        return inputs
 
-    @property
-    def mask(self) -> torch.Tensor | None:
-        """The union of the mask ops at pixel resolution, True = masked. (B, H, W)"""
-        if not self.masks:
-            return None
-        union = self.masks[0].pixels()
-        for m in self.masks[1:]:
-            union = union | m.pixels()
-        return union
+# Every op of the table, resolved once: an op registered without its code fails here, at import.
+APPLY: dict[str, Callable] = {name: resolve(name, op.apply) for name, op in registry.OPS.items()}
+MEASURE: dict[str, Callable] = {name: resolve(name, op.measure) for name, op in registry.OPS.items() if op.measure}
 
 
 class OpPipeline:
@@ -107,10 +93,15 @@ class OpPipeline:
         # parameters set by the training run (ops/adaptive.py), per sample from `self.state`
         self.adapted = adaptive_spec.adaptive_params(ops)
         self.state = None  # an AdaptiveState while training
+        self.apply = [self.implementation(op["op"]) for op in ops]  # each op's apply function, from the table
         self._apply_fn = torch.compile(self._apply, dynamic=False) if compile and ops else self._apply
 
     def __len__(self) -> int:
         return len(self.ops)
+
+    def implementation(self, name: str) -> Callable:
+        """The apply function of op `name` on images."""
+        return APPLY[name]
 
     def view(self, op: dict, epoch: int) -> int:
         if epoch == EVAL_VIEW:
@@ -121,7 +112,7 @@ class OpPipeline:
         copy = epoch % copies
         return copy if op.get("share_views") else STATIC_VIEW - copies * (copies - 1) // 2 - copy
 
-    def plan(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> Plan:
+    def epoch_keys(self, epoch: int, step: int = 0, device: torch.device | str = "cpu") -> EpochKeys:
         bases = [
             [keyed.mix(self.seed, i, self.view(op, epoch), s) for s in keyed.STREAMS] for i, op in enumerate(self.ops)
         ]
@@ -129,7 +120,7 @@ class OpPipeline:
         values = [
             schedule.value(self.ops[i][k], at, step, self.epochs, self.steps_per_epoch) for i, k in self.scheduled
         ]
-        return Plan(
+        return EpochKeys(
             bases=torch.tensor(bases, dtype=torch.int32).to(device, non_blocking=True),
             values=torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True),
         )
@@ -145,12 +136,14 @@ class OpPipeline:
         self,
         x: torch.Tensor,
         index: torch.Tensor,
-        plan: Plan,
+        plan: EpochKeys,
         labels: torch.Tensor | None = None,
         saliency: dict[int, torch.Tensor] | None = None,
+        measure: bool = False,
     ) -> OpResult:
         """The ops on one batch. `labels` (B,) and `saliency` ({op index: (B, h, w)})
-        feed adaptive values and placement by saliency while training."""
+        feed adaptive values and placement by saliency while training; `measure` also
+        records what each op changed and the quantity its setting names (masklab mask/noise)."""
         if not self.ops:
             return OpResult(images=x, stats=x.new_zeros(0))
         values = plan.values
@@ -159,6 +152,8 @@ class OpPipeline:
                 i, k = self.adapted[0]
                 raise SpecError(f"ops[{i}].{k}: adaptive values are set while training; give a number here")
             values = torch.cat([values[:, None].expand(-1, len(index)), self.state.per_sample(index, labels)])
+        if measure:
+            return self._apply(x, index, plan.bases, values, saliency, measure=True)
         if saliency:
             return self._apply_fn(x, index, plan.bases, values, saliency)
         return self._apply_fn(x, index, plan.bases, values)
@@ -174,58 +169,7 @@ class OpPipeline:
             self._patch_pool = grid.reshape(n, tokens, c * p * p)
         return self._patch_pool
 
-    # --- the pure part: tensors in, tensors out --------------------------------------
-
-    def _apply(
-        self,
-        x: torch.Tensor,
-        index: torch.Tensor,
-        bases: torch.Tensor,
-        values: torch.Tensor,
-        saliency: dict[int, torch.Tensor] | None = None,
-    ) -> OpResult:
-        _, height, width = self.shape
-        stats = []
-        result = OpResult(images=x, stats=x.new_zeros(0))
-        table = keyed.batch_keys(index, bases)  # (n_ops, streams, B): every key of the batch at once
-        for i, op in enumerate(self.ops):
-            keys = keyed.Keys(table[i])
-            applied = keys.uniform(keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
-            family = registry.OPS[op["op"]].family
-            if family == "mask":
-                mask = self._mask(i, keys, values, height, width, (saliency or {}).get(i))
-                if applied is not None:
-                    mask = mask.only(applied)
-                stats.append(mask.fraction())
-                x = masks.fill(x, mask, op["fill"], keys, self.fill_mean, self.fill_std)
-                result.masks.append(mask)
-            elif family == "soft":
-                m = masks.soft_mask(
-                    keys, self._value(i, "strength", keys, values), height, width, op["size"], op["dist"]
-                )
-                if applied is not None:
-                    m = torch.where(applied[:, None, None], m, 1.0)
-                fill = op["fill"]
-                x = masks.blend(x, m, 0.0 if fill == "zero" else self.fill_mean if fill == "mean" else fill)
-                stats.append(1.0 - m.flatten(1).mean(1))  # realized: the share of the image taken away
-            elif family in ("noise", "transform"):
-                noisy = self._noise(i, x, keys, values)
-                if op["clip"]:
-                    noisy = noisy.clamp(0.0, 1.0)
-                if applied is not None:
-                    noisy = torch.where(applied[:, None, None, None], noisy, x)
-                k = self.stat_samples
-                change = noisy[:k] - x[:k] if k else noisy - x
-                stats.append(change.abs_().flatten(1).mean(1))
-                x = noisy
-            else:
-                stats.append(self._token_op(i, keys, values, applied, result))
-        if all(len(v) == len(x) for v in stats):
-            result.per_sample = torch.stack(stats, 1)
-        result.images, result.stats = x, torch.stack([v.mean() for v in stats])
-        return result
-
-    def _value(self, i: int, key: str, keys: keyed.Keys, values: torch.Tensor, sub: int = 0) -> float | torch.Tensor:
+    def value(self, i: int, key: str, keys: keyed.Keys, values: torch.Tensor, sub: int = 0) -> float | torch.Tensor:
         """Parameter `key` of op i: a float when constant, else per sample (B,) from a range or schedule."""
         v = self.ops[i][key]
         if adaptive_spec.is_adaptive(v):
@@ -237,102 +181,125 @@ class OpPipeline:
             return v[0] + (v[1] - v[0]) * keyed.uniform(keys.stream(keyed.VALUE, sub + 1))
         return float(v)
 
-    def _mask(
-        self, i: int, keys: keyed.Keys, values: torch.Tensor, height: int, width: int, saliency=None
-    ) -> masks.Mask:
-        op = self.ops[i]
-        name = op["op"]
-        placement = op.get("placement", "random")
-        if placement != "random" and saliency is None:
-            raise SpecError(f"ops[{i}].placement: {placement} needs the model's saliency; it is placed while training")
-        if name == "region":
-            return masks.region_mask(keys.table.shape[1], height, width, op["box"], keys.table.device)
-        if name == "rect":
-            area = self._value(i, "area", keys, values) if adaptive_spec.is_adaptive(op["area"]) else op["area"]
-            return masks.rect_mask(keys, height, width, area, op["aspect"], op["n"], saliency, placement)
-        rate = self._value(i, "rate", keys, values)
-        if name == "pixel":
-            return masks.pixel_mask(keys, rate, height, width, op["count"])
-        if name == "patch" and saliency is not None:
-            return masks.placed_patch_mask(keys, rate, op["size"], saliency, placement)
-        if name == "patch":
-            return masks.patch_mask(keys, rate, height, width, op["size"])
-        if name == "block":
-            return masks.block_mask(keys, rate, height, width, op["size"], op["min_patches"], op["aspect"])
-        return masks.stripes_mask(keys, rate, height, width, op["axis"], op["max_width"])
+    # --- the pure part: tensors in, tensors out --------------------------------------
 
-    def _noise(self, i: int, x: torch.Tensor, keys: keyed.Keys, values: torch.Tensor) -> torch.Tensor:
-        op = self.ops[i]
-        name = op["op"]
-        if registry.OPS[name].family == "transform":
-            return self._transform(i, x, keys, values)
-        strength = self._value(i, registry.OPS[name].strength or "width", keys, values)
-        if name == "gaussian":
-            return noise.gaussian(x, keys, strength, op["mean"])
-        if name == "salt_pepper":
-            return noise.salt_pepper(x, keys, strength, op["salt_ratio"], op["count"])
-        if name == "shot":
-            return noise.shot(x, keys, strength)
-        if name == "speckle":
-            return noise.speckle(x, keys, strength)
-        return noise.uniform(x, keys, strength)
+    def _apply(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        bases: torch.Tensor,
+        values: torch.Tensor,
+        saliency: dict[int, torch.Tensor] | None = None,
+        measure: bool = False,
+    ) -> OpResult:
+        stats = []
+        result = OpResult(images=x, stats=x.new_zeros(0))
+        table = keyed.batch_keys(index, bases)  # (n_ops, streams, B): every key of the batch at once
+        for i, op in enumerate(self.ops):
+            keys = keyed.Keys(table[i])
+            applied = keys.uniform(keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
+            call = OpCall(self, i, op, keys, values, x, applied, (saliency or {}).get(i), result)
+            changed, stat = FAMILY_STEPS[registry.OPS[op["op"]].family](call, self.apply[i], measure)
+            if measure:
+                result.changed.append((changed != x).flatten(1).any(1))
+            stats.append(stat)
+            x = changed
+        return self._summary(result, x, stats)
 
-    def _transform(self, i: int, x: torch.Tensor, keys: keyed.Keys, values: torch.Tensor) -> torch.Tensor:
-        op = self.ops[i]
-        name = op["op"]
-        if name in ("dotted_line", "zigzag"):
-            return getattr(transforms, name)(x, keys)
-        if name == "inverse_stripe":
-            return transforms.inverse_stripe(x, keys, op["fraction"])
-        if name == "motion_blur":
-            return transforms.motion_blur(x, keys, op["radius"], op["sigma"], op["angle"])
-        strength = self._value(i, registry.OPS[name].strength, keys, values)
-        if not isinstance(strength, float):
-            raise SpecError(
-                f"{name}.{registry.OPS[name].strength}: ranges and schedules are not supported for {name}; give one number"
-            )
-        return getattr(transforms, name)(x, keys, strength)
-
-    def _token_op(
-        self, i: int, keys: keyed.Keys, values: torch.Tensor, applied: torch.Tensor | None, result: OpResult
-    ) -> torch.Tensor:
-        """Token and attention masks for a ViT; returns the realized fraction per sample."""
-        op = self.ops[i]
-        tokens, heads = self.token_grid
-        rate = self._value(i, "rate", keys, values)
-        b = keys.table.shape[1]
-        if op["op"] == "tokens":
-            chosen = masks.unit_mask(keys, rate, tokens, op["count"])  # (B, T)
-            if applied is not None:
-                chosen = chosen & applied[:, None]
-            result.token_mask, result.token_action = chosen, op["action"]
-            if op["action"] == "mlm":
-                result.extras = mlm_plan(keys, tokens, self.patch_pool(tokens))
-            if op["action"] == "drop" and op["count"] == "exact" and isinstance(rate, float) and applied is None:
-                result.extras = {"kept_tokens": tokens - masks.exact_count(rate, tokens)}  # the same in every row
-            return chosen.to(torch.float32).mean(1)
-        h = heads if op["per_head"] else 1
-        removed = masks.unit_mask(keys, rate, h * tokens * tokens).view(b, h, tokens, tokens)
-        removed &= ~torch.eye(tokens, dtype=torch.bool, device=removed.device)  # a token always sees itself
-        if applied is not None:
-            removed &= applied[:, None, None, None]
-        result.attn_mask = ~removed
-        return removed.flatten(1).to(torch.float32).mean(1)
+    def _summary(self, result: OpResult, x: torch.Tensor, stats: list[torch.Tensor]) -> OpResult:
+        if all(len(v) == len(x) for v in stats):
+            result.per_sample = torch.stack(stats, 1)
+        result.images, result.stats = x, torch.stack([v.mean() for v in stats])
+        return result
 
 
-def mlm_plan(keys: keyed.Keys, tokens: int, pool: torch.Tensor) -> dict:
-    """BERT's 80/10/10 for chosen patch tokens: [MASK], the same-position patch of a
-    training image, or unchanged. The training image is a keyed draw over the whole
-    split (seed, op, view, sample index, position), so a sample's replacements do not
-    depend on which other samples share its batch. pool: (N, T, patch_dim) uint8 or float."""
-    from masklab.models.vit import MLM_KEEP, MLM_MASK, MLM_RANDOM
+class TextOpPipeline(OpPipeline):
+    """The ops of one spec section on token ids (B, L): `tokens` and `attention`, with
+    the table's text apply functions (ops/text.py).
 
-    u = keyed.uniform(keyed.unit_bits(keys.stream(keyed.FILL), tokens))  # (B, T)
-    kind = torch.where(u < 0.8, MLM_MASK, torch.where(u < 0.9, MLM_RANDOM, MLM_KEEP))
-    n = pool.shape[0]
-    draw = keyed.uniform(keyed.unit_bits(keys.stream(keyed.EXTRA), tokens))  # (B, T)
-    source = (draw * n).to(torch.int64).clamp_(max=n - 1)
-    patches = pool[source, torch.arange(tokens, device=pool.device)]  # (B, T, patch_dim)
-    if patches.dtype == torch.uint8:
-        patches = patches.to(torch.float32).mul_(1.0 / 255.0)
-    return {"mlm_kind": kind, "mlm_patches": patches}
+    The result's `images` are the ids after the ops (what the model reads), and its
+    model inputs carry the chosen positions and the original ids (`targets`) for the
+    masked-token loss, and the attention op's links."""
+
+    def __init__(
+        self,
+        ops: list[dict],
+        seed: int,
+        vocab,
+        *,
+        heads: int = 1,
+        epochs: int = 1,
+        steps_per_epoch: int = 1,
+        compile: bool = False,
+    ) -> None:
+        self.vocab = vocab  # ops/text.py Vocabulary
+        self.heads = heads
+        super().__init__(ops, seed, (0, 0, 0), epochs=epochs, steps_per_epoch=steps_per_epoch, compile=compile)
+
+    def implementation(self, name: str) -> Callable:
+        """The apply function of op `name` on token ids."""
+        if name not in TEXT_APPLY:
+            raise SpecError(f"{name}: an image op; text takes {', '.join(TEXT_APPLY)}")
+        return TEXT_APPLY[name]
+
+    def _summary(self, result: OpResult, x: torch.Tensor, stats: list[torch.Tensor]) -> OpResult:
+        result.per_sample = torch.stack(stats, 1)
+        result.images, result.stats = x, result.per_sample.mean(0)
+        return result
+
+
+# --- what each family does around its ops' apply functions (ops/call.py) -----------
+
+
+def _mask_step(call: OpCall, apply: Callable, measure: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    placement = call.op.get("placement", "random")
+    if placement != "random" and call.saliency is None:
+        raise SpecError(
+            f"ops[{call.index}].placement: {placement} needs the model's saliency; it is placed while training"
+        )
+    mask = apply(call)
+    if call.applied is not None:
+        mask = mask.only(call.applied)
+    call.result.masks.append(mask)
+    p = call.pipeline
+    return masks.fill(call.x, mask, call.op["fill"], call.keys, p.fill_mean, p.fill_std), mask.fraction()
+
+
+def _soft_step(call: OpCall, apply: Callable, measure: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    m = apply(call)  # (B, H, W) multiplier
+    if call.applied is not None:
+        m = torch.where(call.applied[:, None, None], m, 1.0)
+    fill = call.op["fill"]
+    towards = 0.0 if fill == "zero" else call.pipeline.fill_mean if fill == "mean" else fill
+    return masks.blend(call.x, m, towards), 1.0 - m.flatten(1).mean(1)  # realized: the share taken away
+
+
+def _noise_step(call: OpCall, apply: Callable, measure: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x = call.x
+    drawn = apply(call)
+    noisy = drawn.clamp(0.0, 1.0) if call.op["clip"] else drawn
+    if call.applied is not None:
+        noisy = torch.where(call.applied[:, None, None, None], noisy, x)
+    if measure and call.op["op"] in MEASURE:  # the noise as drawn, and as it ends up
+        call.result.measures[call.index] = MEASURE[call.op["op"]](call, drawn - x, noisy - x)
+    k = call.pipeline.stat_samples
+    change = noisy[:k] - x[:k] if k else noisy - x
+    return noisy, change.abs_().flatten(1).mean(1)
+
+
+def _token_step(call: OpCall, apply: Callable, measure: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return apply(call)
+
+
+FAMILY_STEPS = {
+    "mask": _mask_step,
+    "soft": _soft_step,
+    "noise": _noise_step,
+    "transform": _noise_step,
+    "token": _token_step,
+    "attention": _token_step,
+}
+assert set(FAMILY_STEPS) == set(registry.FAMILIES), "every op family needs its step"
+TEXT_APPLY: dict[str, Callable] = {
+    name: resolve(name, op.text_apply) for name, op in registry.OPS.items() if op.text_apply
+}

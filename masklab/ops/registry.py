@@ -1,8 +1,11 @@
 """The closed registry of ops: names, parameters, defaults and checks. No torch here.
 
 A spec lists ops as mappings (`{op: patch, rate: 0.25, size: 4, mode: dynamic}`);
-`validate` turns one into a complete, checked mapping. The tensor code that carries an
-op out lives in `masks.py`, `noise.py` and `tokens.py`; `pipeline.py` joins them.
+`validate` turns one into a complete, checked mapping. Each entry names the function
+that carries the op out (`apply="masks.patch"`: `patch` in ops/masks.py, given an
+`OpCall`, ops/call.py); `pipeline.py` resolves every name when it is imported, so an
+op without its code cannot be registered, and the CLI's `mask`/`noise` options and help
+are generated from this table.
 
 Conventions, fixed for all ops: `p` is the probability of applying an op to a sample;
 `rate` is a fraction of units (pixels, patches, rows, tokens) and `area` a fraction of
@@ -25,6 +28,8 @@ PLACED = ("patch", "rect")  # the ops that take `placement`
 FILLS = ("zero", "mean", "uniform", "gaussian")
 SCHEDULES = ("constant", "linear", "cosine", "step")
 TOKEN_OPS = ("tokens", "attention")
+NUMERIC = ("fraction", "nonneg", "positive", "real", "int")
+FAMILIES = ("mask", "soft", "noise", "transform", "token", "attention")  # what the pipeline does around an op
 TEXT_UNITS = ("token", "word", "span")
 TEXT_ONLY = {
     "unit": "token",
@@ -50,14 +55,20 @@ class Param:
 
 @dataclass(frozen=True)
 class OpDef:
+    """One row of the op table: the name, its parameters and docs, and the code that applies it."""
+
     name: str
-    family: str  # mask | soft | noise | transform | token | attention
+    family: str  # one of FAMILIES
     doc: str
     params: dict[str, Param]
     strength: str | None = None  # the parameter that `severity` sets
     severities: tuple[float, ...] = ()
     example: str = ""
     extra: dict = field(default_factory=dict)
+    # the code: `module.function` in masklab/ops/ (resolved once by ops/pipeline.py; see ops/call.py)
+    apply: str = ""  # carries the op out on a batch of images
+    text_apply: str | None = None  # ... on token ids (ops that apply to text)
+    measure: str | None = None  # the quantity its setting names, for masklab noise's requested-vs-realized table
 
 
 def _rate(doc: str = "fraction of units masked") -> Param:
@@ -98,6 +109,7 @@ OPS: dict[str, OpDef] = {
                 ),
             },
             example="{op: pixel, rate: 0.3}",
+            apply="masks.pixel",
         ),
         OpDef(
             "patch",
@@ -109,6 +121,7 @@ OPS: dict[str, OpDef] = {
                 **_placement("patches"),
             },
             example="{op: patch, rate: 0.5, size: 4}",
+            apply="masks.patch",
         ),
         OpDef(
             "block",
@@ -121,6 +134,7 @@ OPS: dict[str, OpDef] = {
                 "aspect": Param("pair", [0.3, 3.3], "block aspect ratio range (log-uniform)", 0.01, 100.0),
             },
             example="{op: block, rate: 0.4, size: 4}",
+            apply="masks.block",
         ),
         OpDef(
             "rect",
@@ -135,6 +149,7 @@ OPS: dict[str, OpDef] = {
                 **_placement("boxes"),
             },
             example="{op: rect, area: [0.1, 0.3]}",
+            apply="masks.rect",
         ),
         OpDef(
             "stripes",
@@ -146,6 +161,7 @@ OPS: dict[str, OpDef] = {
                 "max_width": Param("int", 4, "widest band, in lines", 1, 1024),
             },
             example="{op: stripes, rate: 0.25, axis: rows, max_width: 4}",
+            apply="masks.stripes",
         ),
         OpDef(
             "region",
@@ -155,6 +171,7 @@ OPS: dict[str, OpDef] = {
                 "box": Param("box", REQUIRED, "[top, left, height, width] in pixels"),
             },
             example="{op: region, box: [0, 0, 14, 28]}",
+            apply="masks.region",
         ),
         OpDef(
             "soft",
@@ -173,6 +190,7 @@ OPS: dict[str, OpDef] = {
                 ),
             },
             example="{op: soft, strength: 0.5, size: 4}",
+            apply="masks.soft",
         ),
         OpDef(
             "gaussian",
@@ -185,6 +203,8 @@ OPS: dict[str, OpDef] = {
             strength="sigma",
             severities=(0.08, 0.12, 0.18, 0.26, 0.38),
             example="{op: gaussian, sigma: 0.2}",
+            apply="noise.gaussian",
+            measure="noise.measure_std",
         ),
         OpDef(
             "salt_pepper",
@@ -203,6 +223,8 @@ OPS: dict[str, OpDef] = {
             strength="amount",
             severities=(0.03, 0.06, 0.09, 0.17, 0.27),
             example="{op: salt_pepper, amount: 0.1}",
+            apply="noise.salt_pepper",
+            measure="noise.measure_hits",
         ),
         OpDef(
             "shot",
@@ -214,6 +236,8 @@ OPS: dict[str, OpDef] = {
             strength="c",
             severities=(60.0, 25.0, 12.0, 5.0, 3.0),
             example="{op: shot, c: 12}",
+            apply="noise.shot",
+            measure="noise.measure_photons",
         ),
         OpDef(
             "speckle",
@@ -225,6 +249,8 @@ OPS: dict[str, OpDef] = {
             strength="sigma",
             severities=(0.15, 0.2, 0.35, 0.45, 0.6),
             example="{op: speckle, sigma: 0.2}",
+            apply="noise.speckle",
+            measure="noise.measure_relative_std",
         ),
         OpDef(
             "uniform",
@@ -234,51 +260,58 @@ OPS: dict[str, OpDef] = {
                 "width": Param("nonneg", REQUIRED, "width of the interval", 0.0, 10.0, varies=True),
             },
             example="{op: uniform, width: 0.2}",
+            apply="noise.uniform",
+            measure="noise.measure_width",
         ),
         OpDef(
             "rotate",
             "transform",
             "rotation about the centre, direction chosen per image (MNIST-C rotate)",
-            {"degrees": Param("nonneg", REQUIRED, "rotation angle in degrees", 0.0, 180.0, varies=True)},
+            {"degrees": Param("nonneg", REQUIRED, "rotation angle in degrees", 0.0, 180.0)},
             strength="degrees",
             severities=(11.46, 22.92, 34.38, 45.84, 57.3),
             example="{op: rotate, degrees: 22.9}",
+            apply="transforms.rotate",
         ),
         OpDef(
             "shear",
             "transform",
             "horizontal shear about the centre, direction chosen per image (MNIST-C shear)",
-            {"degrees": Param("nonneg", REQUIRED, "shear angle in degrees", 0.0, 80.0, varies=True)},
+            {"degrees": Param("nonneg", REQUIRED, "shear angle in degrees", 0.0, 80.0)},
             strength="degrees",
             severities=(11.46, 22.92, 34.38, 45.84, 57.3),
             example="{op: shear, degrees: 22.9}",
+            apply="transforms.shear",
         ),
         OpDef(
             "scale",
             "transform",
             "content scaled about the centre (MNIST-C scale)",
-            {"factor": Param("positive", REQUIRED, "scale of the content (0.7: 70%)", 0.0, 10.0, varies=True)},
+            {"factor": Param("positive", REQUIRED, "scale of the content (0.7: 70%)", 0.0, 10.0)},
             strength="factor",
             severities=(0.9, 0.8, 0.7, 0.6, 0.5),
             example="{op: scale, factor: 0.7}",
+            apply="transforms.scale",
         ),
         OpDef(
             "translate",
             "transform",
             "a shift along both axes, directions chosen per image (MNIST-C translate)",
-            {"pixels": Param("nonneg", REQUIRED, "shift in pixels along each axis", 0.0, 1024.0, varies=True)},
+            {"pixels": Param("nonneg", REQUIRED, "shift in pixels along each axis", 0.0, 1024.0)},
             strength="pixels",
             severities=(1.0, 2.0, 3.0, 4.0, 5.0),
             example="{op: translate, pixels: 3}",
+            apply="transforms.translate",
         ),
         OpDef(
             "brightness",
             "transform",
             "x + delta (MNIST-C brightness on grey images)",
-            {"delta": Param("real", REQUIRED, "added intensity", -1.0, 1.0, varies=True)},
+            {"delta": Param("real", REQUIRED, "added intensity", -1.0, 1.0)},
             strength="delta",
             severities=(0.1, 0.2, 0.3, 0.4, 0.5),
             example="{op: brightness, delta: 0.5}",
+            apply="transforms.brightness",
         ),
         OpDef(
             "inverse_stripe",
@@ -286,6 +319,7 @@ OPS: dict[str, OpDef] = {
             "the outer column bands inverted (MNIST-C stripe)",
             {"fraction": Param("fraction", 0.25, "share of the width inverted on each side", 0.0, 0.5)},
             example="{op: inverse_stripe}",
+            apply="transforms.inverse_stripe",
         ),
         OpDef(
             "motion_blur",
@@ -297,6 +331,7 @@ OPS: dict[str, OpDef] = {
                 "angle": Param("pair", [-45.0, 45.0], "direction range in degrees", -180.0, 180.0),
             },
             example="{op: motion_blur, radius: 10, sigma: 3}",
+            apply="transforms.motion_blur",
         ),
         OpDef(
             "dotted_line",
@@ -304,8 +339,16 @@ OPS: dict[str, OpDef] = {
             "a dashed line across the image (MNIST-C dotted_line)",
             {},
             example="{op: dotted_line}",
+            apply="transforms.dotted_line",
         ),
-        OpDef("zigzag", "transform", "a zigzag line across the image (MNIST-C zigzag)", {}, example="{op: zigzag}"),
+        OpDef(
+            "zigzag",
+            "transform",
+            "a zigzag line across the image (MNIST-C zigzag)",
+            {},
+            example="{op: zigzag}",
+            apply="transforms.zigzag",
+        ),
         OpDef(
             "tokens",
             "token",
@@ -329,6 +372,8 @@ OPS: dict[str, OpDef] = {
                 ),
             },
             example="{op: tokens, rate: 0.75, action: drop}",
+            apply="tokens.tokens",
+            text_apply="text.tokens",
         ),
         OpDef(
             "attention",
@@ -339,6 +384,8 @@ OPS: dict[str, OpDef] = {
                 "per_head": Param("bool", True, "draw a separate mask for every head"),
             },
             example="{op: attention, rate: 0.1}",
+            apply="tokens.attention",
+            text_apply="text.attention",
         ),
     ]
 }
@@ -479,6 +526,10 @@ def _check_value(value: Any, where: str, param: Param, grid: bool) -> Any:
     if grid and isinstance(value, list):  # in eval.ops any list of scalars is a grid axis
         items = sc.as_list(value, where, min_len=1)
         return [_check_scalar(v, sc.join(where, i), param) for i, v in enumerate(items)]
+    if not grid and not param.varies and isinstance(value, (list, dict)) and param.kind in NUMERIC:
+        raise SpecError(
+            f"{where}: takes one number (a range or schedule only where a value may vary per image), got {sc.show(value)}"
+        )
     if not grid and param.varies and isinstance(value, list):
         return _check_pair(value, where, param)
     if not grid and param.varies and isinstance(value, dict):

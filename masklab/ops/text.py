@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from masklab.models.bert import MASK_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 from masklab.ops import keyed, masks
 from masklab.ops.keyed import EXTRA, FILL, UNITS, Keys
-from masklab.ops.pipeline import OpPipeline, OpResult
+from masklab.vocabulary import MASK_ID, N_SPECIAL, PAD_ID, UNK_ID
 
-N_SPECIAL = len(SPECIAL_TOKENS)
+if TYPE_CHECKING:
+    from masklab.ops.call import OpCall
+
 INT32_MAX = 2**31 - 1
 SPAN_LENGTHS, SPAN_STARTS = 1, 2  # sub-streams of EXTRA (sub-stream 0 draws mlm's random pieces)
 
@@ -197,77 +199,50 @@ def drop(ids: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     return ids.gather(1, order).masked_fill_(~kept, PAD_ID)
 
 
-class TextOpPipeline(OpPipeline):
-    """The ops of one spec section on token ids (B, L): `tokens` and `attention`.
+# --- the op table's text apply functions (ops/registry.py `text_apply`) --------------
 
-    The result's `images` are the ids after the ops (what the model reads), and its
-    model inputs carry the chosen positions and the original ids (`targets`) for the
-    masked-token loss, and the attention op's links."""
 
-    def __init__(
-        self,
-        ops: list[dict],
-        seed: int,
-        vocab: Vocabulary,
-        *,
-        heads: int = 1,
-        epochs: int = 1,
-        steps_per_epoch: int = 1,
-        compile: bool = False,
-    ) -> None:
-        self.vocab = vocab
-        self.heads = heads
-        super().__init__(ops, seed, (0, 0, 0), epochs=epochs, steps_per_epoch=steps_per_epoch, compile=compile)
+def tokens(call: OpCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pieces a tokens op chooses, and what it writes there; returns (the ids the
+    model reads, the realized fraction of real pieces (B,))."""
+    op, ids = call.op, call.x
+    cand = candidates(ids)
+    chosen = choose(op, call.keys, ids, cand, call.value("rate"), call.pipeline.vocab)
+    if call.applied is not None:
+        chosen = chosen & call.applied[:, None]
+    result = call.result
+    result.token_mask, result.token_action = chosen, op["action"]
+    result.extras = {"targets": ids}
+    realized = chosen.sum(1).to(torch.float32) / cand.sum(1).clamp(min=1).to(torch.float32)
+    if op["action"] == "mask":
+        return ids.masked_fill(chosen, MASK_ID), realized
+    if op["action"] == "mlm":
+        return mlm_write(call.keys, ids, chosen, call.pipeline.vocab.size), realized
+    return drop(ids, chosen), realized
 
-    def _apply(
-        self, x: torch.Tensor, index: torch.Tensor, bases: torch.Tensor, values: torch.Tensor, saliency=None
-    ) -> OpResult:
-        ids = x
-        stats = []
-        result = OpResult(images=ids, stats=ids.new_zeros(0, dtype=torch.float32))
-        table = keyed.batch_keys(index, bases)  # (n_ops, streams, B)
-        for i, op in enumerate(self.ops):
-            keys = keyed.Keys(table[i])
-            applied = keys.uniform(keyed.APPLY) < op["p"] if op["p"] < 1.0 else None
-            rate = self._value(i, "rate", keys, values)
-            if op["op"] == "tokens":
-                cand = candidates(ids)
-                chosen = self.choose(op, keys, ids, cand, rate)
-                if applied is not None:
-                    chosen = chosen & applied[:, None]
-                result.token_mask, result.token_action = chosen, op["action"]
-                result.extras = {"targets": ids}
-                stats.append(chosen.sum(1).to(torch.float32) / cand.sum(1).clamp(min=1).to(torch.float32))
-                if op["action"] == "mask":
-                    ids = ids.masked_fill(chosen, MASK_ID)
-                elif op["action"] == "mlm":
-                    ids = mlm_write(keys, ids, chosen, self.vocab.size)
-                else:
-                    ids = drop(ids, chosen)
-            else:
-                stats.append(self._links(i, op, keys, rate, ids, applied, result))
-        result.per_sample = torch.stack(stats, 1)
-        result.images, result.stats = ids, result.per_sample.mean(0)
-        return result
 
-    def choose(self, op: dict, keys: Keys, ids: torch.Tensor, cand: torch.Tensor, rate) -> torch.Tensor:
-        weight = self.vocab.weights(op["rarity"])[ids] if op["rarity"] > 0 else None
-        if op["unit"] == "token":
-            return choose_tokens(keys, cand, rate, op["count"], weight)
-        w = words(ids, cand, self.vocab.continuation)
-        if op["unit"] == "word":
-            return choose_words(keys, cand, w, rate, op["count"], weight)
-        return choose_spans(keys, cand, w, rate, op["span_p"], op["max_span"])
+def choose(op: dict, keys: Keys, ids: torch.Tensor, cand: torch.Tensor, rate, vocab: Vocabulary) -> torch.Tensor:
+    """The pieces chosen by `unit`: tokens, whole words or spans. (B, L) bool"""
+    weight = vocab.weights(op["rarity"])[ids] if op["rarity"] > 0 else None
+    if op["unit"] == "token":
+        return choose_tokens(keys, cand, rate, op["count"], weight)
+    w = words(ids, cand, vocab.continuation)
+    if op["unit"] == "word":
+        return choose_words(keys, cand, w, rate, op["count"], weight)
+    return choose_spans(keys, cand, w, rate, op["span_p"], op["max_span"])
 
-    def _links(self, i: int, op: dict, keys: Keys, rate, ids: torch.Tensor, applied, result: OpResult) -> torch.Tensor:
-        """The attention op: query-key links removed in every block; realized among real tokens."""
-        b, length = ids.shape
-        h = self.heads if op["per_head"] else 1
-        removed = masks.unit_mask(keys, rate, h * length * length).view(b, h, length, length)
-        removed &= ~torch.eye(length, dtype=torch.bool, device=ids.device)  # a token always sees itself
-        if applied is not None:
-            removed &= applied[:, None, None, None]
-        result.attn_mask = ~removed
-        real = ids != PAD_ID
-        pairs = (real[:, :, None] & real[:, None, :])[:, None]  # (B, 1, L, L)
-        return (removed & pairs).flatten(1).sum(1).to(torch.float32) / (pairs.flatten(1).sum(1) * h).clamp(min=1)
+
+def attention(call: OpCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query-key links removed in every block; realized among real tokens."""
+    ids = call.x
+    b, length = ids.shape
+    h = call.pipeline.heads if call.op["per_head"] else 1
+    removed = masks.unit_mask(call.keys, call.value("rate"), h * length * length).view(b, h, length, length)
+    removed &= ~torch.eye(length, dtype=torch.bool, device=ids.device)  # a token always sees itself
+    if call.applied is not None:
+        removed &= call.applied[:, None, None, None]
+    call.result.attn_mask = ~removed
+    real = ids != PAD_ID
+    pairs = (real[:, :, None] & real[:, None, :])[:, None]  # (B, 1, L, L)
+    realized = (removed & pairs).flatten(1).sum(1).to(torch.float32) / (pairs.flatten(1).sum(1) * h).clamp(min=1)
+    return ids, realized

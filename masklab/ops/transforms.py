@@ -10,11 +10,15 @@ the image centre fixed are expressed about the centre, as MNIST-C does.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from masklab.ops.keyed import EXTRA, Keys
+from masklab.ops.keyed import EXTRA
+
+if TYPE_CHECKING:
+    from masklab.ops.call import OpCall
 
 
 def _sign(u: torch.Tensor) -> torch.Tensor:
@@ -33,15 +37,17 @@ def _linear(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return _warp(x, theta)
 
 
-def rotate(x: torch.Tensor, keys: Keys, degrees: float) -> torch.Tensor:
+def rotate(call: OpCall) -> torch.Tensor:
     """Rotation by `degrees`, direction chosen per image."""
+    x, keys, degrees = call.x, call.keys, call.op["degrees"]
     angle = math.radians(degrees) * _sign(keys.uniform(EXTRA))
     c, s = torch.cos(angle), torch.sin(angle)
     return _linear(x, torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1))
 
 
-def shear(x: torch.Tensor, keys: Keys, degrees: float) -> torch.Tensor:
+def shear(call: OpCall) -> torch.Tensor:
     """Horizontal shear by `degrees`, direction chosen per image."""
+    x, keys, degrees = call.x, call.keys, call.op["degrees"]
     angle = math.radians(degrees) * _sign(keys.uniform(EXTRA))
     one, zero = torch.ones_like(angle), torch.zeros_like(angle)
     return _linear(
@@ -49,15 +55,17 @@ def shear(x: torch.Tensor, keys: Keys, degrees: float) -> torch.Tensor:
     )
 
 
-def scale(x: torch.Tensor, keys: Keys, factor: float) -> torch.Tensor:
+def scale(call: OpCall) -> torch.Tensor:
     """Content scaled by `factor` about the centre (0.7 shrinks the digit to 70%)."""
+    x, factor = call.x, call.op["factor"]
     b = x.shape[0]
     a = torch.eye(2, device=x.device).expand(b, 2, 2) / factor
     return _linear(x, a)
 
 
-def translate(x: torch.Tensor, keys: Keys, pixels: float) -> torch.Tensor:
+def translate(call: OpCall) -> torch.Tensor:
     """A shift of `pixels` along each axis, the directions chosen per image."""
+    x, keys, pixels = call.x, call.keys, call.op["pixels"]
     b, _, h, w = x.shape
     u = keys.uniforms(EXTRA, 2)
     theta = torch.zeros(b, 2, 3, device=x.device)
@@ -67,13 +75,14 @@ def translate(x: torch.Tensor, keys: Keys, pixels: float) -> torch.Tensor:
     return _warp(x, theta)
 
 
-def brightness(x: torch.Tensor, keys: Keys, delta: float) -> torch.Tensor:
+def brightness(call: OpCall) -> torch.Tensor:
     """x + delta (for grey images, MNIST-C's HSV value shift is exactly this)."""
-    return x + delta
+    return call.x + call.op["delta"]
 
 
-def inverse_stripe(x: torch.Tensor, keys: Keys, fraction: float) -> torch.Tensor:
+def inverse_stripe(call: OpCall) -> torch.Tensor:
     """Invert the leftmost and rightmost `fraction` of the columns (MNIST-C's stripe)."""
+    x, fraction = call.x, call.op["fraction"]
     w = x.shape[-1]
     k = round(w * fraction)
     out = x.clone()
@@ -82,12 +91,13 @@ def inverse_stripe(x: torch.Tensor, keys: Keys, fraction: float) -> torch.Tensor
     return out
 
 
-def motion_blur(x: torch.Tensor, keys: Keys, radius: int, sigma: float, angle: list[float]) -> torch.Tensor:
+def motion_blur(call: OpCall) -> torch.Tensor:
     """MNIST-C's motion blur as ImageMagick's MotionBlurImage computes it: 2 * radius + 1
     taps at integer offsets (i cos a, i sin a), each rounded half down, i = 0..2 * radius,
     along a direction a drawn per image from the `angle` range (degrees); Gaussian weights
     exp(-i^2 / (2 sigma^2)) normalised to sum 1; pixels beyond the edge replicated (the
     edge virtual-pixel method). MNIST-C then stores the result as 8-bit; this keeps floats."""
+    x, keys, radius, sigma, angle = call.x, call.keys, call.op["radius"], call.op["sigma"], call.op["angle"]
     b, c, h, w = x.shape
     taps = 2 * math.ceil(radius) + 1
     u = keys.uniform(EXTRA).to(torch.float64)
@@ -127,8 +137,9 @@ def _grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, cols
 
 
-def dotted_line(x: torch.Tensor, keys: Keys) -> torch.Tensor:
+def dotted_line(call: OpCall) -> torch.Tensor:
     """A dashed line across the image between two random rows, added and clipped."""
+    x, keys = call.x, call.keys
     h, w = x.shape[-2:]
     u = keys.uniforms(EXTRA, 2)
     r0, r1 = torch.floor(u[0] * (h - 1)), torch.floor(u[1] * (h - 1))
@@ -139,8 +150,9 @@ def dotted_line(x: torch.Tensor, keys: Keys) -> torch.Tensor:
     return x + (line * dashes)[:, None]
 
 
-def zigzag(x: torch.Tensor, keys: Keys, amplitude: float = 2.0, length: float = 2.0) -> torch.Tensor:
+def zigzag(call: OpCall, amplitude: float = 2.0, length: float = 2.0) -> torch.Tensor:
     """A zigzag from column 2 to 25 at a random height and tilt, added and clipped."""
+    x, keys = call.x, call.keys
     h, w = x.shape[-2:]
     u = keys.uniforms(EXTRA, 2)
     c0, c1 = 2.0, float(w - 3)

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from masklab.errors import RunError
+from masklab.files import readable  # noqa: F401 - re-exported for the store's writers
 
 MAX_READ = 64 << 20  # a JSON or YAML file of a run larger than this is damaged, not read
 
@@ -54,17 +55,6 @@ def _hint(err: OSError) -> str:
 
 def write_error(path: Path | str, err: OSError) -> StoreWriteError:
     return StoreWriteError(f"cannot write {path}: {err.strerror or err} (errno {err.errno}); {_hint(err)}")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def readable(path: str | Path) -> None:
-    """Give a temporary file (mkstemp makes them 0600) the usual permissions."""
-    os.chmod(path, 0o666 & ~_umask())
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from masklab import spec as spec_mod
 from masklab.data.checks import load_checked_data
 from masklab.data.splits import TrainData, build_data
 from masklab.errors import RunError
-from masklab.models import build_model
+from masklab.models.build import build_model
 from masklab.spec import Spec
 from masklab.store import weights
 from masklab.store.runs import Run

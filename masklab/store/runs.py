@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 from masklab.errors import RunError
+from masklab.files import umask
 from masklab.store import files
 from masklab.store.files import DamagedFile, StoreWriteError, readable  # noqa: F401 - re-exported
 from masklab.store.folder import (  # noqa: F401 - re-exported: the store's public names
@@ -101,7 +102,7 @@ class RunStore:
         except OSError as err:
             raise files.write_error(self.root, err) from None
         try:
-            os.chmod(folder, 0o777 & ~files._umask())
+            os.chmod(folder, 0o777 & ~umask())
             lock = acquire(folder, rid)
             try:
                 write_atomic(folder / "spec.yaml", spec_yaml)

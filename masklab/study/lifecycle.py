@@ -1,4 +1,5 @@
-"""A run's life: claim its folder, train into it, record how it ended.
+"""A run's life: claim its folder, train into it, record how it ended (one run, or the
+seeds of a group trained together: the same path).
 
 The claim is a new folder (created locked), a run to resume (locked), or a staged
 replacement (trained aside while the old run's lock is held, committed over it only
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from masklab import signals, spec as spec_mod
-from masklab.errors import Interrupted, MasklabError, Pruned, RunError, UsageError
+from masklab.errors import Interrupted, MasklabError, Pruned, RunError, SeedFailed, UsageError
 from masklab.spec import Spec
 from masklab.store import files
 from masklab.store.files import DamagedFile, StoreWriteError
@@ -135,46 +136,6 @@ def _spec_yaml(spec: Spec, seed: int) -> str:
     return spec_mod.dump_yaml(dataclasses.replace(spec, seeds=[seed]))
 
 
-def run_claimed(
-    store: RunStore,
-    spec: Spec,
-    seed: int,
-    device,
-    info: Callable[[], dict],
-    train: Callable[[Run, StopFlag, bool], dict],
-    force: bool = False,
-    resume: bool = False,
-) -> tuple[Run, bool, dict]:
-    """Claim the run's folder, `train(run, stop, resuming)` into it and record how it
-    ended; returns (run, reused, summary). Every way out leaves the run in a true state:
-    done (committed), failed (with the error), interrupted (resumable), or, for a
-    replacement or a run that never started, as it was before."""
-    claim: Claim | None = None
-    with StopFlag() as stop:
-        try:
-            with signals.deferred():  # a signal waits until the claim is held, so it is recorded
-                claim = find_or_create(store, spec, seed, info, force, resume)
-            if claim.mode == "reuse":
-                return claim.run, True, claim.run.summary
-            began = time.perf_counter()
-            _start([claim], device)
-            summary = train(claim.run, stop, claim.mode == "resume")
-            (run,) = _finish(store, [claim], began)
-            if stop.requested:
-                raise Interrupted(f"interrupted after run {run.id} finished; the next runs were not started")
-            return run, False, summary
-        except BaseException as exc:
-            if claim is None or claim.mode == "reuse" or claim.finished:
-                if isinstance(exc, KeyboardInterrupt):
-                    raise Interrupted("interrupted; every finished run is kept") from None
-                raise
-            with signals.deferred():
-                raise _ended(store, claim, exc, spec, device) from None
-        finally:
-            if claim is not None:
-                claim.release()
-
-
 def _start(claims: list[Claim], device, **extra) -> None:
     """Mark claimed runs running in this process (a resumed run drops its old ending)."""
     for claim in claims:
@@ -240,13 +201,11 @@ def run_group(
     train: Callable[[list[Run], StopFlag], list[dict]],
     **extra,
 ) -> tuple[list[Run], list[dict]]:
-    """`train(runs, stop)` for claimed runs trained together (one batched model) and
-    record how each ended, as `run_claimed` does for one: all done (committed), or each
-    failed, interrupted or as it was before. A `SeedFailed` names the seed that failed;
-    the others of the group are interrupted, resumable. Returns (runs, summaries).
-    `extra` is recorded in each run.json (the group's seeds)."""
-    from masklab.train_batched import SeedFailed
-
+    """`train(runs, stop)` for claimed runs trained together (one run, or a seed group
+    as one batched model) and record how each ended: done (committed), failed (with the
+    error), interrupted (resumable), or, for a replacement, as it was before. When one
+    seed of a group fails (`SeedFailed`), the others are interrupted, resumable.
+    Returns (runs, summaries); `extra` is recorded in each run.json (a group's seeds)."""
     with StopFlag() as stop:
         try:
             began = time.perf_counter()
@@ -254,7 +213,11 @@ def run_group(
             summaries = train([c.run for c in claims], stop)
             runs = _finish(store, claims, began)
             if stop.requested:
-                raise Interrupted(f"interrupted after runs {', '.join(r.id for r in runs)} finished")
+                ids = ", ".join(r.id for r in runs)
+                after = (
+                    f"run {ids} finished; the next runs were not started" if len(runs) == 1 else f"runs {ids} finished"
+                )
+                raise Interrupted(f"interrupted after {after}")
             return runs, summaries
         except BaseException as exc:
             if all(c.finished for c in claims):
@@ -262,32 +225,41 @@ def run_group(
                     raise Interrupted("interrupted; every finished run is kept") from None
                 raise
             with signals.deferred():
+                ended = [
+                    _ended(store, claim, _for_claim(exc, claim), spec, device) for claim in claims if not claim.finished
+                ]
                 for claim in claims:
-                    if claim.finished:
-                        continue
-                    mine = exc
-                    if isinstance(exc, SeedFailed) and claim.run.info.get("seed") != exc.seed:
-                        mine = Interrupted(
-                            f"stopped: seed {exc.seed} of its batch failed ({exc}); --resume continues this run"
-                        )
-                    _ended(store, claim, mine, spec, device)
                     claim.finished = True
-            if isinstance(exc, (Interrupted, KeyboardInterrupt)):
-                ids = ", ".join(c.run.id for c in claims)
-                raise Interrupted(
-                    f"runs {ids} interrupted after {claims[0].run.info.get('epochs_done', 0)} epoch(s); "
-                    "`masklab train SPEC --resume` continues them"
-                ) from None
-            if isinstance(exc, SeedFailed):
-                raise SeedFailed(f"seed {exc.seed}: {exc}", exc.seed) from None
-            if memory.is_out_of_memory(exc):
-                raise memory.out_of_memory(
-                    spec, device, f"while training seeds batched ({len(claims)} at once)"
-                ) from None
-            raise
+            raise _group_error(exc, claims, ended, spec, device) from None
         finally:
             for claim in claims:
                 claim.release()
+
+
+def _for_claim(exc: BaseException, claim: Claim) -> BaseException:
+    """What ended this claim: the error, or, beside a seed that failed, an interruption."""
+    if isinstance(exc, SeedFailed) and claim.run.info.get("seed") != exc.seed:
+        return Interrupted(f"stopped: seed {exc.seed} of its batch failed ({exc}); --resume continues this run")
+    return exc
+
+
+def _group_error(
+    exc: BaseException, claims: list[Claim], ended: list[BaseException], spec: Spec, device
+) -> BaseException:
+    """The one error to raise for a group that did not finish (a single run's own)."""
+    if len(claims) == 1:
+        return ended[0]
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        ids = ", ".join(c.run.id for c in claims)
+        return Interrupted(
+            f"runs {ids} interrupted after {claims[0].run.info.get('epochs_done', 0)} epoch(s); "
+            "`masklab train SPEC --resume` continues them"
+        )
+    if isinstance(exc, SeedFailed):
+        return SeedFailed(f"seed {exc.seed}: {exc}", exc.seed)
+    if memory.is_out_of_memory(exc):
+        return memory.out_of_memory(spec, device, f"while training seeds batched ({len(claims)} at once)")
+    return exc
 
 
 def _ended(store: RunStore, claim: Claim, exc: BaseException, spec: Spec, device) -> BaseException:

@@ -15,9 +15,7 @@ import torch
 
 from masklab.data.memory import available_memory
 from masklab.errors import MasklabError
-from masklab.models import build_model
-
-MODEL_KEYS = {"mlp": "model.hidden", "cnn": "model.width or model.hidden", "vit": "model.dim or model.depth"}
+from masklab.models.build import build_model
 
 
 class OutOfMemory(MasklabError):
@@ -93,7 +91,7 @@ def check_fits(spec, dataset, device: torch.device) -> None:
         return
     if state_bytes >= per_image * batch:
         what = f"the model has {params:,} parameters ({_gib(state_bytes)} with gradients and optimizer state)"
-        fix = f"reduce {MODEL_KEYS.get(spec.model.arch, 'the model size')}"
+        fix = f"reduce {spec.model.size_keys}"
     else:
         what = f"a batch of {batch} needs about {_gib(per_image * batch)} of activations"
         fix = "reduce train.batch_size"
@@ -111,5 +109,5 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def out_of_memory(spec, device: torch.device, where: str) -> OutOfMemory:
     return OutOfMemory(
         f"out of memory on {device.type} {where}; reduce train.batch_size (train.eval_batch_size for evaluation) "
-        f"or the model ({MODEL_KEYS.get(spec.model.arch, 'its size')})"
+        f"or the model ({spec.model.size_keys})"
     )

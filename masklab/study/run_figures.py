@@ -9,7 +9,7 @@ never a failed run: the numbers are already safe in the folder.
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable
 
 from masklab.analysis.figures import Preview, write_run_figures
 from masklab.data.materialize import draw_views
@@ -22,14 +22,15 @@ from masklab.store.runs import Run
 PREVIEW_EPOCHS = 3
 
 
-def write_figures(run: Run, spec: Spec, data: TrainData, pipeline: OpPipeline) -> None:
-    """Draw them, unless MASKLAB_FIGURES=0 (a sweep of thousands of tiny runs, a test suite)."""
+def write_figures(run: Run, spec: Spec, data: TrainData, pipeline: OpPipeline, warn: Callable[[str], None]) -> None:
+    """Draw them, unless MASKLAB_FIGURES=0 (a sweep of thousands of tiny runs, a test suite);
+    a figure that fails is a `warn`ing."""
     if os.environ.get("MASKLAB_FIGURES", "1") == "0":
         return
     try:
         write_run_figures(run.path, run.metrics(), run.summary, ops_preview(spec, data, pipeline))
     except Exception as exc:  # a figure must never cost the run
-        print(f"warning: {run.id}: figures not drawn: {type(exc).__name__}: {exc}", file=sys.stderr)
+        warn(f"warning: {run.id}: figures not drawn: {type(exc).__name__}: {exc}")
 
 
 def ops_preview(spec: Spec, data: TrainData, pipeline: OpPipeline) -> Preview | None:

@@ -15,7 +15,8 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,24 +27,21 @@ from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, Pruned, RunError, SpecError
-from masklab.evaluation import grid as eval_grid, predictions as stored_predictions
-from masklab.models import build_model, count_parameters, freeze_all_but_head, load_matching
+from masklab.evaluation import predictions as stored_predictions, robustness as eval_grid
+from masklab.events import Events
+from masklab.models.build import build_model, count_parameters, freeze_all_but_head, load_matching
+from masklab.models.stacked import can_stack
 from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
-from masklab.store import weights
+from masklab.store import checkpoints, weights
 from masklab.store.runs import Run, RunStore, now, run_id
 from masklab.study import lifecycle, memory
 from masklab.study.lifecycle import StopFlag
+from masklab.study.plan import seeds_per_batch
+from masklab.study.result import Result
 from masklab.study.run_figures import write_figures
-from masklab.study.text import check_same_tokenizer, text_info, text_pipeline
-from masklab.train import Reporter, fit, test_metrics, train_pipeline
-
-
-@dataclass
-class Outcome:
-    run: Run
-    reused: bool = False  # a finished run with this id existed; nothing was trained
-    summary: dict = field(default_factory=dict)
+from masklab.study.text import check_same_tokenizer, text_info
+from masklab.train import Seed, SeedGroup, fit, test_metrics, train_pipeline
 
 
 @functools.lru_cache(maxsize=1)  # one `git` process per masklab process, not one per run
@@ -98,41 +96,89 @@ def op_fingerprint(ops: list[dict]) -> str:
     return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def train_one(
+def train_runs(
     spec: Spec,
-    seed: int,
+    seeds: list[int],
     dataset,
     store: RunStore,
     device: torch.device,
-    reporter: Reporter,
-    force=False,
-    resume=False,
-    init: Run | None = None,
-) -> Outcome:
-    """Train one run (or reuse the finished one); `lifecycle` claims its folder and
-    records how it ended. A run a search's pruner stopped is recorded `pruned` and
-    returned, not raised: it ended as asked."""
+    events: Events,
+    force: bool = False,
+    resume: bool = False,
+    inits: dict | None = None,
+    on_done=None,
+) -> list[Result]:
+    """One outcome per seed, in seed order: finished runs reused, the rest trained in
+    groups of `train.seed_batch` seeds (1: each alone)."""
+    done: dict[int, Result] = {}
+    pending = []
+    for seed in seeds:
+        existing = store.get(run_id(spec.name, spec.group_hash(), seed))
+        if existing is not None and not force and existing.status == "done":
+            done[seed] = Result.of(existing, "reused", existing.summary)
+            if on_done:
+                on_done(done[seed])
+        else:
+            pending.append(seed)
+    size = seeds_per_batch(spec, len(pending))
+    for first in range(0, len(pending), size):
+        chunk = pending[first : first + size]
+        for seed, outcome in zip(chunk, train_group(spec, chunk, dataset, store, device, events, force, resume, inits)):
+            done[seed] = outcome
+            if on_done:
+                on_done(outcome)
+    return [done[seed] for seed in seeds]
+
+
+def train_group(spec, seeds, dataset, store, device, events, force, resume, inits=None) -> list[Result]:
+    """Seeds whose runs are not finished, claimed together (`lifecycle`, all or none) and
+    trained together, grouped by the epoch their checkpoints stopped at. Every run ends
+    in a true state: done, failed, interrupted (resumable), pruned, or as it was before
+    (a replacement, a run that never started, a group that never ran because an earlier
+    one stopped)."""
+    claims = lifecycle.claim_all(store, spec, seeds, lambda seed: run_info(spec, seed, dataset, device), force, resume)
+    outcomes: dict[int, Result] = {}
     try:
-        run, reused, summary = lifecycle.run_claimed(
-            store,
-            spec,
-            seed,
-            device,
-            info=lambda: run_info(spec, seed, dataset, device),
-            train=lambda run, stop, resuming: _train_and_test(
-                spec, seed, dataset, run, device, reporter, stop, resuming, init
-            ),
-            force=force,
-            resume=resume,
-        )
-    except Pruned as exc:
-        return Outcome(store.get(run_id(spec.name, spec.group_hash(), seed)), summary={"pruned": str(exc)})
-    return Outcome(run, reused=reused, summary=summary)
+        for seed, claim in zip(seeds, claims):
+            if claim.mode == "reuse":  # finished by another process since we looked
+                outcomes[seed] = Result.of(claim.run, "reused", claim.run.summary)
+                claim.finished = True
+                claim.release()
+        for members, resuming in _by_start(claims):
+            group = [seeds[i] for i in members]
+            extra = {"seed_batch": {"seeds": group, "size": len(group)}} if len(group) > 1 else {}
+            try:
+                runs, summaries = lifecycle.run_group(
+                    store,
+                    spec,
+                    [claims[i] for i in members],
+                    device,
+                    lambda runs, stop, group=group, resuming=resuming: train_and_test(
+                        spec, group, runs, dataset, device, events, stop, resuming, inits or {}
+                    ),
+                    **extra,
+                )
+            except Pruned as exc:  # a search's pruner stopped it: recorded `pruned`, returned, not raised
+                (seed,) = group
+                runs, summaries = [store.get(run_id(spec.name, spec.group_hash(), seed))], [{"pruned": str(exc)}]
+            outcomes.update({seed: Result.of(run, "done", s) for seed, run, s in zip(group, runs, summaries)})
+    finally:
+        lifecycle.give_up(store, [c for c in claims if not c.finished])  # groups that never ran
+    return [outcomes[seed] for seed in seeds]
 
 
-def _train_and_test(
-    spec, seed, dataset, run: Run, device, reporter, stop: StopFlag, resuming, init: Run | None = None
-) -> dict:
+def _by_start(claims: list[lifecycle.Claim]) -> list[tuple[list[int], bool]]:
+    """The claims to train, as groups that start at one epoch: (claim indices, resuming)."""
+    active = [i for i, claim in enumerate(claims) if not claim.finished]
+    if len(active) <= 1:
+        return [(active, claims[i].mode == "resume") for i in active]
+    starts = {i: checkpoints.epochs_done(claims[i].run) if claims[i].mode == "resume" else 0 for i in active}
+    return [([i for i in active if starts[i] == start], start > 0) for start in sorted(set(starts.values()))]
+
+
+def setup_seed(spec: Spec, seed: int, run: Run, dataset, device, init: Run | None, batched: bool) -> Seed:
+    """One seed as its run trains it: its initialisation, data split, network (with a
+    pretrained encoder, frozen, compiled as the spec says) and op pipeline."""
     torch.manual_seed(seed)  # model init and dropout; recorded as the run's seed
     data = build_data(dataset, spec.data.val_fraction, seed, device)
     model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
@@ -141,26 +187,38 @@ def _train_and_test(
         run.update_info(init_from={"run": init.id, "tensors_loaded": len(loaded)})
     if spec.train.freeze == "encoder":
         freeze_all_but_head(model)
-    compiled = use_compile(spec.train.compile, device)
+    compiled = not batched and use_compile(spec.train.compile, device)
     if compiled:
         model.compile()  # in place: forward is compiled, state_dict keys stay unchanged
-    steps = data.train.num_batches(spec.train.batch_size, drop_last=True)
     pipeline = train_pipeline(spec, seed, data, model, compiled)
-    if data.vocab is not None:  # token ids: the text ops
-        pipeline = text_pipeline(spec, seed, data, model, steps, compiled)
     run.update_info(**model_info(model, data, compiled))
-    if spec.trial:  # a search trial: per-epoch validation reports to the search's pruner
-        from masklab.study.trial import TrialReporter
+    return Seed(seed, run, data, pipeline, model)
 
-        reporter = TrialReporter(spec, reporter)
+
+def train_and_test(
+    spec, seeds, runs, dataset, device, events: Events, stop: StopFlag, resuming: bool, inits: dict
+) -> list[dict]:
+    """Each seed set up as its run, trained together (a signal stops them after the
+    current step), then each saved, tested and drawn."""
+    batched = len(seeds) > 1
+    members = [setup_seed(spec, s, r, dataset, device, inits.get(s), batched) for s, r in zip(seeds, runs)]
+    if batched and not can_stack(members[0].model):
+        raise SpecError(f"train.seed_batch: cannot batch seeds of model.arch {spec.model.arch}; use 1")
+    group = SeedGroup(spec, members, device)
+    if spec.trial:  # a search trial: per-epoch validation reports to the search's pruner
+        from masklab.study.trial import TrialEvents
+
+        events = TrialEvents(spec, events)
     with stop.graceful():
-        fit(spec, seed, data, model, pipeline, run, device, reporter, lambda: stop.requested, resume=resuming)
-    if stop.requested:  # asked during the last step: the checkpoint is complete, the test is not run
+        fit(group, events, lambda: stop.requested, resume=resuming)
+    if stop.requested:  # asked during the last step: the checkpoints are complete, the tests are not run
         raise Interrupted(f"interrupted after epoch {spec.train.epochs}")
-    save_model(run, model)
-    summary = finish_summary(spec, run, model, data, pipeline)
-    write_figures(run, spec, data, pipeline)
-    return summary
+    summaries = []
+    for member, model in zip(members, group.trained_models()):
+        save_model(member.run, model)
+        summaries.append(finish_summary(spec, member.run, model, member.data, member.pipeline))
+        write_figures(member.run, spec, member.data, member.pipeline, events.note)
+    return summaries
 
 
 def model_info(model: torch.nn.Module, data: TrainData, compiled: bool) -> dict:
@@ -172,14 +230,6 @@ def model_info(model: torch.nn.Module, data: TrainData, compiled: bool) -> dict:
         "n_val": len(data.val) if data.val else 0,
         "compile": compiled,
     }
-
-
-ENCODER_KEYS = {
-    "vit": ("patch", "dim", "depth", "heads", "mlp_ratio", "pool"),
-    "cnn": ("width", "depth", "norm"),
-    "mlp": ("hidden",),
-    "bert": ("dim", "depth", "heads", "mlp_ratio", "pool", "vocab_size", "max_len", "tokenizer", "lowercase"),
-}
 
 
 def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
@@ -205,7 +255,7 @@ def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
         raise SpecError(
             f"train.init_from: run {source.id} is a {theirs.get('arch')}, this spec's model.arch is {mine['arch']}"
         )
-    for key in ENCODER_KEYS[mine["arch"]]:
+    for key in spec.model.encoder_keys:
         if theirs.get(key) != mine[key]:
             raise SpecError(
                 f"train.init_from: run {source.id} has model.{key} {theirs.get(key)}, this spec has {mine[key]}; they must match"
@@ -250,7 +300,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
     )
     grid, correct = list(spec.eval.ops), {}
     if spec.eval.suite:
-        from masklab.evaluation.suites import suite_ops
+        from masklab.ops.suites import suite_ops
 
         grid += suite_ops(spec.eval.suite, data.shape)
     if grid:
@@ -287,7 +337,11 @@ class Prepared:
 
 
 def prepare(
-    specs: list[Spec], seeds: list[int] | None, store: RunStore, datasets: dict | None = None
+    specs: list[Spec],
+    seeds: list[int] | None,
+    store: RunStore,
+    datasets: dict | None = None,
+    note: Callable[[str], None] = lambda message: None,
 ) -> list[Prepared]:
     """Check every spec before the first run starts (data, shapes, device, init runs);
     each distinct data section is loaded once (`datasets` carries them across calls)."""
@@ -298,7 +352,7 @@ def prepare(
         if key not in datasets:
             datasets[key] = load_data(spec)
             if datasets[key].copies > 1:
-                print(copies_note(datasets[key]), file=sys.stderr)
+                note(copies_note(datasets[key]))
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
@@ -313,28 +367,18 @@ def train_specs(
     specs: list[Spec],
     seeds: list[int] | None,
     store: RunStore,
-    reporter: Reporter,
+    events: Events,
     force=False,
     resume=False,
     on_done=None,
-) -> list[Outcome]:
+) -> list[Result]:
     """Train one run per seed of every spec (a spec file's variants), reusing finished
     runs. Every spec is checked before the first run starts."""
     outcomes = []
-    for p in prepare(specs, seeds, store):
-        if p.spec.train.seed_batch != 1:  # seeds trained together as one batched model
-            from masklab.study.seed_groups import train_batched
-
-            group = seeds or p.spec.seeds
-            outcomes += train_batched(
-                p.spec, group, p.dataset, store, p.device, reporter, force, resume, p.inits, on_done
-            )
-            continue
-        for seed in seeds or p.spec.seeds:
-            outcome = train_one(p.spec, seed, p.dataset, store, p.device, reporter, force, resume, p.inits[seed])
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
+    for p in prepare(specs, seeds, store, note=events.note):
+        outcomes += train_runs(
+            p.spec, seeds or p.spec.seeds, p.dataset, store, p.device, events, force, resume, p.inits, on_done
+        )
     return outcomes
 
 
@@ -348,7 +392,7 @@ def copies_note(dataset: data_registry.Dataset) -> str:
 
 
 def train_spec(
-    spec: Spec, seeds: list[int], store: RunStore, reporter: Reporter, force=False, resume=False, on_done=None
-) -> list[Outcome]:
+    spec: Spec, seeds: list[int], store: RunStore, events: Events, force=False, resume=False, on_done=None
+) -> list[Result]:
     """Train one run per seed of one spec (finished runs are reused)."""
-    return train_specs([spec], seeds, store, reporter, force, resume, on_done)
+    return train_specs([spec], seeds, store, events, force, resume, on_done)

@@ -352,27 +352,6 @@ def _settled(store: RunStore, spec: Spec) -> bool:
     return run is not None and run.status in ("done", "pruned", "failed")
 
 
-def in_process(store: RunStore, reporter, note: Callable[[str], None]) -> Callable[[list[Spec]], None]:
-    """Train specs one after another in this process (the runner's own path): an
-    unfinished run of the same id resumes; a run that fails is noted and left to tell."""
-    from masklab.errors import MasklabError
-    from masklab.study import runner
-
-    def execute(specs: list[Spec]) -> None:
-        for spec in specs:
-            for seed in spec.seeds:
-                existing = store.get(f"{spec.name}-{spec.group_hash()}-s{seed}")
-                resume = existing is not None and existing.status in ("interrupted", "stale")
-                try:
-                    runner.train_spec(spec, [seed], store, reporter, resume=resume)
-                except Interrupted:
-                    raise
-                except MasklabError as exc:
-                    note(f"{spec.name} seed {seed}: {exc}")
-
-    return execute
-
-
 def through_executor(executor, store: RunStore, events=None) -> Callable[[list[Spec]], None]:
     """Train specs through a study executor (in process, `--jobs N` workers, Ray)."""
     from masklab.study.executors import run_study

@@ -1,33 +1,13 @@
-"""What a run on a text dataset adds to the in-process executor: its op pipeline, what
-run.json records about the tokenizer, and the check that a fine-tuning run reads its
-pretrained encoder's vocabulary."""
+"""What a run on a text dataset adds: what run.json records about the tokenizer, and the
+check that a fine-tuning run reads its pretrained encoder's vocabulary."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
-
 from masklab.data.registry import Dataset
-from masklab.data.splits import TrainData
 from masklab.errors import SpecError
-from masklab.ops.text import TextOpPipeline
-from masklab.spec import Spec
 from masklab.store.runs import Run
-
-
-def text_pipeline(
-    spec: Spec, seed: int, data: TrainData, model: torch.nn.Module, steps: int, compiled: bool
-) -> TextOpPipeline:
-    return TextOpPipeline(
-        spec.train_ops,
-        seed,
-        data.vocab,
-        heads=model.heads,
-        epochs=spec.train.epochs,
-        steps_per_epoch=steps,
-        compile=compiled,
-    )
 
 
 def text_info(dataset: Dataset) -> dict:

@@ -3,19 +3,21 @@ store/exporters run at defined points of every run of a study (its start, the en
 each epoch, its end), always from what the run folder already holds, in the process
 that drives the study, whichever process trains the run.
 
-A tracker never costs a run: an error in one is a warning on stderr, that tracker stops
+A tracker never costs a run: an error in one is a warning (an event note), that tracker stops
 for the rest of that run, training goes on, and the run folder is complete as always;
 `masklab export RUN --to ...` logs it again later. The exit status is the training's.
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
+from masklab.events import Events
+from masklab.store.exporters import export_run
 from masklab.store.runs import Run, RunStore
 
 
-class TrackedEvents:
+class TrackedEvents(Events):
     """The same tracking for a study (`masklab train --track` with its driver): wraps the
     study's events and syncs each run from its folder when it starts, after each of its
     epochs and when its result comes in, whichever process trains it (this one, a --jobs
@@ -61,7 +63,7 @@ class TrackedEvents:
     def _sync(self, run_id: str, live: bool, record: bool = False) -> None:
         run = self.store.get(run_id)
         if run is not None:
-            sync_run(run, self.exporters, self.broken.setdefault(run_id, set()), live, record)
+            sync_run(run, self.exporters, self.broken.setdefault(run_id, set()), live, record, self.inner.note)
 
 
 def member_ids(rid: str) -> list[str]:
@@ -71,30 +73,25 @@ def member_ids(rid: str) -> list[str]:
     return [f"{prefix}-s{s}" for s in seeds.split(",")] if prefix else [rid]
 
 
-def sync_run(run: Run, exporters: list, broken: set[str], live: bool, record: bool, locked_by_us=False) -> None:
+def sync_run(
+    run: Run,
+    exporters: list,
+    broken: set[str],
+    live: bool,
+    record: bool,
+    warn: Callable[[str], None],
+    locked_by_us=False,
+) -> None:
     """Bring each tracker up to date with the run folder; a tracker that fails is named
-    once on stderr and left alone for the rest of this run (`broken`)."""
+    once (`warn`) and left alone for the rest of this run (`broken`)."""
     for exporter in exporters:
         if exporter.kind in broken:
             continue
         try:
-            synced = exporter.sync(run, live=live)
-            if record and exporter.kind == "mlflow" and run.info.get("mlflow") != synced.location:
-                record_location(run, "mlflow", synced.location, locked_by_us=locked_by_us)
+            export_run(run, exporter, live=live, record=record, locked_by_us=locked_by_us)
         except Exception as exc:  # a tracker never costs the run
             broken.add(exporter.kind)
-            print(
+            warn(
                 f"warning: {run.id}: {exporter.kind} tracking stopped ({type(exc).__name__}: {exc}); training goes on, "
-                f"and `masklab export {run.id} --to {exporter.kind}:{exporter.target}` logs the run later",
-                file=sys.stderr,
+                f"and `masklab export {run.id} --to {exporter.kind}:{exporter.target}` logs the run later"
             )
-
-
-def record_location(run: Run, kind: str, location: dict, locked_by_us: bool = False) -> None:
-    """Note in run.json where the run was exported (its MLflow run id). While training,
-    this process holds the run's lock already; afterwards the lock is taken for the write."""
-    if locked_by_us:
-        run.update_info(**{kind: location})
-        return
-    with run.lock():
-        run.update_info(**{kind: location})

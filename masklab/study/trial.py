@@ -1,7 +1,7 @@
 """Inside a search trial's run: per-epoch validation reports to the search's Optuna study.
 
 A trial's spec carries `trial` (the study's SQLite file, its name, the trial's id, the
-metric); the runner wraps the run's reporter in `TrialReporter`, which reports the
+metric); the runner wraps the run's events in `TrialEvents`, which reports the
 metric after every epoch and asks the pruner whether to go on. It runs in whatever
 process trains the run (this one, a `--jobs` worker), all sharing the SQLite file. A
 pruned run stops after the epoch it was judged on, with its checkpoint written: its
@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 
 from masklab.errors import Pruned, UsageError
+from masklab.events import Events
 from masklab.spec import Spec
-from masklab.train import Reporter
 
 INSTALL_HINT = "pip install 'masklab[search]' (or pip install optuna)"
 
@@ -49,24 +49,27 @@ def _study(url: str, name: str, pruner: str, startup: int):
     return optuna.load_study(study_name=name, storage=storage(url), pruner=make_pruner(pruner, startup))
 
 
-class TrialReporter(Reporter):
-    """Passes a run's progress on, and after each epoch reports to its trial and stops
-    the run (raises Pruned) when the pruner says so. The last epoch is never pruned."""
+class TrialEvents(Events):
+    """Passes a run's events on, and after each epoch reports to its trial and stops the
+    run (raises Pruned) when the pruner says so. The last epoch is never pruned."""
 
-    def __init__(self, spec: Spec, inner: Reporter) -> None:
+    def __init__(self, spec: Spec, inner: Events) -> None:
         self.inner, self.ref, self.epochs = inner, spec.trial, spec.train.epochs
         optuna = require_optuna()
         study = _study(self.ref["storage"], self.ref["study"], self.ref["pruner"], self.ref["startup"])
         self.trial = optuna.trial.Trial(study, self.ref["trial_id"])
 
-    def start(self, run_id: str, epochs: int, steps: int, start_epoch: int) -> None:
-        self.inner.start(run_id, epochs, steps, start_epoch)
+    def started(self, rid: str, epochs: int, steps: int, start_epoch: int, runs: int = 1) -> None:
+        self.inner.started(rid, epochs, steps, start_epoch, runs)
 
-    def step(self, epoch: int, step: int) -> None:
-        self.inner.step(epoch, step)
+    def step(self, rid: str, epoch: int, step: int) -> None:
+        self.inner.step(rid, epoch, step)
 
-    def epoch(self, row: dict) -> None:
-        self.inner.epoch(row)
+    def note(self, message: str, quiet_too: bool = True) -> None:
+        self.inner.note(message, quiet_too)
+
+    def epoch(self, rid: str, row: dict) -> None:
+        self.inner.epoch(rid, row)
         value = row.get(self.ref["metric"])
         if value is None:
             return
@@ -76,6 +79,3 @@ class TrialReporter(Reporter):
                 f"pruned by search {self.ref['study']} (trial {self.ref['number']}) after epoch {row['epoch']}: "
                 f"{self.ref['metric']} {value:.4f} trails the trials before it"
             )
-
-    def finish(self) -> None:
-        self.inner.finish()

@@ -20,14 +20,14 @@ PHASES = {  # phase -> (function, before or after, which call)
     "data": ("masklab.study.runner.load_data", "before", 1),
     "create": ("masklab.store.runs.RunStore.create", "after", 1),
     "step": ("masklab.train.train_epoch", "before", 2),
-    "group-step": ("masklab.train_batched.train_group_epoch", "before", 2),  # seeds trained batched
-    "checkpoint": ("masklab.train.save_checkpoint", "before", 1),
+    "group-step": ("masklab.train.train_epoch", "before", 2),  # seeds trained batched: the same loop
+    "checkpoint": ("masklab.store.checkpoints.write", "before", 1),
     "test": ("masklab.study.runner.test_metrics", "before", 1),
     "summary": ("masklab.study.runner.finish_summary", "after", 1),
-    "between": ("masklab.study.runner.train_one", "after", 1),
+    "between": ("masklab.study.runner.train_group", "after", 1),
     "stage": ("masklab.store.runs.RunStore.stage", "after", 1),
     "commit": ("masklab.store.runs.RunStore.commit", "before", 1),
-    "eval": ("masklab.evaluation.grid.robustness_grid", "before", 1),
+    "eval": ("masklab.evaluation.robustness.robustness_grid", "before", 1),
     "eval-write": ("masklab.store.folder.Run.write_eval", "before", 1),
     "compare": ("masklab.analysis.compare.compare", "before", 1),
 }

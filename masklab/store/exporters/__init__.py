@@ -11,14 +11,20 @@ error with the install command, raised before any work starts.
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from masklab.errors import UsageError
 
-INSTALL = {"mlflow": "pip install 'masklab[mlflow]'", "tensorboard": "pip install 'masklab[tensorboard]'"}
-DEFAULTS = {"mlflow": "sqlite:///mlflow.db", "tensorboard": "tensorboard"}
+# The table: tracker kind -> (its module here, its class, the install command, the default target).
+EXPORTERS = {
+    "mlflow": ("mlflow", "MlflowExporter", "pip install 'masklab[mlflow]'", "sqlite:///mlflow.db"),
+    "tensorboard": ("tensorboard", "TensorBoardExporter", "pip install 'masklab[tensorboard]'", "tensorboard"),
+}
+INSTALL = {kind: row[2] for kind, row in EXPORTERS.items()}
+DEFAULTS = {kind: row[3] for kind, row in EXPORTERS.items()}
 
 
 @dataclass
@@ -52,17 +58,31 @@ def open_exporter(text: str, option: str) -> Exporter:
     """The exporter a --track/--to value names, checked: its package is installed and its
     store opens. Raises UsageError (with the install command) or RunError."""
     kind, where = parse_target(text, option)
+    module, cls = EXPORTERS[kind][:2]
     try:
-        if kind == "mlflow":
-            from masklab.store.exporters.mlflow import MlflowExporter
-
-            return MlflowExporter(where)
-        from masklab.store.exporters.tensorboard import TensorBoardExporter
-
-        return TensorBoardExporter(where)
+        return getattr(importlib.import_module(f"masklab.store.exporters.{module}"), cls)(where)
     except ImportError as exc:
         missing = exc.name or kind
         raise UsageError(f"{option} {kind}: needs {missing}, which is not installed: {INSTALL[kind]}") from None
+
+
+def export_run(run, exporter: Exporter, live: bool = False, record: bool = True, locked_by_us: bool = False) -> Synced:
+    """Bring one tracker up to date with a run folder (`masklab export`, and `--track`
+    while it trains), and note in run.json where the run went (its MLflow run id)."""
+    synced = exporter.sync(run, live=live)
+    if record and exporter.kind == "mlflow" and run.info.get("mlflow") != synced.location:
+        record_location(run, "mlflow", synced.location, locked_by_us=locked_by_us)
+    return synced
+
+
+def record_location(run, kind: str, location: dict, locked_by_us: bool = False) -> None:
+    """Note in run.json where the run was exported. While training, this process holds
+    the run's lock already; afterwards the lock is taken for the write."""
+    if locked_by_us:
+        run.update_info(**{kind: location})
+        return
+    with run.lock():
+        run.update_info(**{kind: location})
 
 
 def metric_name(key: str) -> str:

@@ -17,11 +17,13 @@ So two studies sharing a runs dir split the work between them and never train a 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from masklab.events import Events
 from masklab.spec import Spec
 from masklab.store.runs import RunStore
 from masklab.study.plan import PlannedRun, Study, seeds_per_batch
+from masklab.study.result import Result
 from masklab.study.states import TRAINING_ACTIONS, RunState, read_state, read_states
 
 WAIT_POLL_S = 1.0
@@ -87,59 +89,13 @@ def work_items(states: list[RunState], batch_seeds: bool = True) -> list[WorkIte
     return items
 
 
-@dataclass
-class Result:
-    """How one run ended: done | reused | failed | interrupted. Two more are not endings:
-    busy (another process holds it) and stopped (its batch stopped for another seed's
-    failure); the driver reads such runs again and waits for or resumes them."""
-
-    id: str
-    status: str
-    summary: dict = field(default_factory=dict)
-    error: str = ""
-    exit_code: int = 0
-    path: str = ""
-    seconds: float | None = None
-    label: str = ""
-    seed: int | None = None
-    item: str = ""  # the work item it trained in: its own id, or its seed group's
-
-    @property
-    def final(self) -> bool:
-        return self.status not in ("busy", "stopped")
-
-
-class Events:
-    """What a study reports while it runs; the CLI's live view implements it."""
-
-    def begin(self, states: list[RunState]) -> None: ...
-
-    def started(self, rid: str, epochs: int, steps: int, start_epoch: int, runs: int = 1) -> None: ...
-
-    def step(self, rid: str, epoch: int, step: int) -> None: ...
-
-    def epoch(self, rid: str, row: dict) -> None: ...
-
-    def ended(self, rid: str) -> None:
-        """A work item's training ended, however it went; its runs' results follow."""
-
-    def finished(self, result: Result) -> None: ...
-
-    def note(self, message: str, quiet_too: bool = True) -> None:
-        """A line for the user; `quiet_too=False`: not with -q."""
-
-    def waiting(self, ids: list[str]) -> None: ...
-
-    def end(self) -> None: ...
-
-
 class Executor:
     """Trains work items and returns their results; `check` runs in the driver first."""
 
     name = "executor"
     batches_seeds = False  # whether it takes seed groups (train.seed_batch) as one item
 
-    def check(self, runs: list[PlannedRun], store: RunStore) -> None: ...
+    def check(self, runs: list[PlannedRun], store: RunStore, events: Events) -> None: ...
 
     def run(self, items: list[WorkItem], store: RunStore, events: Events) -> list[Result]:
         raise NotImplementedError
@@ -155,7 +111,7 @@ def run_study(
     events.begin(states)
     results: dict[str, Result] = {}
     pending = _settle(states, results, events)
-    executor.check([s.planned for s in pending], store)  # every spec against its data before any training
+    executor.check([s.planned for s in pending], store, events)  # every spec against its data before any training
     try:
         while pending:
             runnable = work_items([s for s in pending if s.action != "wait"], executor.batches_seeds)

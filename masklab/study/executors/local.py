@@ -30,13 +30,13 @@ from masklab import signals, threads as threads_mod
 from masklab.errors import Interrupted, UsageError
 from masklab.store.runs import RunStore
 from masklab.study.executors import Events, Executor, Result, WorkItem
-from masklab.study.executors.work import EventReporter, train_item
+from masklab.study.executors.work import Forward, train_item
 from masklab.study.plan import PlannedRun
 
 RETRIES = 2  # a run whose worker dies is handed out again this many times
 
 
-def check_runs(runs: list[PlannedRun], store: RunStore, datasets: dict) -> None:
+def check_runs(runs: list[PlannedRun], store: RunStore, datasets: dict, events: Events) -> None:
     """The runner's checks for every spec with work left, in the driver, before any training."""
     from masklab.study import runner
 
@@ -44,7 +44,7 @@ def check_runs(runs: list[PlannedRun], store: RunStore, datasets: dict) -> None:
     for p in runs:
         specs.setdefault(p.spec.name, (p.spec, []))[1].append(p.seed)
     for spec, seeds in specs.values():
-        runner.prepare([spec], seeds, store, datasets)
+        runner.prepare([spec], seeds, store, datasets, events.note)
 
 
 class InProcess(Executor):
@@ -56,14 +56,13 @@ class InProcess(Executor):
     def __init__(self) -> None:
         self.datasets: dict = {}
 
-    def check(self, runs: list[PlannedRun], store: RunStore) -> None:
-        check_runs(runs, store, self.datasets)
+    def check(self, runs: list[PlannedRun], store: RunStore, events: Events) -> None:
+        check_runs(runs, store, self.datasets, events)
 
     def run(self, items: list[WorkItem], store: RunStore, events: Events) -> list[Result]:
         results = []
         for item in items:
-            reporter = EventReporter(item.id, lambda kind, *args: getattr(events, kind)(*args), len(item.seeds))
-            ended = train_item(item, store, reporter, self.datasets)
+            ended = train_item(item, store, Forward(lambda kind, *args: getattr(events, kind)(*args)), self.datasets)
             report(item, ended, events)
             results += ended
             interrupted = [r for r in ended if r.status == "interrupted"]
@@ -105,8 +104,8 @@ class Pool(Executor):
         self.gpus = 0
         self.datasets: dict = {}
 
-    def check(self, runs: list[PlannedRun], store: RunStore) -> None:
-        check_runs(runs, store, self.datasets)
+    def check(self, runs: list[PlannedRun], store: RunStore, events: Events) -> None:
+        check_runs(runs, store, self.datasets, events)
         if any(r.spec.train.device != "cpu" for r in runs):
             import torch
 
@@ -248,7 +247,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         if item is None:
             return
         try:
-            ended = train_item(item, store, EventReporter(item.id, send, len(item.seeds)), datasets)
+            ended = train_item(item, store, Forward(send), datasets)
         except KeyboardInterrupt:  # stopped outside a run's claim (preparing): its runs are as they were
             ended = [
                 Result(

@@ -35,7 +35,7 @@ from masklab.store.runs import RunStore, now, write_atomic
 from masklab.study.executors import Events, Executor, Result, WorkItem
 from masklab.study.executors.folders import pack, unpack
 from masklab.study.executors.local import RETRIES, check_runs
-from masklab.study.executors.work import EventReporter, train_item
+from masklab.study.executors.work import Forward, train_item
 from masklab.study.plan import PlannedRun
 
 INSTALL = "pip install 'masklab[ray]'"
@@ -65,8 +65,8 @@ class RayTasks(Executor):
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
         self.datasets: dict = {}
 
-    def check(self, runs: list[PlannedRun], store: RunStore) -> None:
-        check_runs(runs, store, self.datasets)
+    def check(self, runs: list[PlannedRun], store: RunStore, events: Events) -> None:
+        check_runs(runs, store, self.datasets, events)
 
     def _connect(self):
         ray = import_ray()
@@ -233,13 +233,13 @@ def train_remote(item: WorkItem, rid: str, shipped: bytes, sink, threads: int) -
         def send(kind: str, *args) -> None:
             sink.put.remote((kind, *args))
 
-        class Shipping(EventReporter):
-            def epoch(self, row: dict) -> None:
+        class Shipping(Forward):
+            def epoch(self, rid: str, row: dict) -> None:
                 # wait until the driver's actor holds the files: this epoch is safe from here on
                 ray.get(sink.put.remote(("files", rid, pack([scratch / rid], SHIPPED_EACH_EPOCH))))
-                super().epoch(row)
+                super().epoch(rid, row)
 
-        (result,) = train_item(item, store, Shipping(rid, send), {})  # one seed per task
+        (result,) = train_item(item, store, Shipping(send), {})  # one seed per task
         folder = pack([scratch / rid]) if (scratch / rid).is_dir() and result.status != "busy" else b""
         return {"result": result, "folder": folder}
     finally:

@@ -17,8 +17,8 @@ from masklab.data.batches import DeviceSplit
 from masklab.errors import SpecError
 from masklab.evaluation.metrics import classification_metrics, predict
 from masklab.ops import registry
-from masklab.ops.pipeline import OpPipeline
-from masklab.ops.text import TextOpPipeline, Vocabulary
+from masklab.ops.pipeline import OpPipeline, TextOpPipeline
+from masklab.ops.text import Vocabulary
 
 
 def _is_axis(value: object, kind: str) -> bool:

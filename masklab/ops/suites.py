@@ -1,4 +1,4 @@
-"""Named corruption suites for `masklab eval --suite`.
+"""Named corruption suites for `masklab eval --suite` and a spec's `eval.suite` (no torch here).
 
 `mnist-c`: the corruptions of MNIST-C (Mu & Gilmer, 2019, google-research/mnist-c)
 that can be written as batched tensor ops, each at the fixed severity MNIST-C's
@@ -47,7 +47,17 @@ LEFT_OUT = {
 }
 
 
+SUITES = {"mnist-c": MNIST_C}  # the table: suite name -> its corruptions (a spec's eval.suite, eval --suite)
+
+
+def check_suite(name: str | None, option: str = "--suite") -> None:
+    """A suite name the table knows (None: no suite), else a UsageError listing them."""
+    if name is not None and name not in SUITES:
+        known = ", ".join(SUITES)
+        raise UsageError(f"{option} {name}: unknown suite; the suite masklab knows is {known}")
+
+
 def suite_ops(name: str, shape: tuple[int, int, int]) -> list[dict]:
-    if name != "mnist-c":
-        raise UsageError(f"--suite {name}: unknown suite; the suite masklab knows is mnist-c")
-    return [{**registry.validate(op, f"mnist-c[{i}]", grid=True), "suite": name} for i, op in enumerate(MNIST_C)]
+    """The suite's corruptions as eval ops, each tagged with the suite's name."""
+    check_suite(name)
+    return [{**registry.validate(op, f"{name}[{i}]", grid=True), "suite": name} for i, op in enumerate(SUITES[name])]
