@@ -562,7 +562,7 @@ def seeds_for_power(d: Difference, pair: Pair, min_effect: float, m: int) -> tup
         if example_var > 0:
             return None, (
                 f"more seeds cannot settle it: the test set's own sampling error (se {math.sqrt(example_var):.2g}) "
-                "is too large for this difference; a larger test set would"
+                "is too large for this difference; only a larger test set would settle it"
             )
         return None, f"more than {MAX_SEEDS:,} seeds per group would be needed"
     need = int(ns[enough[0]])
