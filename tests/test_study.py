@@ -358,7 +358,7 @@ def test_compare_by_and_split_is_a_pivot_of_mean_interval_and_n(trained, tmp_pat
     assert cell["ci_low"] == pytest.approx(mean - half) and cell["ci_high"] == pytest.approx(mean + half)
     table = cli(*args).stdout.splitlines()  # in a pipe: no title line
     assert table[0].split() == ["train_ops[0].rate", "mode=static", "mode=dynamic"]
-    assert table[1].startswith("0.25") and f"{mean:.4f} ± {half:.4f} (n=2)" in table[1]
+    assert table[1].startswith("0.25") and f"{mean:.4f} ± {half:.4f} (95% CI, n=2)" in table[1]
     rows = cli(*args, "-f", "csv").stdout.splitlines()
     assert rows[0] == "train_ops[0].rate,train_ops[0].mode,n,mean,ci_low,ci_high,std,seeds" and len(rows) == 5
     png = tmp_path / "rate.png"
@@ -415,7 +415,7 @@ def test_a_pivot_cell_follows_compares_rules_and_notes_a_confounded_key(tmp_path
     from masklab.cli.compare_axis import _cell_text
 
     assert [_cell_text(rows[r]) for r in (0.1, 0.5, 0.9)] == [
-        "0.9100 ± 0.0248 (n=3)",
+        "0.9100 ± 0.0248 (95% CI, n=3)",
         "0.8500 (n=2, no spread)",
         "0.7000 (n=1)",
     ]

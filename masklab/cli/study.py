@@ -40,7 +40,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         metavar="local|ray",
-        help="local (this machine, --jobs workers) or ray (one Ray task per run; pip install 'masklab\\[ray]').",
+        help="local (this machine, --jobs workers) or ray (one Ray task per run; pip install 'masklab[ray]').",
     ),
 ]
 AddressOption = Annotated[
@@ -76,7 +76,7 @@ GpuFractionOption = Annotated[
 PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
 
 
-def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
+def show_plan(study, store, force: bool, resume: bool, fmt: str, header: bool = True) -> None:
     """--dry-run: every run, where it stands, what the study would do with it."""
     from masklab.study.executors import work_items
     from masklab.study.states import TRAINING_ACTIONS, counts, read_states
@@ -102,7 +102,7 @@ def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
     }
     title = f"study {study.name}: {len(rows)} runs ({', '.join(f'{n} {k}' for k, n in tally.items())})"
     shown = (*PLAN_COLUMNS, *keys[len(study.axes) :]) if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
-    tables.render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body)
+    tables.render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body, header=header)
 
 
 def make_executor(
@@ -147,8 +147,10 @@ SUMMARY_COLUMNS = (
     "epochs",
     "test_acc",
     "test_macro_f1",
+    "test_mlm_acc",
     "test_loss",
     "val_acc",
+    "val_mlm_acc",
     "train_seconds",
     "path",
 )
@@ -163,8 +165,10 @@ def summary_rows(results) -> list[dict]:
             "epochs": r.summary.get("epochs"),
             "test_acc": r.summary.get("test_acc"),
             "test_macro_f1": r.summary.get("test_macro_f1"),
+            "test_mlm_acc": r.summary.get("test_mlm_acc"),  # masked-language modeling: masked-token accuracy
             "test_loss": r.summary.get("test_loss"),
             "val_acc": r.summary.get("val_acc"),
+            "val_mlm_acc": r.summary.get("val_mlm_acc"),
             "train_seconds": r.summary.get("train_seconds"),
             "path": r.path or None,
         }
@@ -172,7 +176,7 @@ def summary_rows(results) -> list[dict]:
     ]
 
 
-def report(results, fmt: str, title: str) -> None:
+def report(results, fmt: str, title: str, header: bool = True) -> None:
     """The summary table on stdout; then an error for the runs that did not finish."""
     from masklab.errors import MasklabError, RunError
 
@@ -182,7 +186,7 @@ def report(results, fmt: str, title: str) -> None:
         error.exit_code = bad[0].exit_code or 1
         raise error
     cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:-1], Column("path", table=False))
-    tables.render(summary_rows(results), cols, fmt, title=title)
+    tables.render(summary_rows(results), cols, fmt, title=title, header=header)
     if bad:
         listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
         raise RunError(f"{len(bad)} of {len(results)} runs did not finish ({listed})")
