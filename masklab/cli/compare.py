@@ -200,9 +200,7 @@ def compare(
         rows = _sorted(rows, sort)
     curves = cmp.curves(c, curve) if curve else None
     body = cmp.json_body(c) | ({"curves": {"metric": curve, "groups": curves}} if curves else {})
-    stat_columns = GROUP_COLUMNS + cmp.DIFFERENCE_COLUMNS + (cmp.OUTPERFORM_COLUMNS if p_outperform else ())
-    cols = [Column("group", id=True)] + [Column(k) for k in c.keys]
-    cols += [Column(k, fmt=FORMATS.get(k, ""), keep=KEEP.get(k, 1)) for k in stat_columns]
+    cols = comparison_columns(c.keys, p_outperform)
     if curves and fmt.value in ("csv", "jsonl", "md"):  # one table per stream: the curve's, as asked
         say(
             f"--curve {curve} with --format {fmt.value}: writing the per-epoch curve rows; drop --curve for the comparison rows"
@@ -230,6 +228,19 @@ def compare(
             say(f"warning: {u} (--allow-missing)")
         unknown = []
     _fail_gates(tripped + unknown)
+
+
+def comparison_columns(keys: list[str], p_outperform: bool = False) -> list:
+    """compare's columns: the group, the spec keys that differ, the statistics."""
+    from masklab.analysis.compare import DIFFERENCE_COLUMNS, OUTPERFORM_COLUMNS
+    from masklab.cli.tables import Column
+
+    stats = GROUP_COLUMNS + DIFFERENCE_COLUMNS + (OUTPERFORM_COLUMNS if p_outperform else ())
+    return [
+        Column("group", id=True),
+        *(Column(k) for k in keys),
+        *(Column(k, fmt=FORMATS.get(k, ""), keep=KEEP.get(k, 1)) for k in stats),
+    ]
 
 
 def _fail_gates(failures: list[str]) -> None:

@@ -107,8 +107,7 @@ def executor_for(jobs: int):
 def confirm_best(plan, best: dict, n_seeds: int, store, execute) -> tuple[list[dict], list, str, dict]:
     """Train both configurations over fresh seeds; compare's rows, columns, title and JSON for the two."""
     from masklab.analysis import compare as cmp
-    from masklab.cli.compare import FORMATS, GROUP_COLUMNS, KEEP
-    from masklab.cli.tables import Column
+    from masklab.cli.compare import comparison_columns
     from masklab.study import search as search_mod
 
     own, best_spec, seeds = search_mod.confirm_specs(plan, best["params"], n_seeds)
@@ -119,8 +118,6 @@ def confirm_best(plan, best: dict, n_seeds: int, store, execute) -> tuple[list[d
         runs = [store.get(f"{spec.name}-{spec.group_hash()}-s{s}") for s in seeds]
         groups += cmp.group_runs([r for r in runs if r is not None and r.status == "done"])
     c = cmp.compare(groups, ["test_acc", "test_macro_f1"])
-    stat_columns = GROUP_COLUMNS + cmp.DIFFERENCE_COLUMNS
-    cols = [Column("group", id=True)] + [Column(k) for k in c.keys]
-    cols += [Column(k, fmt=FORMATS.get(k, ""), keep=KEEP.get(k, 1)) for k in stat_columns]
+    cols = comparison_columns(c.keys)
     title = f"confirmation on the test split, seeds {seeds}: the spec's own ({own.name}) against trial {best['trial']} ({best_spec.name})"
     return cmp.rows(c), cols, title, cmp.json_body(c) | {"seeds": seeds}
