@@ -132,7 +132,7 @@ def test_mask_file_equals_what_training_applies(workdir, write_spec, monkeypatch
     assert arrays["masks"].shape == (2, 300, 28, 28) and manifest["source"]["dataset"] == "mnist-mini"
 
     applied = []  # (epoch, dataset indices, mask, images) of every training batch
-    call, plan = OpPipeline.__call__, OpPipeline.plan
+    call, plan = OpPipeline.__call__, OpPipeline.epoch_keys
 
     def record_plan(self, epoch, *args, **kwargs):
         self.recorded_epoch = epoch
@@ -143,7 +143,7 @@ def test_mask_file_equals_what_training_applies(workdir, write_spec, monkeypatch
         applied.append((self.recorded_epoch, index.numpy(), result.mask.numpy(), result.images[:, 0].numpy()))
         return result
 
-    monkeypatch.setattr(OpPipeline, "plan", record_plan)
+    monkeypatch.setattr(OpPipeline, "epoch_keys", record_plan)
     monkeypatch.setattr(OpPipeline, "__call__", record_call)
     assert cli("train", path, "-q").exit_code == 0
     assert sorted({epoch for epoch, *_ in applied}) == [0, 1, 2] and len(applied) == 3 * 7  # 240 images, 32 a batch
