@@ -86,8 +86,8 @@ def help_examples(command: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
     block = []
     for line in lines[start + 1 :]:
-        if line.lstrip().startswith(("╭", "Usage")):
-            break
+        if line.lstrip().startswith(("╭", "Usage")) or (line.strip() and not line.startswith("   ")):
+            break  # the option panels, or prose after the examples (mask/noise list their ops)
         block.append(line.strip())
     examples = logical_lines(block)
     assert examples and all(e.startswith("masklab ") for e in examples), examples  # a wrapped line would not

@@ -100,9 +100,9 @@ def runs(
 
       masklab runs --name quickstart --format csv
 
-      masklab runs | awk -F'\t' 'NR == 1 || $2 == "done"'
+      masklab runs | awk -F'\\t' 'NR == 1 || $2 == "done"'
 
-      masklab runs --no-header | sort -t$'\t' -k7,7r
+      masklab runs --no-header | sort -t$'\\t' -k7,7r
 
       masklab runs --format jsonl | wc -l
     """

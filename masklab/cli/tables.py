@@ -4,7 +4,7 @@ Every listing command feeds its rows through `render`, so the formats agree: the
 columns, the same rows. A table on a terminal is fitted to its width (long text cells
 shortened, then the least important columns left out, never an id split over lines); a
 table in a pipe is tab-separated text whose first line is the header row (`header=False`
-leaves it out), for cut -f, awk -F'\t' and column -t -s$'\t'. The other formats are
+leaves it out), for cut -f, awk -F'\\t' and column -t -s$'\\t'. The other formats are
 plain and stable, carry every column, and JSON carries `schema_version`. Floats print without binary noise (0.003, not
 0.0030000000000000027) in every format.
 """
