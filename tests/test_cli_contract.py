@@ -89,7 +89,7 @@ def test_compare_fail_if_must_parse(workdir):
     assert result.exit_code == 2 and "expected METRIC" in result.stderr
 
 
-def test_table_in_a_pipe_is_plain_aligned_text():
+def test_table_in_a_pipe_is_tab_separated_text():
     import io
 
     from masklab.cli.tables import columns, render
@@ -97,8 +97,9 @@ def test_table_in_a_pipe_is_plain_aligned_text():
     out = io.StringIO()  # not a TTY
     rows = [{"run": "a-s0", "seed": 0, "test_acc": 0.91234}, {"run": "bb-s1", "seed": 1, "test_acc": None}]
     render(rows, columns("run", "seed", "test_acc"), "table", title="runs", out=out)
-    assert out.getvalue().splitlines() == [  # no title: the header row comes first, for sort and awk
-        "run    seed  test_acc",
-        "a-s0      0    0.9123",
-        "bb-s1     1         -",
-    ]
+    assert out.getvalue() == (  # no title: the header row comes first, for cut -f and awk -F'\t'
+        "run\tseed\ttest_acc\na-s0\t0\t0.9123\nbb-s1\t1\t-\n"
+    )
+    out = io.StringIO()
+    render(rows, columns("run", "seed", "test_acc"), "table", out=out, header=False)
+    assert out.getvalue() == "a-s0\t0\t0.9123\nbb-s1\t1\t-\n"

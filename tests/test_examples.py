@@ -86,8 +86,8 @@ def help_examples(command: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
     block = []
     for line in lines[start + 1 :]:
-        if line.lstrip().startswith(("╭", "Usage")):
-            break
+        if line.lstrip().startswith(("╭", "Usage")) or (line.strip() and not line.startswith("   ")):
+            break  # the option panels, or prose after the examples (mask/noise list their ops)
         block.append(line.strip())
     examples = logical_lines(block)
     assert examples and all(e.startswith("masklab ") for e in examples), examples  # a wrapped line would not
@@ -155,6 +155,8 @@ def test_readme_tour_ran_and_left_what_it_says(tour):
     assert len([r for r in runs if "-rate=" in r]) == 12  # the study: 2 x 2 grid x 3 seeds
     assert (tour / "runs" / "search-quickstart.search.db").is_file()  # the search's Optuna study
     assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file() and (tour / "rate.png").is_file()
+    written = {"runs", "patch.npz", "noisy.npz", "mlflow.db", "mlruns", "tensorboard"}  # as README's tour names them
+    assert written <= {p.name for p in tour.iterdir()}
     tracked = [r for r in runs if re.fullmatch(r"quickstart-[0-9a-f]{8}-s[012]", r)]
     assert sorted(p.name for p in (tour / "tensorboard").iterdir()) == tracked  # the runs `--track` logged
     assert len(tracked) == 3 and (tour / "runs" / tracked[0] / "ops.png").is_file()
@@ -174,6 +176,17 @@ def test_every_help_example_runs_as_written(tour, tmp_path):
                 assert out.strip(), f"{example}: nothing on stdout"
     finally:
         os.environ.pop("MASKLAB_CACHE", None)
+
+
+def test_the_tour_runs_in_a_folder_of_its_own():
+    """What the tour writes (runs/, .npz, .png, mlflow.db, mlruns/, tensorboard/) lands in a
+    scratch folder holding a copy of experiments/, as the `tour` fixture runs it, never in
+    the source tree."""
+    block = README[README.index("## A five-minute tour") :]
+    first = re.search(r"```bash\n(.*?)\n", block).group(1)
+    assert first == "mkdir -p ~/masklab-tour && cp -r experiments ~/masklab-tour/ && cd ~/masklab-tour"
+    for name in ("runs/", "patch.npz", "mlflow.db", "mlruns/", "tensorboard/"):
+        assert f"`{name}`" in block[: block.index("```bash")], name
 
 
 def test_the_examples_cover_every_command():

@@ -60,6 +60,8 @@ def test_rm_dry_run_then_rm(three_runs, workdir):
     rows = list(csv.DictReader(io.StringIO(dry.stdout)))
     assert [(r["run"], r["action"]) for r in rows] == [(s0.name, "would remove run"), (s1.name, "would remove run")]
     assert float(rows[0]["mb"]) > 0 and "would free" in dry.stderr
+    table = [line.split("\t") for line in cli("rm", s0.name, "--dry-run").stdout.splitlines()]
+    assert table[0] == ["run", "status", "action", "MB"] and table[1][3] == f"{float(rows[0]['mb']):.2f}"  # not 4.9300
     assert run_dirs(workdir) == [s0, s1, s2]
     done = cli("rm", s0.name, "tiny-s1")
     assert done.exit_code == 0 and run_dirs(workdir) == [s2]

@@ -61,6 +61,15 @@ def test_a_search_runs_ordinary_validation_only_trials(workdir, write_spec):
         assert trial["val_acc"] == pytest.approx(rows[-1]["val_acc"], abs=1e-12)
     for t in trials_of(workdir):
         assert sorted(t.intermediate_values) == [1, 2]  # every epoch reported
+    table = cli("search", "spec.yaml", "--trials", "3")  # the study has its trials: nothing trains
+    lines = table.stdout.splitlines()
+    rates = [f"{t['search.train_ops[0].rate']:.4g}" for t in body["trials"]]
+    assert [
+        dict(zip(lines[0].split("\t"), line.split("\t")))["search.train_ops[0].rate"] for line in lines[1:4]
+    ] == rates
+    best = body["best"]["params"]["train_ops[0].rate"]
+    assert f"train_ops[0].rate={best:.4g}," in lines[-1]  # 0.1493, not 0.1493115016854058
+    assert f"{best:.4g}" == str(best) or str(best) not in lines[-1]
     shown = cli("compare", "tiny-search", "--metric", "val_acc")
     assert shown.exit_code == 0 and "tiny-search-" in shown.stdout  # compare works on trials
 

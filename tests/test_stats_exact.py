@@ -367,7 +367,7 @@ def test_per_example_comparisons_and_their_whys():
     (seeds_only,) = stats.compare_family([pair], use_examples=False)
     assert seeds_only.interval == "paired-t"
     assert d.verdict == "inconclusive" and (
-        d.why.endswith("is too large for this difference; a larger test set would")
+        d.why.endswith("is too large for this difference; only a larger test set would settle it")
         or f"seeds per group (now 3) would give 80% power for {d.diff:+.3g} at this spread" in d.why
     )
     same = stats.Pair(
@@ -591,4 +591,26 @@ def test_when_the_test_set_limits_more_seeds_cannot_settle_it_and_the_why_says_w
     (d,) = stats.compare_family([pair])
     assert d.verdict == "inconclusive" and d.seeds_for_power is None
     assert "more seeds cannot settle it (4% power at 10,000 seeds per group): the test set's " in d.why
-    assert d.why.endswith("is too large for this difference; a larger test set would")
+    assert d.why.endswith("is too large for this difference; only a larger test set would settle it")
+
+
+def test_a_why_that_only_the_test_set_can_settle_says_so_in_a_whole_sentence():
+    """Every seed gains exactly one of 200 examples, through 21 gains and 20 losses: the
+    seeds agree, the examples do not, and more seeds cannot help."""
+    n = 200
+    base, other = {}, {}
+    for s in range(3):
+        b = np.zeros(n)
+        b[:100] = 1
+        o = b.copy()
+        o[100:121], o[:20] = 1, 0
+        base[s], other[s] = np.roll(b, 7 * s), np.roll(o, 7 * s)
+    means = [{s: float(v.mean()) for s, v in d.items()} for d in (base, other)]
+    pair = stats.Pair(*means, True, 1 / n, base, other)
+    (d,) = stats.compare_family([pair])
+    assert d.verdict == "inconclusive" and d.interval == "paired-t x examples"
+    assert d.why == (
+        "+0.005: the 95% CI [-0.06624, +0.07624] includes 0 (p=0.856); more seeds cannot settle it (4% power at "
+        "10,000 seeds per group): the test set's own sampling error (se 0.027) is too large for this difference; "
+        "only a larger test set would settle it"
+    )

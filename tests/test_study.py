@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -175,13 +176,59 @@ def test_dry_run_lists_every_run_with_its_state_and_creates_nothing(trained, tmp
         "detail": None,
         "grid.train_ops[0].rate": 0.25,
         "grid.train_ops[0].mode": "static",
+        "estimate_s": None,  # nothing measured in an empty runs folder
     }
     done = json.loads(cli("train", trained["spec"], "--dry-run", "-f", "json", "--runs-dir", trained["runs"]).stdout)
     assert done["counts"] == {"done": 8} and {r["action"] for r in done["rows"]} == {"skip"}
     csv = cli("train", trained["spec"], "--dry-run", "-f", "csv", "--seeds", "0-2", "--runs-dir", trained["runs"])
     lines = csv.stdout.splitlines()
-    assert lines[0] == "id,label,seed,state,epochs,action,detail,grid.train_ops[0].rate,grid.train_ops[0].mode"
-    assert len(lines) == 1 + 12 and sum(",new,0/2,train," in line for line in lines) == 4
+    assert (
+        lines[0] == "id,label,seed,state,estimate_s,epochs,action,detail,grid.train_ops[0].rate,grid.train_ops[0].mode"
+    )
+    assert len(lines) == 1 + 12 and sum(",new," in line and ",0/2,train," in line for line in lines) == 4
+
+
+def test_dry_run_estimates_the_time_from_runs_this_machine_finished(trained, tmp_path):
+    """Seconds per epoch per training sample and seconds beyond the epochs, medians over
+    the finished runs of the same model, data, batch size, objective and precision, times
+    the planned run's samples and epochs; none where nothing like it has run here."""
+    out = cli("train", trained["spec"], "--dry-run", "-f", "json", "--seeds", "0-2", "--runs-dir", trained["runs"])
+    assert out.exit_code == 0, out.stderr
+    per_sample, outside = [], []
+    for folder in sorted(p for p in trained["runs"].iterdir() if not p.name.startswith(".")):
+        info = json.loads((folder / "run.json").read_text())
+        seconds = [json.loads(line)["seconds"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        per_sample.append(statistics.median(seconds) / (info["data"]["n_train"] - info["n_val"]))
+        outside.append(info["duration_s"] - sum(seconds))
+    each = statistics.median(per_sample) * 300 * (1 - 0.2) * 2 + statistics.median(outside)  # 240 samples, 2 epochs
+    body = json.loads(out.stdout)
+    assert [r["estimate_s"] for r in body["rows"]] == [None, None, pytest.approx(each, abs=0.05)] * 4  # seed 2 is new
+    assert body["estimate"]["seconds"] == pytest.approx(4 * each, abs=0.2) and body["estimate"]["runs"] == 4
+    said = out.stderr.strip()
+    assert (
+        said.startswith("estimate: about ")
+        and "for 4 run(s), one after another (8 finished run(s) here on cpu: " in said
+    )
+    assert "s an epoch of 240 samples" in said
+    other = cli("train", trained["spec"], "--dry-run", "--set", "train.batch_size=64", "--runs-dir", trained["runs"])
+    assert other.stderr.strip() == (
+        "no estimate for 8 run(s): no finished run here trained this model on mnist-mini with batch size 64, "
+        "objective classify and precision auto; train one epoch of one (e.g. --seeds 0 --set train.epochs=1) and ask again"
+    )
+
+
+def test_dry_run_says_a_fine_tune_needs_its_source_first(workdir, write_spec):
+    spec = write_spec(tiny_spec(name="ft", seeds=[0, 1], train={"init_from": "src", "epochs": 1}), "ft.yaml")
+    rows = json.loads(cli("train", spec, "--dry-run", "-f", "json").stdout)["rows"]
+    needs = "needs its train.init_from source first: src has no finished run with seed {} here"
+    assert [(r["state"], r["action"], r["detail"]) for r in rows] == [
+        ("new", "train", needs.format(0)),
+        ("new", "train", needs.format(1)),
+    ]
+    source = write_spec(tiny_spec(name="src", seeds=[0, 2], train={"epochs": 1}), "src.yaml")
+    assert cli("train", source, "-q").exit_code == 0
+    rows = json.loads(cli("train", spec, "--dry-run", "-f", "json").stdout)["rows"]
+    assert [r["detail"] for r in rows] == [None, needs.format(1)]  # seed 0 has its source now, seed 1 not
 
 
 def test_runs_lists_the_labels(trained):
@@ -358,7 +405,7 @@ def test_compare_by_and_split_is_a_pivot_of_mean_interval_and_n(trained, tmp_pat
     assert cell["ci_low"] == pytest.approx(mean - half) and cell["ci_high"] == pytest.approx(mean + half)
     table = cli(*args).stdout.splitlines()  # in a pipe: no title line
     assert table[0].split() == ["train_ops[0].rate", "mode=static", "mode=dynamic"]
-    assert table[1].startswith("0.25") and f"{mean:.4f} ± {half:.4f} (n=2)" in table[1]
+    assert table[1].startswith("0.25") and f"{mean:.4f} ± {half:.4f} (95% CI, n=2)" in table[1]
     rows = cli(*args, "-f", "csv").stdout.splitlines()
     assert rows[0] == "train_ops[0].rate,train_ops[0].mode,n,mean,ci_low,ci_high,std,seeds" and len(rows) == 5
     png = tmp_path / "rate.png"
@@ -415,7 +462,7 @@ def test_a_pivot_cell_follows_compares_rules_and_notes_a_confounded_key(tmp_path
     from masklab.cli.compare_axis import _cell_text
 
     assert [_cell_text(rows[r]) for r in (0.1, 0.5, 0.9)] == [
-        "0.9100 ± 0.0248 (n=3)",
+        "0.9100 ± 0.0248 (95% CI, n=3)",
         "0.8500 (n=2, no spread)",
         "0.7000 (n=1)",
     ]
@@ -552,6 +599,20 @@ def test_ray_gives_the_sequential_ids_and_metrics(trained, ray_local, tmp_path):
     assert [r["run"] for r in json.loads(out.stdout)["rows"]] == [r["run"] for r in trained["rows"]]
     assert run_facts(tmp_path / "runs") == run_facts(trained["runs"])
     assert not [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(".")]
+
+
+def test_a_local_ray_instance_leaves_stderr_to_masklab(tmp_path):
+    """Ray 2.5x logs a token-authentication notice when it starts a local instance; the
+    instance masklab starts for the command keeps token authentication and says nothing."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'masklab[ray]'")
+    spec = tmp_path / "one.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(train={"epochs": 1}), sort_keys=False))
+    proc = masklab("train", spec, "--executor", "ray", "-q", runs=tmp_path / "runs")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    (rid,) = infos(tmp_path / "runs")
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith(f"{rid}: done  test_acc ")]
+    assert len(err.splitlines()) == 1 and "Token authentication" not in err
 
 
 def test_without_ray_the_executor_names_the_install_command(workdir, write_spec, monkeypatch):

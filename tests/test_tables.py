@@ -108,3 +108,22 @@ def test_an_important_text_column_outlasts_the_numbers_beside_it():
     cols = [Column("group", id=True), Column("mean", keep=3), Column("min"), Column("max"), Column("verdict", keep=3)]
     shown, caps, left_out = fit_columns(rows, cols, 62)
     assert [c.key for c in shown] == ["group", "mean", "verdict"] and caps == {} and left_out == ["max", "min"]
+
+
+def test_compare_on_80_columns_keeps_the_difference_its_interval_and_the_verdict():
+    """The tour's two groups: their names and two spec keys leave no room for every
+    column; what goes are the spec keys, the spread, p, why and the mean, never the
+    result (diff, ci_low, ci_high, verdict)."""
+    from masklab.cli.compare import comparison_columns
+
+    keys = ["name", "train_ops[0].mode", "train_ops[0].share_views"]
+    ref = {"group": "quickstart-4e1e9704", "name": "quickstart", "train_ops[0].mode": "dynamic"}
+    ref |= {"metric": "test_acc", "n": 3, "mean": 0.9427, "std": 0.0015, "min": 0.941, "max": 0.944}
+    ref |= {"verdict": "reference"}
+    other = ref | {"group": "quickstart-static-b11ba1af", "name": "quickstart-static", "train_ops[0].mode": "static"}
+    other |= {"train_ops[0].share_views": False, "diff": -0.0003, "ci_low": -0.0196, "ci_high": 0.019}
+    other |= {"interval": "paired-t x examples", "p": 0.948, "p_adj": 0.948, "verdict": "inconclusive"}
+    other |= {"why": "-0.0003333: the 95% CI [-0.01963, +0.01896] includes 0 (p=0.948); about 4264 seeds ..."}
+    shown, _, left_out = fit_columns([ref, other], comparison_columns(keys), 80)
+    assert [c.key for c in shown] == ["group", "metric", "diff", "ci_low", "ci_high", "verdict"]
+    assert left_out[-2:] == ["p_adj", "mean"]  # the last to go

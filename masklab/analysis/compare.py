@@ -9,6 +9,7 @@ its per-example test predictions, they go with the per-seed values.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +84,15 @@ def _nulls(body: dict) -> set[str]:
     """Keys whose value was NaN or infinite when written (stored as null, listed)."""
     listed = body.get("non_finite")
     return set(listed) if isinstance(listed, list) else set()
+
+
+def default_metric(runs: list[Run]) -> str:
+    """test_acc; for runs that all trained a masked language model (no classifier, so no
+    test_acc), their objective's own metric, the masked-token accuracy test_mlm_acc."""
+    summaries = [r.summary for r in runs]
+    if summaries and all("test_acc" not in s and "test_mlm_acc" in s for s in summaries):
+        return "test_mlm_acc"
+    return "test_acc"
 
 
 def canonical(metric: str) -> str:
@@ -297,6 +307,17 @@ def difference_row(d: stats.Difference | None) -> dict:
     }
 
 
+_HASH = re.compile(r"-[0-9a-f]{8}(?=(-s\d+)?$)")  # a group's spec hash (before a run's seed)
+
+
+def display_names(groups: list[Group]) -> dict[str, str]:
+    """What a figure calls each group: its key without the spec hash (`quickstart-static`),
+    unless that leaves two groups with one name; then the key, hash and all."""
+    short = {g.key: _HASH.sub("", g.key) for g in groups}
+    taken = list(short.values())
+    return {key: name if taken.count(name) == 1 else key for key, name in short.items()}
+
+
 def json_body(c: Comparison) -> dict:
     return {
         "metrics": c.metrics,
@@ -342,6 +363,7 @@ def curves(c: Comparison, key: str) -> dict[str, dict[str, list[float]]]:
             )
         a = np.array([s[:length] for s in series], dtype=float)
         out[g.key] = {
+            "n": len(a),
             "epoch": list(range(1, length + 1)),
             "mean": a.mean(0).tolist(),
             "std": (a.std(0, ddof=1) if len(a) > 1 else np.zeros(length)).tolist(),

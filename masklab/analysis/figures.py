@@ -1,6 +1,7 @@
 """The figures a finished run folder holds, drawn from numbers (no torch here):
 
-    curves.png     loss and accuracy per epoch, train and validation
+    curves.png     loss and accuracy (masked-token accuracy) per epoch, train and
+                   validation, with how each was measured
     confusion.png  the test confusion matrix, class names on the axes
     recall.png     per-class test recall, with the overall accuracy for reference
     ops.png        what the run's train ops did to a few of its training images
@@ -13,6 +14,7 @@ imported when a figure is drawn, never on import.
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,12 +65,15 @@ def _save(fig, path: Path, plt) -> Path:
     return path
 
 
-def write_run_figures(folder: Path, rows: list[dict], summary: dict, preview: Preview | None) -> list[Path]:
-    """Every figure the run's numbers allow, into its folder; returns the files written."""
+def write_run_figures(
+    folder: Path, rows: list[dict], summary: dict, preview: Preview | None, curves_note: str = ""
+) -> list[Path]:
+    """Every figure the run's numbers allow, into its folder; returns the files written.
+    `curves_note`: how the training and validation curves were measured."""
     run_id = summary.get("run_id", Path(folder).name)
     written = []
     if rows:
-        written.append(curves_png(rows, Path(folder) / "curves.png", run_id))
+        written.append(curves_png(rows, Path(folder) / "curves.png", run_id, curves_note))
     if summary.get("test_confusion"):
         written.append(confusion_png(summary["test_confusion"], Path(folder) / "confusion.png", run_id))
     if summary.get("per_class_recall"):
@@ -80,28 +85,60 @@ def write_run_figures(folder: Path, rows: list[dict], summary: dict, preview: Pr
     return written
 
 
-def curves_png(rows: list[dict], path: Path, title: str) -> Path:
-    """Loss and accuracy per epoch, train and validation (one panel each)."""
+CURVE_PANELS = (  # (panel, y label, [(metrics.jsonl column, legend, line style)])
+    (
+        "loss",
+        "loss",
+        [("train_loss", "train: mean over the epoch's steps", "-"), ("val_loss", "validation: after the epoch", "--")],
+    ),
+    (
+        "accuracy",
+        "accuracy",
+        [("train_acc", "train: mean over the epoch's steps", "-"), ("val_acc", "validation: after the epoch", "--")],
+    ),
+    ("masked-token accuracy", "masked-token accuracy", [("val_mlm_acc", "validation: after the epoch", "--")]),
+)
+
+
+def curve_panels(rows: list[dict]) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """The panels of curves.png that the run's metrics fill, with the series in each."""
+    panels = []
+    for name, ylabel, series in CURVE_PANELS:
+        present = [s for s in series if any(r.get(s[0]) is not None for r in rows)]
+        if present:
+            panels.append((name, ylabel, present))
+    return panels
+
+
+def curves_png(rows: list[dict], path: Path, title: str, note: str = "") -> Path:
+    """Loss and accuracy (a masked language model: masked-token accuracy) per epoch, one
+    panel each. Training and validation numbers are not measured alike (a running mean
+    over the epoch's steps on the train ops' inputs, with any label smoothing; against
+    clean inputs after the epoch): `note` says how, under the panels."""
     plt = _pyplot()
-    panels = [
-        (name, keys)
-        for name, keys in (("loss", "_loss"), ("accuracy", "_acc"))
-        if any(f"train{keys}" in r or f"val{keys}" in r for r in rows)
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=100, squeeze=False)
-    fig.subplots_adjust(left=0.75 / (4.2 * len(panels)), right=0.98, bottom=0.15, top=0.88, wspace=0.3)
-    for ax, (name, suffix) in zip(axes[0], panels):
-        for split, style in (("train", "-"), ("val", "--")):
-            points = [(r["epoch"], r[f"{split}{suffix}"]) for r in rows if r.get(f"{split}{suffix}") is not None]
-            if points:
-                x, y = zip(*points)
-                ax.plot(x, y, style, marker="o", markersize=3, label="train" if split == "train" else "validation")
+    panels = curve_panels(rows)
+    width = 4.2 * len(panels)
+    note = "\n".join(textwrap.fill(line, int(width / CHAR_IN)) for line in note.splitlines())
+    lines = note.count("\n") + 1 if note else 0
+    height = 3.4 + 0.17 * lines
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, height), dpi=100, squeeze=False)
+    fig.subplots_adjust(
+        left=0.75 / width, right=0.98, bottom=(0.5 + 0.17 * lines) / height, top=1 - 0.4 / height, wspace=0.3
+    )
+    for ax, (_, ylabel, series) in zip(axes[0], panels):
+        for key, label, style in series:
+            points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            x, y = zip(*points)
+            colour = "C0" if key.startswith("train") else "C1"  # the same colour for a split in every panel
+            ax.plot(x, y, style, color=colour, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title, fontsize=10)
+    if note:
+        fig.text(0.5, 0.08 / height, note, ha="center", va="bottom", fontsize=7)
     return _save(fig, path, plt)
 
 
@@ -201,7 +238,8 @@ def preview_png(preview: Preview, path: Path) -> Path:
     if preview.masks is not None:
         notes.append(preview.legend)
     tile = 0.95  # inches per image
-    left, top, bottom = 1.0, 0.65, 0.15 + 0.2 * len(notes)
+    left = max(1.0, 0.3 + CHAR_IN * max(len(label) for label in preview.row_labels + ["original"]))
+    top, bottom = 0.65, 0.15 + 0.2 * len(notes)
     width, height = left + 0.2 + tile * n, top + bottom + tile * len(rows)
     fig = plt.figure(figsize=(width, height), dpi=100)
     ax = fig.add_axes((left / width, bottom / height, tile * n / width, tile * len(rows) / height))

@@ -10,8 +10,18 @@ import numpy as np
 MARKS = "*o+x#@%&"
 
 
-def text_curves(curves: dict[str, dict[str, list[float]]], metric: str, width: int = 64, height: int = 14) -> str:
-    """Group means as marks, their min..max band as dots, on a character grid."""
+BAND = "min..max over seeds"  # what the band of a --curve is, in the terminal and in the PNG
+
+
+def text_curves(
+    curves: dict[str, dict[str, list[float]]],
+    metric: str,
+    names: dict[str, str] | None = None,
+    width: int = 64,
+    height: int = 14,
+) -> str:
+    """Group means as marks, their min..max band over seeds as dots, on a character grid."""
+    names = names or {}
     lows = [v for c in curves.values() for v in c["min"]]
     highs = [v for c in curves.values() for v in c["max"]]
     lo, hi = min(lows), max(highs)
@@ -35,15 +45,20 @@ def text_curves(curves: dict[str, dict[str, list[float]]], metric: str, width: i
     for mark, c in drawn[1:] + drawn[:1]:  # the reference (first) last: on top where curves meet
         for i, v in enumerate(c["mean"]):
             grid[row(v)][col(i)] = mark
-    lines = [f"{metric} per epoch (mean; dots: min..max over seeds; the reference drawn on top)"]
+    lines = [f"{metric} per epoch (mean over seeds; dots: {BAND}, {seeds_text(curves)}; the reference drawn on top)"]
     for r, cells in enumerate(grid):
         label = f"{hi:8.4f} |" if r == 0 else (f"{lo:8.4f} |" if r == height - 1 else " " * 9 + "|")
         lines.append(label + "".join(cells))
     lines.append(" " * 9 + "+" + "-" * width)
     lines.append(" " * 10 + f"epoch 1{' ' * (width - 14)}epoch {epochs}")
     for i, (mark, key) in enumerate(zip(MARKS, curves)):
-        lines.append(f"  {mark} {key}" + (" (reference)" if i == 0 else ""))
+        lines.append(f"  {mark} {names.get(key, key)}" + (" (reference)" if i == 0 else ""))
     return "\n".join(lines) + "\n"
+
+
+def seeds_text(curves: dict[str, dict]) -> str:
+    ns = sorted({c.get("n", 0) for c in curves.values()})
+    return f"n={ns[0]} seeds" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]} seeds"
 
 
 def _pyplot():
@@ -55,36 +70,90 @@ def _pyplot():
     return plt
 
 
-def curves_png(curves: dict[str, dict[str, list[float]]], metric: str, path: Path) -> None:
+def curves_png(
+    curves: dict[str, dict[str, list[float]]], metric: str, path: Path, names: dict[str, str] | None = None
+) -> None:
+    """Group means per epoch, each with its min..max band over seeds (as the terminal's --curve)."""
     plt = _pyplot()
+    names = names or {}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for key, c in curves.items():
-        mean, std = np.array(c["mean"]), np.array(c["std"])
-        (line,) = ax.plot(c["epoch"], mean, label=key, marker="o", markersize=3)
-        ax.fill_between(c["epoch"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    for i, (key, c) in enumerate(curves.items()):
+        label = names.get(key, key) + (" (reference)" if i == 0 else "")
+        (line,) = ax.plot(c["epoch"], c["mean"], label=label, marker="o", markersize=3)
+        ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean ± std over seeds")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"{metric} per epoch: mean over seeds, band {BAND} ({seeds_text(curves)})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
 
 
-def bars_png(rows: list[dict], metric: str, path: Path) -> None:
-    """Group means with their seed range, and the reference's mean as a line."""
+def differences_png(rows: list[dict], metrics: list[str], path: Path, names: dict[str, str] | None = None) -> None:
+    """What compare concludes, drawn: per metric, each group's difference from the
+    reference with the 95% interval compare's table prints, a zero line (the reference)
+    and the verdict beside it. The y-axis is in the metric's units and always holds 0."""
     plt = _pyplot()
-    rows = [r for r in rows if r["metric"] == metric]
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 4.5), dpi=120)
-    x = np.arange(len(rows))
-    means = np.array([r["mean"] for r in rows])
-    err = np.array([[r["mean"] - r["min"] for r in rows], [r["max"] - r["mean"] for r in rows]])
-    ax.bar(x, means, yerr=err, capsize=4, color="#4c72b0")
-    ax.axhline(means[0], color="gray", linestyle="--", linewidth=1)
-    ax.set_xticks(x, [r["group"] for r in rows], rotation=20, ha="right", fontsize=8)
-    pad = max(1e-3, float(np.ptp(np.concatenate([means - err[0], means + err[1]]))))
-    ax.set_ylim(float((means - err[0]).min() - pad), float((means + err[1]).max() + pad))
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean, min..max over seeds")
+    names = names or {}
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(max(4.5, 1.4 * len(rows) / len(metrics) + 3) * len(metrics), 4.8),
+        dpi=120,
+        squeeze=False,
+    )
+    for ax, metric in zip(axes[0], metrics):
+        mine = [r for r in rows if r["metric"] == metric]
+        reference, others = mine[0], mine[1:]
+        x = np.arange(len(others))
+        ax.axhline(0, color="gray", linewidth=1)
+        ax.text(
+            1.0,
+            0,
+            f" reference: {names.get(reference['group'], reference['group'])}\n mean {reference['mean']:.4f}",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            ha="left",
+            fontsize=7,
+            color="gray",
+        )
+        span = [0.0]
+        for i, r in enumerate(others):
+            has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
+            if has_ci:
+                err = [[r["diff"] - r["ci_low"]], [r["ci_high"] - r["diff"]]]
+                ax.errorbar([i], [r["diff"]], yerr=err, fmt="o", color="#4c72b0", capsize=5, markersize=5)
+                span += [r["ci_low"], r["ci_high"]]
+            else:
+                ax.plot([i], [r["diff"]], "o", color="#4c72b0", markersize=5)
+                span.append(r["diff"])
+            numbers = (
+                f"{r['diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+                if has_ci
+                else f"{r['diff']:+.4f}, no interval"
+            )
+            ax.annotate(
+                f"{r['verdict']}\n{numbers}",
+                (i, r["diff"]),
+                xytext=(8, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+        lo, hi = min(span), max(span)
+        pad = 0.15 * (hi - lo) if hi > lo else max(1e-3, abs(hi) * 0.5)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(-0.5, max(len(others), 1) + 0.3)  # room on the right of each point for its words
+        ax.set_xticks(x, [names.get(r["group"], r["group"]) for r in others], rotation=20, ha="right", fontsize=8)
+        ax.yaxis.set_major_formatter(lambda v, _: f"{v:+.4f}" if v else "0")
+        kinds = sorted({r["interval"] for r in others if r.get("interval")})
+        ax.set_ylabel(f"{metric}\ngroup mean minus reference mean", fontsize=8)
+        ax.set_title(
+            f"{metric}: difference from the reference\n95% interval ({', '.join(kinds) or 'none'}), as compare prints",
+            fontsize=9,
+        )
+        ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
 
 

@@ -651,7 +651,7 @@ def seeds_for_power(d: Difference, pair: Pair, min_effect: float, m: int) -> tup
         if example_var > 0:
             return None, (
                 f"more seeds cannot settle it ({at_most}): the test set's own sampling error "
-                f"(se {math.sqrt(example_var):.2g}) is too large for this difference; a larger test set would"
+                f"(se {math.sqrt(example_var):.2g}) is too large for this difference; only a larger test set would settle it"
             )
         return None, f"more than {MAX_SEEDS:,} seeds per group would be needed ({at_most})"
     against = f" against +-{min_effect:g}" if min_effect > 0 else ""

@@ -32,6 +32,13 @@ class Format(str, Enum):
 FormatOption = Annotated[
     Format, typer.Option("--format", "-f", help="Output format: table (rich on a TTY), json, jsonl, csv or md.")
 ]
+HeaderOption = Annotated[
+    bool,
+    typer.Option(
+        "--header/--no-header",
+        help="In a pipe (tab-separated) and in csv: the header row first (default), or no header row, e.g. for sort.",
+    ),
+]
 RunsDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -83,13 +90,24 @@ def _type_word(annotation) -> str:
 
 
 def readable_params(params: list) -> list:
-    """Give typer's parameters the readable help above (in place)."""
+    """Give typer's parameters the readable help above (in place), their help text
+    shown as written (once: a parameter changes class the first time only)."""
     for p in params:
         if type(p) is TyperArgument:
             p.__class__ = _ReadableArgument
+            p.help = plain_help(p.help)
         elif type(p) is TyperOption:
             p.__class__ = _ReadableOption
+            p.help = plain_help(p.help)
     return params
+
+
+def plain_help(text: str | None) -> str | None:
+    """Help text shown as written: typer reads help as rich markup, where `[mlflow]` in
+    `pip install 'masklab[mlflow]'` is a style tag and vanishes; escaped, it stays."""
+    from rich.markup import escape
+
+    return escape(text) if text else text
 
 
 class ReadableCommand(TyperCommand):
@@ -173,7 +191,7 @@ def cli_command(fn):
             )
             raise typer.Exit(1) from None
 
-    wrapper.__doc__ = reflow_help(fn.__doc__)
+    wrapper.__doc__ = plain_help(reflow_help(fn.__doc__))
     return wrapper
 
 

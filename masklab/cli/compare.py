@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, cli_command, say
 
 GROUP_COLUMNS = ("metric", "n", "mean", "std", "min", "max")
 FORMATS = {"p": ".3g", "p_adj": ".3g", "diff": "+.4f", "ci_low": "+.4f", "ci_high": "+.4f"}  # p never a bare 0.0000
 CURVE_COLUMNS = ("group", "epoch", "metric", "mean", "std", "min", "max")
-KEEP = {"metric": 3, "mean": 3, "diff": 2, "verdict": 3}  # on a narrow terminal these go last
+# On a narrow terminal columns go least important first: the difference, its 95% interval and
+# the verdict are the result and go last; then the metric and the group's mean; p_adj before
+# them; spec keys, n, std, min, max, the interval's kind, p and why first (csv has them all).
+KEEP = {"diff": 4, "ci_low": 4, "ci_high": 4, "verdict": 4, "metric": 3, "mean": 3, "p_adj": 2}
 
 
 @cli_command
@@ -30,7 +33,7 @@ def compare(
             "--metric",
             "-m",
             metavar="METRIC",
-            help="Metric(s) to compare (default: test_acc); any summary, eval or last-epoch metric (acc@gaussian(sigma=0.2), robust_acc, val_acc, ...).",
+            help="Metric(s) to compare (default: test_acc; test_mlm_acc for masked-language-model runs); any summary, eval or last-epoch metric (acc@gaussian(sigma=0.2), robust_acc, val_acc, ...).",
         ),
     ] = None,
     fail_if: Annotated[
@@ -91,7 +94,11 @@ def compare(
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", metavar="PNG", help="Write a PNG: the --curve curves, else the metric's group means."),
+        typer.Option(
+            "--plot",
+            metavar="PNG",
+            help="Write a PNG: the --curve curves (mean, band min..max over seeds), else each group's difference from the reference with its 95% interval, per metric.",
+        ),
     ] = None,
     name_by: Annotated[
         str | None,
@@ -119,6 +126,7 @@ def compare(
     ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Compare groups of runs (runs that differ only in seed) against the first group.
 
@@ -158,8 +166,9 @@ def compare(
         check_plot_path(plot)
     store = RunStore(runs_dir)
     gates = [gate_mod.parse_gate(g) for g in fail_if or []]
-    metrics = list(dict.fromkeys([cmp.canonical(m) for m in (metric or ["test_acc"])] + [g.metric for g in gates]))
     named = [r for ref in refs for r in _named(store, ref, study_only=by is not None)]
+    chosen = metric or [cmp.default_metric([r for r in named if r.status == "done"])]
+    metrics = list(dict.fromkeys([cmp.canonical(m) for m in chosen] + [g.metric for g in gates]))
     usable, problems = gate_mod.gate_runs(named, gates) if gates else ([r for r in named if r.status == "done"], [])
     for r in named:
         if r.status != "done" and not gates:
@@ -173,7 +182,7 @@ def compare(
             )
         if len(metrics) > 1:
             raise UsageError(f"--by pivots one metric; got {', '.join(metrics)}: give one --metric")
-        return compare_by(usable, metrics[0], by, split, where or [], plot, fmt.value)
+        return compare_by(usable, metrics[0], by, split, where or [], plot, fmt.value, header)
     if split or where:
         raise UsageError("--split and --where go with --by, e.g. --by 'train_ops[0].rate' --split 'train_ops[0].mode'")
     if gates and not usable and problems and not allow_missing:
@@ -191,24 +200,26 @@ def compare(
         rows = _sorted(rows, sort)
     curves = cmp.curves(c, curve) if curve else None
     body = cmp.json_body(c) | ({"curves": {"metric": curve, "groups": curves}} if curves else {})
-    stat_columns = GROUP_COLUMNS + cmp.DIFFERENCE_COLUMNS + (cmp.OUTPERFORM_COLUMNS if p_outperform else ())
-    cols = [Column("group", id=True)] + [Column(k) for k in c.keys]
-    cols += [Column(k, fmt=FORMATS.get(k, ""), keep=KEEP.get(k, 1)) for k in stat_columns]
+    cols = comparison_columns(c.keys, p_outperform)
     if curves and fmt.value in ("csv", "jsonl", "md"):  # one table per stream: the curve's, as asked
         say(
             f"--curve {curve} with --format {fmt.value}: writing the per-epoch curve rows; drop --curve for the comparison rows"
         )
-        render(curve_rows(curves, curve), [Column(k) for k in CURVE_COLUMNS], fmt.value)
+        render(curve_rows(curves, curve), [Column(k) for k in CURVE_COLUMNS], fmt.value, header=header)
     else:
-        render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
+        render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body, header=header)
     if curves and fmt.value == "table":
         from masklab.analysis.plots import text_curves
 
-        typer.echo(text_curves(curves, curve), nl=False)
+        typer.echo(text_curves(curves, curve, cmp.display_names(c.groups)), nl=False)
     if plot:
-        from masklab.analysis.plots import bars_png, curves_png
+        from masklab.analysis.plots import curves_png, differences_png
 
-        curves_png(curves, curve, plot) if curves else bars_png(rows, metrics[0], plot)
+        names = cmp.display_names(c.groups)
+        if curves:
+            curves_png(curves, curve, plot, names)
+        else:
+            differences_png(cmp.rows(c), metrics, plot, names)
         say(f"wrote {plot}")
     tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
     unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown
@@ -217,6 +228,19 @@ def compare(
             say(f"warning: {u} (--allow-missing)")
         unknown = []
     _fail_gates(tripped + unknown)
+
+
+def comparison_columns(keys: list[str], p_outperform: bool = False) -> list:
+    """compare's columns: the group, the spec keys that differ, the statistics."""
+    from masklab.analysis.compare import DIFFERENCE_COLUMNS, OUTPERFORM_COLUMNS
+    from masklab.cli.tables import Column
+
+    stats = GROUP_COLUMNS + DIFFERENCE_COLUMNS + (OUTPERFORM_COLUMNS if p_outperform else ())
+    return [
+        Column("group", id=True),
+        *(Column(k) for k in keys),
+        *(Column(k, fmt=FORMATS.get(k, ""), keep=KEEP.get(k, 1)) for k in stats),
+    ]
 
 
 def _fail_gates(failures: list[str]) -> None:

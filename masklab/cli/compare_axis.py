@@ -8,7 +8,9 @@ from masklab.cli.common import say
 from masklab.cli.tables import Column, render
 
 
-def compare_by(runs, metric: str, by: str, split: str | None, where: list[str], plot: Path | None, fmt: str) -> None:
+def compare_by(
+    runs, metric: str, by: str, split: str | None, where: list[str], plot: Path | None, fmt: str, header: bool = True
+) -> None:
     from masklab.analysis.pivot import LEVEL, parse_where, pivot
 
     p = pivot(runs, metric, by, split, parse_where(where))
@@ -20,7 +22,7 @@ def compare_by(runs, metric: str, by: str, split: str | None, where: list[str], 
     )
     if fmt in ("table", "md"):
         rows, cols = _wide(p)
-        render(rows, cols, fmt, title=title)
+        render(rows, cols, fmt, title=title, header=header)
     else:
         keys = [by] + ([split] if split else []) + ["n", "mean", "ci_low", "ci_high", "std", "seeds"]
         body = {
@@ -32,7 +34,7 @@ def compare_by(runs, metric: str, by: str, split: str | None, where: list[str], 
             "columns": p.columns if split else [],
             "cells": cells,
         }
-        render(cells, [Column(k) for k in keys], fmt, json_body=body)
+        render(cells, [Column(k) for k in keys], fmt, json_body=body, header=header)
     if plot:
         from masklab.analysis.plots import axis_png
 
@@ -41,7 +43,8 @@ def compare_by(runs, metric: str, by: str, split: str | None, where: list[str], 
 
 
 def _wide(p) -> tuple[list[dict], list[Column]]:
-    """Rows: values of --by; a column per value of --split, each cell `mean ± half (n=k)`."""
+    """Rows: values of --by; a column per value of --split, each cell `mean ± half (95% CI, n=k)`:
+    the cell says what its ± is, also in a pipe, where there is no title."""
     heads = [f"{p.split.rsplit('.', 1)[-1]}={c}" if p.split else p.metric for c in p.columns]
     rows = []
     for r in p.rows:
@@ -57,4 +60,4 @@ def _cell_text(row: dict) -> str:
     if row["ci_low"] is None:
         spread = ", no spread" if row["n"] > 1 else ""  # seeds that agree measure no noise: no interval
         return f"{row['mean']:.4f} (n={row['n']}{spread})"
-    return f"{row['mean']:.4f} ± {(row['ci_high'] - row['ci_low']) / 2:.4f} (n={row['n']})"
+    return f"{row['mean']:.4f} ± {(row['ci_high'] - row['ci_low']) / 2:.4f} (95% CI, n={row['n']})"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, ThreadsOption, cli_command, say
 
 
 def grid_ops(op_texts: list[str], ops_file: Path | None) -> list[dict]:
@@ -61,6 +61,7 @@ def eval(  # noqa: A001 - the command is called eval
     runs_dir: RunsDirOption = None,
     threads: ThreadsOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Evaluate runs on the clean test split and, optionally, a grid of corruptions.
 
@@ -116,7 +117,7 @@ def eval(  # noqa: A001 - the command is called eval
         bodies.append(body)
     if not bodies:
         raise RunError(f"no run could be evaluated: {'; '.join(failed)}")
-    _render(bodies, fmt.value)
+    _render(bodies, fmt.value, header)
     if plot:
         from masklab.analysis.plots import robustness_plot
 
@@ -143,7 +144,7 @@ def _own_grid(run, wanted: bool) -> list[dict]:
     return list(run.spec.get("eval", {}).get("ops", [])) if wanted else []
 
 
-def _render(bodies: list[dict], fmt: str) -> None:
+def _render(bodies: list[dict], fmt: str, header: bool = True) -> None:
     from masklab.cli.tables import Column, render
 
     if fmt == "json":
@@ -181,4 +182,4 @@ def _render(bodies: list[dict], fmt: str) -> None:
         cols += [Column("mce", "mCE"), Column("relative_mce", "relative_mCE")]  # against --baseline
     if len(rows) == len(bodies):  # clean only: show per-class recall
         cols += [Column(k) for k in rows[0] if k.startswith("recall[")]
-    render(rows, cols, fmt, title="evaluation on the test split")
+    render(rows, cols, fmt, title="evaluation on the test split", header=header)

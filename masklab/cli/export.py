@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunRefsArgument, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunRefsArgument, RunsDirOption, cli_command, say
 
 
 @cli_command
@@ -22,6 +22,7 @@ def export(
     ],
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Export runs to MLflow or TensorBoard; exporting again creates nothing new.
 
@@ -80,6 +81,6 @@ def export(
     for exporter in exporters:
         exporter.close()
     cols = [Column("run", id=True), Column("to"), Column("action"), Column("written"), Column("where")]
-    render(rows, cols, fmt.value, title="export")
+    render(rows, cols, fmt.value, title="export", header=header)
     if failures:
         raise RunError(f"{failures} export(s) failed; the run folders are unchanged")

@@ -8,8 +8,8 @@ mask = op_command(
     "mask",
     """Draw masks over a dataset split and write images, masks and labels to an .npz.
 
-    The masks are the keyed ones training draws: copy k equals what a run with this
-    seed draws in epoch k. stdout gets requested vs realized rates, overall and per class.
+    The masks are the keyed ones training draws: copy k (counted from 0) equals what a
+    run with this seed draws in epoch k + 1 (epochs count from 1, as in metrics.jsonl). stdout gets requested vs realized rates, overall and per class.
     --preview draws 8 images and every copy, masked pixels in orange. The file trains as
     `data.dataset: npz:FILE` (with --copies K, an epoch then passes over all K copies).
 

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from masklab.cli.common import Format, FormatOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, HeaderOption, cli_command, say
 
 SpecArg = Annotated[
     Path | None,
@@ -45,7 +44,10 @@ SeedOption = Annotated[int, typer.Option("--seed", help="The run seed whose draw
 CopiesOption = Annotated[
     int,
     typer.Option(
-        "--copies", metavar="K", help="K draws per image (epochs 0..K-1): masks get shape (K, N, H, W).", min=1
+        "--copies",
+        metavar="K",
+        help="K draws per image, copy k (0..K-1) as epoch k + 1 draws it: masks get shape (K, N, H, W).",
+        min=1,
     ),
 ]
 SplitOption = Annotated[str, typer.Option("--split", metavar="SPLIT", help="train or test.")]
@@ -54,7 +56,7 @@ BatchOption = Annotated[
 ]
 ModeOption = Annotated[
     str | None,
-    typer.Option("--mode", metavar="MODE", help="static or dynamic: copy k is what training draws in epoch k."),
+    typer.Option("--mode", metavar="MODE", help="static or dynamic: copy k is what training draws in epoch k + 1."),
 ]
 POption = Annotated[str | None, typer.Option("--p", metavar="P", help="Probability of applying the op to an image.")]
 LimitOption = Annotated[
@@ -93,7 +95,7 @@ def op_parameter_options(command: str) -> list[inspect.Parameter]:
         option = typer.Option(
             f"--{key.replace('_', '-')}",
             metavar=key.upper(),
-            help=escape(f"{meaning}{ranged}."),
+            help=f"{meaning}{ranged}.",
             rich_help_panel=PARAMETERS_PANEL,
         )
         annotation = Annotated[str | None, option]
@@ -105,7 +107,7 @@ def op_list(command: str) -> str:
     """The ops a command draws, one line each, from the op table (for its --help)."""
     from masklab.ops import registry
 
-    lines = [f"  {op.name}: {escape(op.doc)}" for op in registry.OPS.values() if op.family in COMMAND_FAMILIES[command]]
+    lines = [f"  {op.name}: {op.doc}" for op in registry.OPS.values() if op.family in COMMAND_FAMILIES[command]]
     return "Ops (the parameters each takes are below):\n\n" + "\n\n".join(lines)
 
 
@@ -142,6 +144,7 @@ def _options(
     preview: PreviewOption = None,
     device: DeviceOption = "cpu",
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """The options `masklab mask` and `masklab noise` share (their signature, for op_command)."""
 
@@ -198,6 +201,7 @@ def materialize(
     preview,
     device,
     fmt: Format,
+    header: bool = True,
 ) -> None:
     """Draw the command's ops over a split, write the .npz (and preview) and print the
     requested-vs-realized table."""
@@ -257,6 +261,7 @@ def materialize(
         columns("op", "measure", "class", "n", "requested", "realized", "min", "max"),
         fmt.value,
         title="requested vs realized",
+        header=header,
     )
 
 
@@ -272,10 +277,12 @@ def preview_of(c, ops: list[dict], dataset, split: str, seed: int, n: int = 8):
         originals=c.originals[pick],
         changed=c.images[:, pick],
         masks=None if c.masks is None else c.masks[:, pick],
-        row_labels=[f"copy {k}" for k in range(copies)] if copies > 1 else ["changed"],
+        row_labels=[f"copy {k} (epoch {k + 1})" for k in range(copies)] if copies > 1 else ["changed"],
         column_labels=[str(dataset.classes[k]) for k in c.labels[pick]],
         title=f"{dataset.name} ({split}): " + "; ".join(registry.label(o) for o in ops),
-        notes=[f"copy k: what a run with seed {seed} and these ops draws in epoch k (epochs counted from 0)"]
+        notes=[
+            f"copy k: what a run with seed {seed} and these ops draws in epoch k + 1 (epochs count from 1, as in metrics.jsonl)"
+        ]
         if copies > 1
         else [],
     )

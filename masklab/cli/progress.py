@@ -9,8 +9,10 @@ def epoch_text(row: dict, epochs: int) -> str:
         parts.append(f"acc {row['train_acc']:.4f}")
     if "val_acc" in row:
         parts.append(f"val_acc {row['val_acc']:.4f}")
-    elif "val_loss" in row:
+    elif "val_loss" in row:  # masked modeling: its loss, and for text its masked-token accuracy
         parts.append(f"val_loss {row['val_loss']:.4f}")
+        if "val_mlm_acc" in row:
+            parts.append(f"val_mlm_acc {row['val_mlm_acc']:.4f}")
     for op in row.get("ops", []):
         parts.append(f"{op['op']} {op['realized']:.4f}")
     parts.append(f"{row['seconds']:.1f}s")

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunRefsArgument, RunsDirOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunRefsArgument, RunsDirOption, cli_command, say
 
 DryRunOption = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be removed; remove nothing.")]
 
 
-def _report(actions, dry_run: bool, fmt: Format) -> None:
+def _report(actions, dry_run: bool, fmt: Format, header: bool = True) -> None:
     from masklab.cli.tables import Column, render
 
     rows = [
@@ -24,8 +24,14 @@ def _report(actions, dry_run: bool, fmt: Format) -> None:
         }
         for a in actions
     ]
-    cols = [Column("run", id=True), Column("status"), Column("action"), Column("mb", "MB"), Column("path", table=False)]
-    render(rows, cols, fmt.value, title="dry run" if dry_run else "removed")
+    cols = [
+        Column("run", id=True),
+        Column("status"),
+        Column("action"),
+        Column("mb", "MB", digits=2),
+        Column("path", table=False),
+    ]
+    render(rows, cols, fmt.value, title="dry run" if dry_run else "removed", header=header)
     total = sum(a.bytes for a in actions) / 1e6
     say(f"{'would free' if dry_run else 'freed'} {total:.1f} MB in {len(actions)} action(s)")
 
@@ -36,6 +42,7 @@ def rm(
     dry_run: DryRunOption = False,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Remove runs: their whole folders.
 
@@ -59,7 +66,7 @@ def rm(
     if not dry_run:
         for action in actions:
             housekeeping.apply(store, action)
-    _report(actions, dry_run, fmt)
+    _report(actions, dry_run, fmt, header)
 
 
 @cli_command
@@ -82,6 +89,7 @@ def prune(
     dry_run: DryRunOption = False,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Remove dead runs and the checkpoints finished runs no longer need.
 
@@ -113,4 +121,4 @@ def prune(
                 say(f"warning: {action.run.id}: left alone ({exc})")
                 continue
         done.append(action)
-    _report(done, dry_run, fmt)
+    _report(done, dry_run, fmt, header)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, cli_command
 
 
 def run_row(run) -> dict:
@@ -22,6 +22,7 @@ def run_row(run) -> dict:
         "epochs": info.get("epochs_done"),
         "test_acc": summary.get("test_acc"),
         "test_macro_f1": summary.get("test_macro_f1"),
+        "test_mlm_acc": summary.get("test_mlm_acc"),
         "tags": tags_text(info.get("tags")),
         "note": info.get("note"),
         "created": info.get("created"),
@@ -44,6 +45,7 @@ def list_columns() -> list:
         Column("epochs"),
         Column("test_acc", keep=3),
         Column("test_macro_f1", "macro_f1", keep=0),
+        Column("test_mlm_acc", "mlm_acc", keep=3),  # masked-language-model runs: masked-token accuracy
         Column("tags", keep=2),
         Column("note", keep=0),
         Column("created", keep=2),
@@ -84,11 +86,13 @@ def runs(
     ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """List runs, oldest first.
 
-    On a terminal the table fits its width; in a pipe it is plain columns under a
-    header row. JSON, JSONL and CSV carry every column (name, group, note, path).
+    On a terminal the table fits its width; in a pipe it is tab-separated, the header
+    row first (--no-header leaves it out). JSON, JSONL and CSV carry every column
+    (name, group, note, path).
 
     Examples:
 
@@ -96,7 +100,9 @@ def runs(
 
       masklab runs --name quickstart --format csv
 
-      masklab runs | awk 'NR == 1 || $2 == "done"'
+      masklab runs | awk -F'\\t' 'NR == 1 || $2 == "done"'
+
+      masklab runs --no-header | sort -t$'\\t' -k7,7r
 
       masklab runs --format jsonl | wc -l
     """
@@ -112,7 +118,7 @@ def runs(
         and (status is None or r.status == status)
         and all(str((r.info.get("tags") or {}).get(k)) == v for k, v in wanted.items())
     ]
-    render([run_row(r) for r in selected], list_columns(), fmt.value, title=f"runs in {store.root}")
+    render([run_row(r) for r in selected], list_columns(), fmt.value, title=f"runs in {store.root}", header=header)
 
 
 @cli_command
@@ -123,6 +129,7 @@ def show(
     ],
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Show one run: identity, final metrics, per-class recall, robustness grid, per-epoch log.
 
@@ -154,7 +161,7 @@ def show(
         return
     if fmt.value in ("jsonl", "csv"):
         keys = sorted({k for row in metrics for k in row if not isinstance(row[k], (list, dict))}, key=_metric_order)
-        render(metrics, [Column(k) for k in keys], fmt.value)
+        render(metrics, [Column(k) for k in keys], fmt.value, header=header)
         return
     parts = [(_facts(run), [Column("key"), Column("value")], run.id)]
     recall = summary.get("per_class_recall") or {}
@@ -176,14 +183,14 @@ def show(
             )
         )
     if metrics:
-        keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+        keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mlm_acc", "lr", "seconds"]
         parts.append((metrics, [Column(k) for k in keys if k in metrics[0]], "per epoch"))
         for title, rows, names in adaptive_tables(metrics, info.get("data", {}).get("classes") or []):
             parts.append((rows, [Column(k) for k in names], title))
     for i, (rows, cols, title) in enumerate(parts):
         if i:
             print()
-        render(rows, cols, fmt.value, title=title)
+        render(rows, cols, fmt.value, title=title, header=header)
 
 
 def _facts(run) -> list[dict]:
@@ -203,6 +210,9 @@ def _facts(run) -> list[dict]:
         "epochs": info.get("epochs_done"),
         "test_acc": summary.get("test_acc"),
         "test_macro_f1": summary.get("test_macro_f1"),
+        "test_mlm_acc": summary.get("test_mlm_acc"),
+        "val_mlm_acc": summary.get("val_mlm_acc", (run.metrics() or [{}])[-1].get("val_mlm_acc")),
+        "test_loss": summary.get("test_loss") if "test_acc" not in summary else None,  # masked modeling's own
         "robust_acc": summary.get("robust_acc"),
         "train_seconds": summary.get("train_seconds"),
         "created": info.get("created"),
@@ -248,6 +258,7 @@ def _metric_order(key: str) -> tuple:
         "train_acc",
         "val_loss",
         "val_acc",
+        "val_mlm_acc",
         "lr",
         "train_seconds",
         "seconds",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command, say
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, ThreadsOption, cli_command, say
 
 
 @cli_command
@@ -32,6 +32,7 @@ def search(
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Search a spec's `search:` space with Optuna on the validation split.
 
@@ -42,7 +43,7 @@ def search(
     several processes can share it. The best configuration and its validation value
     end the output; --confirm N then retrains it and the spec's own configuration over
     N seeds the search never used and compares them on the test split, with the
-    statistics of `masklab compare`. Needs Optuna: pip install 'masklab\\[search]'.
+    statistics of `masklab compare`. Needs Optuna: pip install 'masklab[search]'.
     A study on Fashion-MNIST: experiments/adaptive-search.yaml.
 
     Examples:
@@ -69,7 +70,8 @@ def search(
     note(f"study {plan.study_name} in {plan.db}; trials train with seed {plan.seed}, validated on {plan.metric}")
     result = search_mod.run_search(plan, trials, store, execute, jobs, note)
     keys = [k for k in (result.trials[0] if result.trials else {}) if k.startswith("search.")]
-    columns = [Column(k) for k in ("trial", "state", plan.metric, "epochs", *keys, "run")]
+    columns = [Column(k) for k in ("trial", "state", plan.metric, "epochs")]
+    columns += [Column(k, fmt=".4g") for k in keys] + [Column("run")]  # proposals: 4 significant digits
     body = {"study": result.study_name, "db": str(plan.db), "metric": plan.metric, "trials": result.trials}
     body["best"] = result.best
     confirmed = confirm_best(plan, result.best, confirm, store, execute) if confirm and result.best else None
@@ -77,16 +79,22 @@ def search(
         render([], [], "json", json_body=body | ({"confirm": confirmed[3]} if confirmed else {}))
         return
     if confirmed and fmt.value in ("csv", "jsonl"):  # one table per stream: the final answer
-        render(*confirmed[:2], fmt.value)
+        render(*confirmed[:2], fmt.value, header=header)
         return
-    render(result.trials, columns, fmt.value, title=f"search {result.study_name}")
+    render(result.trials, columns, fmt.value, title=f"search {result.study_name}", header=header)
     if result.best:
         best = result.best
-        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        params = ", ".join(f"{k}={shown_value(v)}" for k, v in best["params"].items())
         typer.echo(f"\nbest: trial {best['trial']}, {plan.metric} {best[plan.metric]:.4f}: {params}")
     if confirmed:
         typer.echo()
-        render(confirmed[0], confirmed[1], fmt.value, title=confirmed[2])
+        render(confirmed[0], confirmed[1], fmt.value, title=confirmed[2], header=header)
+
+
+def shown_value(value) -> str:
+    """A proposed value as a person reads it: floats to 4 significant digits (0.1493, not
+    0.1493115016854058; --format json has every digit)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def executor_for(jobs: int):
@@ -99,8 +107,7 @@ def executor_for(jobs: int):
 def confirm_best(plan, best: dict, n_seeds: int, store, execute) -> tuple[list[dict], list, str, dict]:
     """Train both configurations over fresh seeds; compare's rows, columns, title and JSON for the two."""
     from masklab.analysis import compare as cmp
-    from masklab.cli.compare import FORMATS, GROUP_COLUMNS
-    from masklab.cli.tables import Column
+    from masklab.cli.compare import comparison_columns
     from masklab.study import search as search_mod
 
     own, best_spec, seeds = search_mod.confirm_specs(plan, best["params"], n_seeds)
@@ -111,7 +118,6 @@ def confirm_best(plan, best: dict, n_seeds: int, store, execute) -> tuple[list[d
         runs = [store.get(f"{spec.name}-{spec.group_hash()}-s{s}") for s in seeds]
         groups += cmp.group_runs([r for r in runs if r is not None and r.status == "done"])
     c = cmp.compare(groups, ["test_acc", "test_macro_f1"])
-    stat_columns = GROUP_COLUMNS + cmp.DIFFERENCE_COLUMNS
-    cols = [Column("group")] + [Column(k) for k in c.keys] + [Column(k, fmt=FORMATS.get(k, "")) for k in stat_columns]
+    cols = comparison_columns(c.keys)
     title = f"confirmation on the test split, seeds {seeds}: the spec's own ({own.name}) against trial {best['trial']} ({best_spec.name})"
     return cmp.rows(c), cols, title, cmp.json_body(c) | {"seeds": seeds}

@@ -27,7 +27,11 @@ GridOption = Annotated[
     ),
 ]
 DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="List every run of the study (id, label, state, action); train nothing.")
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="List every run of the study (id, label, state, estimated seconds, action) and the time it would take here; train nothing.",
+    ),
 ]
 JobsOption = Annotated[
     int,
@@ -40,7 +44,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         metavar="local|ray",
-        help="local (this machine, --jobs workers) or ray (one Ray task per run; pip install 'masklab\\[ray]').",
+        help="local (this machine, --jobs workers) or ray (one Ray task per run; pip install 'masklab[ray]').",
     ),
 ]
 AddressOption = Annotated[
@@ -76,7 +80,7 @@ GpuFractionOption = Annotated[
 PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
 
 
-def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
+def show_plan(study, store, force: bool, resume: bool, fmt: str, header: bool = True) -> None:
     """--dry-run: every run, where it stands, what the study would do with it."""
     from masklab.study.executors import work_items
     from masklab.study.states import TRAINING_ACTIONS, counts, read_states
@@ -93,16 +97,75 @@ def show_plan(study, store, force: bool, resume: bool, fmt: str) -> None:
         rows = [{**row, "batch": batches.get(row["id"])} for row in rows]
     tally = counts(states)
     keys = [f"grid.{a.path}" for a in study.axes] + (["batch"] if batches else [])
+    rows, estimate = estimated(states, rows, store)
     body = {
         "study": study.name,
         "runs": len(rows),
         "counts": tally,
         "axes": {a.path: list(a.values) for a in study.axes},
+        "estimate": estimate,
         "rows": rows,
     }
     title = f"study {study.name}: {len(rows)} runs ({', '.join(f'{n} {k}' for k, n in tally.items())})"
     shown = (*PLAN_COLUMNS, *keys[len(study.axes) :]) if fmt in ("table", "md") else (*PLAN_COLUMNS, *keys)
-    tables.render(rows, columns(Column("id", id=True), *shown[1:]), fmt, title=title, json_body=body)
+    cols = columns(Column("id", id=True), *shown[1:4], Column("estimate_s", "est_s", fmt=".0f"), *shown[4:])
+    tables.render(rows, cols, fmt, title=title, json_body=body, header=header)
+    from masklab.cli.common import say
+
+    say(estimate["text"])
+
+
+def estimated(states, rows: list[dict], store) -> tuple[list[dict], dict]:
+    """Each row with its estimated seconds here (None: nothing to train, or no measured
+    run of its kind), and the study's total with the words that explain it."""
+    from masklab.study import estimate
+    from masklab.study.states import TRAINING_ACTIONS
+
+    rates, full = estimate.measured_rates(store)
+    out, total, used, missing = [], 0.0, {}, {}
+    for state, row in zip(states, rows):
+        spec, trains = state.planned.spec, state.action in TRAINING_ACTIONS
+        left = spec.train.epochs - ((state.epochs_done or 0) if state.action == "resume" else 0)
+        found = estimate.seconds(spec, left, rates, full) if trains else None
+        if found:
+            total += found[0]
+            used[found[1]] = True
+        elif trains:
+            reason = estimate.why_not(spec, rates, full)
+            missing[reason] = missing.get(reason, 0) + 1
+        out.append({**row, "estimate_s": round(found[0], 1) if found else None})
+    known = sum(r["estimate_s"] is not None for r in out)
+    text = estimate_text(total, known, list(used), missing)
+    return out, {"seconds": round(total, 1), "runs": known, "runs_without": sum(missing.values()), "text": text}
+
+
+def estimate_text(total: float, known: int, rates: list, missing: dict[str, int]) -> str:
+    """The dry run's line on stderr: the total, what it rests on, what it leaves out."""
+    if not known and not missing:
+        return "estimate: nothing to train"
+    parts = []
+    if known:
+        basis = "; ".join(
+            f"{r.runs} finished run(s) here on {r.device}: {r.epoch_seconds:.1f} s an epoch of {r.samples:,} "
+            f"samples, {r.overhead:.1f} s beyond their epochs"
+            for r in rates
+        )
+        parts.append(f"estimate: about {duration_words(total)} for {known} run(s), one after another ({basis})")
+    for reason, n in missing.items():
+        parts.append(
+            f"no estimate for {n} run(s): {reason}; train one epoch of one (e.g. --seeds 0 --set train.epochs=1) "
+            "and ask again"
+        )
+    return "\n".join(parts)
+
+
+def duration_words(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def make_executor(
@@ -147,8 +210,10 @@ SUMMARY_COLUMNS = (
     "epochs",
     "test_acc",
     "test_macro_f1",
+    "test_mlm_acc",
     "test_loss",
     "val_acc",
+    "val_mlm_acc",
     "train_seconds",
     "path",
 )
@@ -163,8 +228,10 @@ def summary_rows(results) -> list[dict]:
             "epochs": r.summary.get("epochs"),
             "test_acc": r.summary.get("test_acc"),
             "test_macro_f1": r.summary.get("test_macro_f1"),
+            "test_mlm_acc": r.summary.get("test_mlm_acc"),  # masked-language modeling: masked-token accuracy
             "test_loss": r.summary.get("test_loss"),
             "val_acc": r.summary.get("val_acc"),
+            "val_mlm_acc": r.summary.get("val_mlm_acc"),
             "train_seconds": r.summary.get("train_seconds"),
             "path": r.path or None,
         }
@@ -172,7 +239,7 @@ def summary_rows(results) -> list[dict]:
     ]
 
 
-def report(results, fmt: str, title: str) -> None:
+def report(results, fmt: str, title: str, header: bool = True) -> None:
     """The summary table on stdout; then an error for the runs that did not finish."""
     from masklab.errors import MasklabError, RunError
 
@@ -182,7 +249,7 @@ def report(results, fmt: str, title: str) -> None:
         error.exit_code = bad[0].exit_code or 1
         raise error
     cols = columns(Column("run", id=True), *SUMMARY_COLUMNS[1:-1], Column("path", table=False))
-    tables.render(summary_rows(results), cols, fmt, title=title)
+    tables.render(summary_rows(results), cols, fmt, title=title, header=header)
     if bad:
         listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
         raise RunError(f"{len(bad)} of {len(results)} runs did not finish ({listed})")

@@ -148,7 +148,7 @@ class StudyView(Events):
         if r.status == "reused":
             return f"{place} {r.id}: already done, reusing it (--force trains it again)".lstrip()
         if r.status == "done":
-            metric = next((k for k in ("test_acc", "test_loss") if r.summary.get(k) is not None), None)
+            metric = next((k for k in ("test_acc", "test_mlm_acc", "test_loss") if r.summary.get(k) is not None), None)
             shown = f"  {metric} {r.summary[metric]:.4f}" if metric else ""
             return f"{place} {r.id}: done{shown}  {r.seconds:.1f}s".lstrip()
         return f"{place} {r.id}: {r.status}: {r.error}".lstrip()
@@ -218,6 +218,8 @@ def _row_info(row: dict) -> str:
     parts = [f"loss {row['train_loss']:.4f}"]
     if "val_acc" in row:
         parts.append(f"val {row['val_acc']:.4f}")
+    elif "val_mlm_acc" in row:
+        parts.append(f"val_mlm_acc {row['val_mlm_acc']:.4f}")
     return " ".join(parts)
 
 

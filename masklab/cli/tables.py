@@ -3,9 +3,9 @@
 Every listing command feeds its rows through `render`, so the formats agree: the same
 columns, the same rows. A table on a terminal is fitted to its width (long text cells
 shortened, then the least important columns left out, never an id split over lines); a
-table in a pipe is plain aligned text whose first line is the header row, for sort, awk
-and column -t. The other formats are plain and stable, carry every column, and JSON
-carries `schema_version`. Floats print without binary noise (0.003, not
+table in a pipe is tab-separated text whose first line is the header row (`header=False`
+leaves it out), for cut -f, awk -F'\\t' and column -t -s$'\\t'. The other formats are
+plain and stable, carry every column, and JSON carries `schema_version`. Floats print without binary noise (0.003, not
 0.0030000000000000027) in every format.
 """
 
@@ -107,8 +107,10 @@ def render(
     title: str | None = None,
     json_body: dict | None = None,
     out: TextIO | None = None,
+    header: bool = True,
 ) -> None:
-    """Write rows to stdout (or `out`) in one of FORMATS. The title shows on a terminal only."""
+    """Write rows to stdout (or `out`) in one of FORMATS. The title shows on a terminal
+    only; `header=False` leaves the header row out of a piped table and of csv."""
     out = out or sys.stdout
     if fmt == "json":
         body = json_body if json_body is not None else {"rows": [{c.key: r.get(c.key) for c in cols} for r in rows]}
@@ -117,19 +119,20 @@ def render(
         for r in rows:
             out.write(json.dumps(_plain({c.key: r.get(c.key) for c in cols})) + "\n")
     elif fmt == "csv":
-        out.write(csv_text(rows, cols))
+        out.write(csv_text(rows, cols, header))
     elif fmt == "md":
         out.write(markdown(rows, [c for c in cols if c.table]))
     elif out.isatty():
         rich_table(rows, [c for c in cols if c.table], title, out)
     else:
-        out.write(plain_table(rows, [c for c in cols if c.table]))
+        out.write(plain_table(rows, [c for c in cols if c.table], header))
 
 
-def csv_text(rows: list[dict], cols: list[Column]) -> str:
+def csv_text(rows: list[dict], cols: list[Column], header: bool = True) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([c.key for c in cols])
+    if header:
+        writer.writerow([c.key for c in cols])
     for r in rows:
         writer.writerow([_csv_value(r.get(c.key)) for c in cols])
     return buf.getvalue()
@@ -152,18 +155,22 @@ def markdown(rows: list[dict], cols: list[Column]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plain_table(rows: list[dict], cols: list[Column]) -> str:
-    """The table for a pipe or a file: the header row first, aligned columns two spaces
-    apart, no box drawing, no padding past the last column, so sort, awk and column -t
-    read it."""
-    cells = [[c.title for c in cols]] + [[cell_text(r.get(c.key), c.digits, c.fmt) for c in cols] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
-    right = [_numeric(rows, c.key) for c in cols]
-    lines = []
-    for line in cells:
-        padded = (t.rjust(w) if r else t.ljust(w) for t, w, r in zip(line, widths, right))
-        lines.append("  ".join(padded).rstrip())
-    return "\n".join(lines) + "\n"
+def plain_table(rows: list[dict], cols: list[Column], header: bool = True) -> str:
+    """The table for a pipe or a file: tab-separated, the header row first (unless
+    `header=False`), one line per row, values as a terminal shows them (`-` for none). A
+    value never holds a tab or a line break (each becomes a space), so `cut -f`,
+    `awk -F'\\t'` and `column -t -s$'\\t'` always find the same fields, spaces and all."""
+    lines = ["\t".join(_one_field(c.title) for c in cols)] if header else []
+    for r in rows:
+        lines.append("\t".join(_one_field(cell_text(r.get(c.key), c.digits, c.fmt)) for c in cols))
+    return "".join(line + "\n" for line in lines)
+
+
+def _one_field(text: str) -> str:
+    return _FIELD_BREAKS.sub(" ", text)
+
+
+_FIELD_BREAKS = re.compile(r"[\t\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # what would split a field or a line
 
 
 GAP = 2  # characters between two columns of a terminal table

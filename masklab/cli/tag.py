@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, cli_command
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, cli_command
 
 
 @cli_command
@@ -30,6 +30,7 @@ def tag(
     ] = None,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Tag runs and write a note on them; with no tags, --note or --remove, show their tags.
 
@@ -58,4 +59,4 @@ def tag(
         for run in runs:
             housekeeping.annotate(run, new, remove or [], note)
     rows = [{"run": r.id, "tags": tags_text(r.info.get("tags")), "note": r.info.get("note")} for r in runs]
-    render(rows, [Column("run", id=True), Column("tags"), Column("note")], fmt.value, title="tags")
+    render(rows, [Column("run", id=True), Column("tags"), Column("note")], fmt.value, title="tags", header=header)

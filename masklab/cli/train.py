@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, RunsDirOption, ThreadsOption, cli_command
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, ThreadsOption, cli_command
 from masklab.cli.study import (
     AddressOption,
     DryRunOption,
@@ -60,7 +60,7 @@ def train(
         typer.Option(
             "--track",
             metavar="TRACKER",
-            help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab\\[mlflow]' or 'masklab\\[tensorboard]'.",
+            help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab[mlflow]' or 'masklab[tensorboard]'.",
         ),
     ] = None,
     dry_run: DryRunOption = False,
@@ -74,14 +74,17 @@ def train(
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only one line per finished run on stderr.")] = False,
     fmt: FormatOption = Format.table,
+    header: HeaderOption = True,
 ) -> None:
     """Train every run of SPEC (its variants, grid and seeds) and print a summary table.
 
     A run folder runs/<name>-<spec hash>-s<seed>/ holds the resolved spec, run.json,
-    metrics.jsonl, summary.json, the weights and its figures (curves.png, confusion.png,
-    recall.png, ops.png). Running the same command again skips finished runs, resumes
+    metrics.jsonl, summary.json, the weights and its figures: curves.png for every run,
+    confusion.png and recall.png for classifiers, ops.png for train ops on images. Running the same command again skips finished runs, resumes
     interrupted ones from their checkpoints and trains the rest: nothing is trained
-    twice. --dry-run lists what it would do. --track also logs each run to MLflow or
+    twice. --dry-run lists what it would do and estimates how long, from the epochs that
+    finished runs of the same model, data and batch size took on this machine (or says
+    it cannot). --track also logs each run to MLflow or
     TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
     Examples:
@@ -121,7 +124,7 @@ def train(
     )
     store = RunStore(runs_dir)
     if dry_run:
-        study_cli.show_plan(study, store, force, resume, fmt.value)
+        study_cli.show_plan(study, store, force, resume, fmt.value, header)
         return
     from masklab import threads as threads_mod
 
@@ -139,4 +142,4 @@ def train(
     if exporters:
         events = TrackedEvents(events, exporters, store)
     results = run_study(study, store, runner, events, force=force, resume=resume)
-    study_cli.report(results, fmt.value, title=study.name)
+    study_cli.report(results, fmt.value, title=study.name, header=header)

@@ -1,7 +1,8 @@
 """Materialising ops over a dataset split, for `masklab mask` and `masklab noise`.
 
-Copy k holds what training draws in epoch k with the same seed and op list: for a
-dynamic op the draw of epoch k, for a `mode: static, copies: K` op its copy k mod K (the
+Copy k holds what training draws in epoch index k (epoch k + 1 as users count) with the
+same seed and op list: for a dynamic op that epoch's draw, for a `mode: static, copies: K`
+op its copy k mod K (the
 static copies have a key space of their own unless `share_views: true`). Static masks
 need no storage; this is for users who want files.
 """

@@ -397,7 +397,7 @@ _COMMON = {
     ),
     "copies": Param("int", 1, "static mode: K fixed draws per sample, cycled over epochs", 1, 100000),
     "share_views": Param(
-        "bool", False, "static mode: copy k is the draw dynamic mode makes in epoch k (off: a key space of its own)"
+        "bool", False, "static mode: copy k is the draw dynamic mode makes in epoch k + 1 (off: a key space of its own)"
     ),
 }
 _MASK_EXTRA = {"fill": Param("fill", "zero", "zero | mean | uniform | gaussian | a number")}

@@ -8,6 +8,7 @@ never a failed run: the numbers are already safe in the folder.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -28,9 +29,40 @@ def write_figures(run: Run, spec: Spec, data: TrainData, pipeline: OpPipeline, w
     if os.environ.get("MASKLAB_FIGURES", "1") == "0":
         return
     try:
-        write_run_figures(run.path, run.metrics(), run.summary, ops_preview(spec, data, pipeline))
+        note = curves_note(spec, len(data.classes))
+        write_run_figures(run.path, run.metrics(), run.summary, ops_preview(spec, data, pipeline), note)
     except Exception as exc:  # a figure must never cost the run
         warn(f"warning: {run.id}: figures not drawn: {type(exc).__name__}: {exc}")
+
+
+def curves_note(spec: Spec, classes: int) -> str:
+    """How curves.png's training and validation numbers were measured, which is not alike."""
+    t = spec.train
+    if t.objective == "masked-modeling":
+        loss = (
+            "cross-entropy on the chosen word pieces"
+            if spec.model.arch == "bert"
+            else "mean squared error on the masked patches (normalised pixels)"
+        )
+        return (
+            f"loss: {loss}. train: each step's own draws of the train ops, averaged over the epoch's steps; "
+            "validation: after each epoch, on the validation split, one fixed draw"
+        )
+    train = ["train: averaged over the epoch's steps while the weights changed"]
+    if spec.train_ops:
+        train.append("on inputs after the train ops (" + "; ".join(registry.label(op) for op in spec.train_ops) + ")")
+    if t.label_smoothing:
+        floor = smoothed_loss_floor(t.label_smoothing, classes)
+        train.append(f"loss with label smoothing {t.label_smoothing:g} (never below {floor:.2f})")
+    return ", ".join(train) + ".\nvalidation: after each epoch, on clean inputs, plain cross-entropy."
+
+
+def smoothed_loss_floor(smoothing: float, classes: int) -> float:
+    """The lowest cross-entropy against smoothed labels: the entropy of the smoothed target."""
+    if classes < 2:
+        return 0.0
+    right, wrong = 1 - smoothing + smoothing / classes, smoothing / classes
+    return -(right * math.log(right) + (classes - 1) * (wrong * math.log(wrong) if wrong > 0 else 0.0))
 
 
 def ops_preview(spec: Spec, data: TrainData, pipeline: OpPipeline) -> Preview | None:
@@ -74,7 +106,7 @@ def mode_note(op: dict) -> str:
         k = op.get("copies", 1)
         if k == 1:
             return f"{name}: static, one fixed draw per image, the same in every epoch"
-        return f"{name}: static, {k} fixed draws per image (epoch e uses draw (e - 1) mod {k})"
+        return f"{name}: static, {k} fixed draws per image (epoch e uses copy (e - 1) mod {k}, copies counted from 0)"
     if op.get("mode") == "scheduled":
         return f"{name}: scheduled, a new draw every epoch at the scheduled strength"
     return f"{name}: dynamic, a new draw every epoch"

@@ -287,6 +287,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             test_loss=metrics["recon_loss"],
             **({"test_mlm_acc": metrics["mlm_acc"]} if "mlm_acc" in metrics else {}),
             val_loss=rows[-1].get("val_loss") if rows else None,
+            **({"val_mlm_acc": rows[-1]["val_mlm_acc"]} if rows and "val_mlm_acc" in rows[-1] else {}),
         )
         run.write_summary(summary)
         return summary

@@ -50,6 +50,20 @@ def import_ray():
     return ray
 
 
+RAY_START_NOTICE = "ray._private.authentication.authentication_token_setup"  # the logger Ray 2.5x tells it with
+
+
+def quiet_local_start_notice() -> None:
+    """Ray starting a local instance logs "Token authentication is enabled for this Ray
+    cluster..." at warning level, and with masklab's `configure_logging=False` it reaches
+    stderr, where masklab's talk goes. The instance is masklab's own, started and stopped
+    by this command, and token authentication stays on (Ray's default); only the notice
+    goes (a cluster named with --address keeps every notice)."""
+    import logging
+
+    logging.getLogger(RAY_START_NOTICE).setLevel(logging.ERROR)
+
+
 @dataclass
 class _Claimed:
     item: WorkItem
@@ -75,6 +89,7 @@ class RayTasks(Executor):
             if self.address:
                 ray.init(address=self.address, **options)
             else:
+                quiet_local_start_notice()
                 ray.init(num_cpus=threads_mod.usable_cores(), **options)
         return ray
 
