@@ -22,7 +22,7 @@ from masklab.models.stacked import Stacked, can_stack
 from masklab.spec import Spec
 from masklab.store import weights
 from masklab.store.runs import Run, RunStore, run_id
-from masklab.study import lifecycle, runner
+from masklab.study import lifecycle, pins, runner
 from masklab.study.lifecycle import StopFlag
 from masklab.study.plan import seeds_per_batch
 from masklab.study.run_figures import write_figures
@@ -48,6 +48,7 @@ def train_batched(
     for seed in seeds:
         existing = store.get(run_id(spec.name, spec.group_hash(), seed))
         if existing is not None and not force and existing.status == "done":
+            pins.refuse_changed(existing, runner.run_info(spec, seed, dataset, device))
             done[seed] = runner.Outcome(existing, reused=True, summary=existing.summary)
             if on_done:
                 on_done(done[seed])
