@@ -119,7 +119,10 @@ def runs(
 def show(
     run_ref: Annotated[
         str,
-        typer.Argument(metavar="RUN", help="A run id, unique id prefix, <name>-s<seed>, or path to a run folder."),
+        typer.Argument(
+            metavar="RUN",
+            help="A run id, unique id prefix, <name>-s<seed>, or a path to its folder in the runs folder.",
+        ),
     ],
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,

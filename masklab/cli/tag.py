@@ -15,7 +15,7 @@ def tag(
         str,
         typer.Argument(
             metavar="RUN_OR_GROUP",
-            help="A run (id, prefix, <name>-s<seed>, path), or a spec name, group or study for all its runs.",
+            help="A run (id, id prefix, <name>-s<seed>, a path in the runs folder), or a spec name, group or study for all its runs.",
         ),
     ],
     tags: Annotated[

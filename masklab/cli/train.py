@@ -81,8 +81,11 @@ def train(
     metrics.jsonl, summary.json, the weights and its figures (curves.png, confusion.png,
     recall.png, ops.png). Running the same command again skips finished runs, resumes
     interrupted ones from their checkpoints and trains the rest: nothing is trained
-    twice. --dry-run lists what it would do. --track also logs each run to MLflow or
-    TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
+    twice. A finished or interrupted run whose inputs changed since (a data file by
+    content, the init_from source's weights) is refused in one line, not reused:
+    --force trains it again on the inputs as they are now. --dry-run lists what it would
+    do. --track also logs each run to MLflow or TensorBoard as it trains; a tracker that
+    fails is a warning and never costs the run.
 
     Examples:
 

@@ -21,15 +21,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from masklab.data import fingerprint
-from masklab.data.download import cache_dir
+from masklab.data.download import cache_dir, publish
 
 FORMAT = 2  # bump when what an entry holds changes (2: keyed by content, verified on read)
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
@@ -77,18 +75,5 @@ def store(files: list[Path], key: str | None, arrays: dict[str, np.ndarray], kno
     leaves the cache as it was."""
     if key is None or source_key(files) != key:
         return
-    tmp = None
-    try:
-        path = entry_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, key=np.array(path.stem), fingerprint=np.array(known), **arrays)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    entry = entry_path(key)
+    publish(entry, lambda out: np.savez(out, key=np.array(entry.stem), fingerprint=np.array(known), **arrays))

@@ -22,13 +22,12 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from masklab.data.download import cache_dir
+from masklab.data.download import cache_dir, publish
 
 RACY_S = 1.0  # a file whose mtime or ctime is this recent is hashed, not cached
 _memo: dict[tuple, str] = {}  # identity -> digest, for this process
@@ -63,7 +62,7 @@ def file_digest(path: Path) -> str:
     digest = _hash_file(ident[0])
     if identity(path) == ident and not _racy(ident):
         _memo[ident] = digest
-        _write_entry(entry, {"identity": list(ident), "sha256": digest})
+        publish(entry, lambda out: out.write(json.dumps({"identity": list(ident), "sha256": digest}).encode()))
     return digest
 
 
@@ -120,24 +119,6 @@ def _read_entry(path: Path) -> dict | None:
         if isinstance(body, dict) and isinstance(body.get("sha256"), str) and isinstance(body.get("identity"), list):
             return body
     return None
-
-
-def _write_entry(path: Path, body: dict) -> None:
-    """Publish atomically; a cache that cannot be written is no error (hashing again is)."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def _hash_file(path: str) -> str:

@@ -105,7 +105,9 @@ def find_or_create(
         run, lock = store.create(rid, _spec_yaml(spec, seed), info())
         return Claim(run, "new", lock)
     if existing.path.is_symlink():
-        raise RunError(f"{existing.path} is a symbolic link, not a run folder; remove it")
+        raise RunError(
+            f"{existing.path} is a symbolic link, not a run folder; `masklab rm --unlink {existing.path.name}` removes it"
+        )
     if existing.status == "done" and not force:
         pins.refuse_changed(existing, info())  # reused only on the inputs it was trained on
         return Claim(existing, "reuse")
