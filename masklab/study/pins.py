@@ -29,10 +29,12 @@ NEEDS_SOURCE = "needs its init_from source"
 
 def difference(recorded: dict, now: dict) -> str | None:
     """How the inputs pinned in `now` differ from those `recorded` (two run.json bodies),
-    in words; only what both record is compared."""
-    return _data_difference(recorded.get("data"), now.get("data")) or _init_difference(
-        recorded.get("init_from"), now.get("init_from")
-    )
+    in words with the fix; only what both record is compared."""
+    data = _data_difference(recorded.get("data"), now.get("data"))
+    if data:
+        return f"{data}; pass --force to train it again on the data as it is now, or restore the file"
+    init = _init_difference(recorded.get("init_from"), now.get("init_from"))
+    return f"{init}; pass --force to fine-tune it again from the source as it is now" if init else None
 
 
 def _data_difference(then: object, now: object) -> str | None:
@@ -64,9 +66,7 @@ def _init_difference(then: object, now: object) -> str | None:
 
 
 def refusal(run: Run, what: str) -> RunError:
-    return RunError(
-        f"run {run.id} {what}; pass --force to train it again on the inputs as they are now, or restore them"
-    )
+    return RunError(f"run {run.id} {what}")
 
 
 def refuse_changed(run: Run, now: dict) -> None:
@@ -113,10 +113,10 @@ class Inputs:
 
 
 def check_states(states: list[RunState], store: RunStore, force: bool) -> dict[str, tuple[str, str]]:
-    """Planned run id -> (action, why) for each run that cannot go ahead: `refuse` a run the study would take as it is
-    (reuse, resume, restart) whose pinned inputs changed; a run to train whose
-    `init_from` source is missing or unfinished, or whose group has runs outside the
-    study trained on other data."""
+    """Planned run id -> (action, why) for each run that cannot go ahead: `refuse` a run
+    the study would take as it is (reuse, resume, restart) whose pinned inputs changed,
+    or a run to train whose group has runs outside the study trained on other data;
+    `needs source` a run to train whose `init_from` source is missing or unfinished."""
     inputs, problems = Inputs(store), {}
     planned, by_group = {s.id for s in states}, _runs_by_group(store)
     for s in states:
@@ -149,9 +149,9 @@ def _source_problem(store: RunStore, spec: Spec, seed: int) -> str | None:
     try:
         source = sources.source_run(store, spec, seed)
     except RunError as exc:
-        return f"run {s_id(spec, seed)} {NEEDS_SOURCE}: {exc}"
+        return f"run {_planned_id(spec, seed)} {NEEDS_SOURCE}: {exc}"
     if source.status != "done":
-        return f"run {s_id(spec, seed)} {NEEDS_SOURCE}: train.init_from: run {source.id} is {source.status}; train it first"
+        return f"run {_planned_id(spec, seed)} {NEEDS_SOURCE}: train.init_from: run {source.id} is {source.status}; train it first"
     return None
 
 
@@ -170,7 +170,7 @@ def _group_problem(s: RunState, by_group: dict[str, list[Run]], planned: set[str
     return None
 
 
-def s_id(spec: Spec, seed: int) -> str:
+def _planned_id(spec: Spec, seed: int) -> str:
     return PlannedRun(spec, seed).id
 
 

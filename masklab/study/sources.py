@@ -55,9 +55,7 @@ def pin_spec(store: RunStore, spec: Spec) -> Spec:
     if not ref:
         return spec
     try:
-        _, pinned = named_runs(store, ref)
-    except SpecError:  # ambiguous: an error, never a guess
-        raise
+        _, pinned = named_runs(store, ref)  # SpecError when ambiguous: an error, never a guess
     except RunError:  # nothing by that name yet
         return spec
     return spec if pinned == ref else dataclasses.replace(spec, train=dataclasses.replace(spec.train, init_from=pinned))
