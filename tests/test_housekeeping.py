@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from masklab.store import housekeeping
-from masklab.store.runs import RunStore
+from masklab.store.runs import DamagedFile, RunStore
 
 from conftest import cli, run_dirs, tiny_spec
 
@@ -182,3 +182,148 @@ def test_the_run_json_rewrite_is_atomic(three_runs):
     housekeeping.annotate(run, {"a": "1"}, [], "n")
     assert yaml.safe_load((s0 / "run.json").read_text())["tags"] == {"a": "1"}
     assert sorted(p.name for p in s0.iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+# --- housekeeping touches only its own runs -----------------------------------------------
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_error(result) -> str:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def victim(workdir) -> Path:
+    """A folder outside the runs folder that looks like a run to a careless tool."""
+    folder = workdir / "victim"
+    folder.mkdir()
+    (folder / "spec.yaml").write_text("name: x\n")
+    (folder / "run.json").write_text('{"status": "done"}')
+    (folder / "thesis.tex").write_text("precious\n")
+    return folder
+
+
+@pytest.mark.parametrize("command", ["rm", "tag", "export"])
+def test_a_folder_outside_the_runs_folder_is_never_touched(three_runs, victim, workdir, command):
+    before, runs_before = tree(victim), {p: tree(p) for p in three_runs}
+    extra = {"rm": (), "tag": ("k=v",), "export": ("--to", "tensorboard:tb")}[command]
+    for ref in ("victim", "./victim", str(victim), "runs/../victim"):
+        result = cli(command, ref, *extra)
+        error = one_error(result)
+        assert result.exit_code == 1, (ref, result.stderr)
+        assert "no such run" in error if "/" not in ref else "not a run folder in the runs folder" in error
+    assert tree(victim) == before and {p: tree(p) for p in three_runs} == runs_before
+    assert not (workdir / "tb").exists()
+
+
+def test_a_typo_or_a_removed_run_names_nothing(three_runs, workdir):
+    s0 = three_runs[0]
+    assert cli("rm", s0.name).exit_code == 0
+    again = cli("rm", s0.name)
+    assert again.exit_code == 1 and f"{s0.name}: no such run" in one_error(again)
+    (workdir / s0.name).mkdir()  # the same name in the working folder
+    (workdir / s0.name / "spec.yaml").write_text("name: tiny\n")
+    assert cli("rm", s0.name).exit_code == 1 and (workdir / s0.name / "spec.yaml").is_file()
+    assert run_dirs(workdir) == three_runs[1:]
+
+
+def test_names_resolve_exactly_ref_never_removes_ref2(workdir, write_spec):
+    assert cli("train", write_spec(tiny_spec(name="ref2", train={"epochs": 1})), "-q").exit_code == 0
+    (ref2,) = run_dirs(workdir)
+    for name in ("ref", "ref-s0", "ref2-s1", "re"):
+        result = cli("rm", name)
+        assert result.exit_code == 1 and "no such run" in one_error(result)
+    assert run_dirs(workdir) == [ref2]
+    assert cli("train", write_spec(tiny_spec(name="ref", train={"epochs": 1})), "-q").exit_code == 0
+    ref = next(p for p in run_dirs(workdir) if p.name.startswith("ref-"))
+    removed = cli("rm", "ref", "-f", "json")
+    assert [r["run"] for r in json.loads(removed.stdout)["rows"]] == [ref.name] and run_dirs(workdir) == [ref2]
+    prefix = ref2.name[: len("ref2-") + 2]  # a unique prefix reaching into the hash
+    assert cli("rm", prefix, "--dry-run").exit_code == 0
+
+
+def test_a_link_in_the_runs_folder_is_reported_and_only_unlinked(three_runs, victim, workdir):
+    s0 = three_runs[0]
+    before = tree(victim)
+    link = workdir / "runs" / "planted-0123abcd-s0"
+    link.symlink_to(victim)
+    for ref in (link.name, f"runs/{link.name}", str(link), "planted"):
+        for command, extra in (("rm", ()), ("tag", ("k=v",)), ("export", ("--to", "tensorboard:tb"))):
+            result = cli(command, ref, *extra)
+            assert result.exit_code == 1 and "is a symbolic link" in one_error(result), (command, ref)
+            assert "masklab rm --unlink planted-0123abcd-s0" in result.stderr
+    pruned = cli("prune", "--older-than", "0", "-f", "json")
+    assert pruned.exit_code == 0 and f"{link} is a symbolic link, not a run; left alone" in pruned.stderr
+    assert link.is_symlink() and tree(victim) == before
+    wrong = cli("rm", "--unlink", s0.name)
+    assert wrong.exit_code == 1 and "is not a symbolic link" in one_error(wrong) and s0.is_dir()
+    unlinked = cli("rm", "--unlink", f"runs/{link.name}", "-f", "json")
+    assert unlinked.exit_code == 0, unlinked.stderr
+    row = json.loads(unlinked.stdout)["rows"][0]
+    assert (row["run"], row["status"], row["action"]) == (link.name, f"link to {victim}", "remove link")
+    assert not os.path.lexists(link) and tree(victim) == before and s0.is_dir()
+
+
+def test_a_folder_in_the_runs_folder_that_is_not_a_run_is_left_alone(three_runs, workdir):
+    notes = workdir / "runs" / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep\n")
+    result = cli("rm", "notes")
+    assert result.exit_code == 1 and "not a run folder (masklab names them <name>-<hash>-s<seed>)" in one_error(result)
+    assert cli("prune", "--older-than", "0").exit_code == 0 and (notes / "todo.txt").read_text() == "keep\n"
+
+
+@pytest.mark.parametrize(
+    "damage", [b"{not json", b"[1, 2]", b'{"status": "done", "name": "tiny", "seed": 0, "tags": "x"}']
+)
+def test_tag_never_rewrites_a_damaged_run_json(three_runs, damage):
+    s0, s1, _ = three_runs
+    (s0 / "run.json").write_bytes(damage)
+    before = s1.joinpath("run.json").read_bytes()
+    result = cli("tag", "tiny", "k=v")
+    error = one_error(result)
+    assert result.exit_code == 1 and f"run {s0.name} is damaged (run.json: " in error and "nothing tagged" in error
+    assert (s0 / "run.json").read_bytes() == damage and s1.joinpath("run.json").read_bytes() == before
+    alone = cli("tag", s0.name, "--note", "x")
+    assert alone.exit_code == 1 and (s0 / "run.json").read_bytes() == damage
+
+
+def test_tag_never_writes_a_run_json_into_a_folder_that_is_not_a_run(three_runs, workdir):
+    folder = workdir / "runs" / "tiny-0123abcd-s9"  # run-shaped, but no run.json: damaged
+    folder.mkdir()
+    (folder / "spec.yaml").write_text(yaml.safe_dump(tiny_spec()))
+    result = cli("tag", folder.name, "k=v")
+    assert result.exit_code == 1 and "run.json: missing" in one_error(result)
+    assert not (folder / "run.json").exists()
+
+
+def test_rm_and_prune_report_the_status_each_run_had(three_runs, workdir):
+    s0, s1, s2 = three_runs
+    set_info(s1, status="failed", finished=days_ago(10))
+    (s2 / "summary.json").write_text("[]")  # damaged
+    removed = cli("rm", s0.name, s2.name, "-f", "json")
+    assert [(r["run"], r["status"]) for r in json.loads(removed.stdout)["rows"]] == [
+        (s0.name, "done"),
+        (s2.name, "damaged"),
+    ]
+    pruned = cli("prune", "--older-than", "1d", "-f", "json")
+    assert [(r["run"], r["status"], r["action"]) for r in json.loads(pruned.stdout)["rows"]] == [
+        (s1.name, "failed", "remove run")
+    ]
+    assert run_dirs(workdir) == []
+
+
+def test_the_store_never_rewrites_a_run_json_it_cannot_read(three_runs):
+    """Below every command: update_info refuses, record_status gives up (says False)."""
+    s0 = three_runs[0]
+    (s0 / "run.json").write_bytes(b'"a string"')
+    run = RunStore(s0.parent).get(s0.name)
+    with pytest.raises(DamagedFile, match="run.json: holds a string, not an object"):
+        run.update_info(tags={"k": "v"})
+    assert run.record_status(status="failed") is False
+    assert (s0 / "run.json").read_bytes() == b'"a string"'

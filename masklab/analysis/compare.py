@@ -16,7 +16,8 @@ import numpy as np
 
 from masklab import schema, spec as spec_mod
 from masklab.analysis import stats
-from masklab.errors import UsageError
+from masklab.data import fingerprint
+from masklab.errors import RunError, UsageError
 from masklab.evaluation import predictions
 from masklab.store.runs import Run
 
@@ -138,6 +139,7 @@ def compare(
     per-example predictions where every run has them (the test set as a sample)."""
     if not groups:
         raise UsageError("nothing to compare: no finished runs among those named")
+    refuse_mixed_data(groups)
     metrics = [canonical(m) for m in metrics]
     values: dict[str, dict[str, dict[int, float]]] = {}
     for g in groups:
@@ -245,10 +247,49 @@ def quantum(runs: list[Run], metric: str) -> float:
     return 1.0 / (n_test * max(averaged, 1)) if n_test else 0.0
 
 
+def refuse_mixed_data(groups: list[Group]) -> None:
+    """RunError for the first group whose runs trained on different data (their recorded
+    fingerprints differ): its seeds are not replicates of one experiment."""
+    for g in groups:
+        by_fingerprint: dict[str, list[str]] = {}
+        for run in g.runs:
+            recorded = run.info.get("data", {}).get("fingerprint")
+            if recorded:
+                by_fingerprint.setdefault(str(recorded), []).append(run.id)
+        if len(by_fingerprint) > 1:
+            shown = "; ".join(f"{fp}: {', '.join(ids[:3])}" for fp, ids in by_fingerprint.items())
+            raise RunError(
+                f"group {g.key} mixes runs trained on different data (data fingerprint {shown}): its seeds are not "
+                "replicates of one experiment; train them again on one version of the data (masklab train SPEC "
+                "--seeds ... --force), or compare them --per-run"
+            )
+
+
+def changed_data(groups: list[Group]) -> list[str]:
+    """Warnings for groups whose input files have changed since their runs read them: the
+    numbers hold for the data as it was (a run records its input files by content)."""
+    out, seen = [], {}
+    for g in groups:
+        inputs = next((r.info["data"]["inputs"] for r in g.runs if _inputs(r)), None)
+        if inputs is None:
+            continue
+        key = repr(inputs)
+        if key not in seen:
+            seen[key] = fingerprint.pin_difference(inputs, fingerprint.pin([p["path"] for p in inputs]))
+        if seen[key]:
+            out.append(f"{g.key}: {seen[key]}; its numbers are for the data as it was when its runs trained")
+    return out
+
+
+def _inputs(run: Run) -> bool:
+    inputs = run.info.get("data", {}).get("inputs")
+    return isinstance(inputs, list) and all(isinstance(p, dict) and isinstance(p.get("path"), str) for p in inputs)
+
+
 def comparability(groups: list[Group]) -> list[str]:
     """Warnings when the compared runs did not see the same data, eval ops or masklab."""
     runs = [r for g in groups for r in g.runs]
-    out = []
+    out = changed_data(groups)
     checks = {
         "datasets": lambda r: r.info.get("data", {}).get("dataset"),
         "data fingerprints": lambda r: r.info.get("data", {}).get("fingerprint"),

@@ -121,7 +121,7 @@ RunRefsArgument = Annotated[
     list[str],
     typer.Argument(
         metavar="RUN_GROUP_OR_STUDY...",
-        help="Runs (id, prefix, <name>-s<seed>, path), spec names, groups or studies.",
+        help="Runs (id, id prefix, <name>-s<seed>, a path in the runs folder), spec names, groups or studies.",
     ),
 ]
 

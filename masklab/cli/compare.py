@@ -24,7 +24,7 @@ def compare(
         list[str],
         typer.Argument(
             metavar="RUN_OR_GROUP...",
-            help="Runs (id, prefix, path), spec names or groups (name-hash). The first group is the reference.",
+            help="Runs (id, id prefix, a path in the runs folder), spec names or groups (name-hash). The first group is the reference.",
         ),
     ],
     metric: Annotated[

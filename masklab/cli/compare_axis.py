@@ -11,8 +11,10 @@ from masklab.cli.tables import Column, render
 def compare_by(
     runs, metric: str, by: str, split: str | None, where: list[str], plot: Path | None, fmt: str, header: bool = True
 ) -> None:
+    from masklab.analysis.compare import group_runs, refuse_mixed_data
     from masklab.analysis.pivot import LEVEL, parse_where, pivot
 
+    refuse_mixed_data(group_runs(runs))
     p = pivot(runs, metric, by, split, parse_where(where))
     for note in p.notes:
         say(f"note: {note}")

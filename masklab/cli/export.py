@@ -47,7 +47,9 @@ def export(
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
-    runs = list({r.path.resolve(): r for ref in refs for r in store.resolve_many(ref)}.values())
+    runs = list({str(r.path.absolute()): r for ref in refs for r in store.resolve_many(ref)}.values())
+    for run in runs:
+        store.own(run)  # run.json gets the MLflow run id: only run folders of this store
     exporters = [open_exporter(t, "--to") for t in to]
     rows, failures = [], 0
     for run in runs:

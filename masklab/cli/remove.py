@@ -17,7 +17,7 @@ def _report(actions, dry_run: bool, fmt: Format, header: bool = True) -> None:
     rows = [
         {
             "run": a.run.id,
-            "status": a.run.status,
+            "status": a.status,
             "action": ("would " if dry_run else "") + a.what,
             "mb": round(a.bytes / 1e6, 2),
             "path": str(a.run.path),
@@ -40,15 +40,27 @@ def _report(actions, dry_run: bool, fmt: Format, header: bool = True) -> None:
 def rm(
     refs: RunRefsArgument,
     dry_run: DryRunOption = False,
+    unlink: Annotated[
+        bool,
+        typer.Option(
+            "--unlink",
+            help="Remove symbolic links planted in the runs folder, named by their name there: the link alone, never what it points to.",
+        ),
+    ] = False,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
     header: HeaderOption = True,
 ) -> None:
-    """Remove runs: their whole folders.
+    """Remove runs: their whole folders, and nothing else.
 
-    A run that another process is training is never removed: if any named run is being
+    Each name must name run folders of the runs folder: an id, <name>-s<seed>, a unique
+    id prefix that reaches into the hash, a spec name, group or study, or a path to a run
+    folder inside the runs folder. Anything else (a typo, a run already removed, a folder
+    elsewhere, a symbolic link in the runs folder) is an error and nothing is removed. A
+    run that another process is training is never removed: if any named run is being
     trained, nothing is removed. Each folder is renamed aside, then deleted, so a run
-    vanishes at once or not at all. Run ids of the other runs do not change.
+    vanishes at once or not at all. Run ids of the other runs do not change. With
+    --unlink, the names are links in the runs folder, and only the links are removed.
 
     Examples:
 
@@ -60,9 +72,18 @@ def rm(
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
-    runs = list({r.path.resolve(): r for ref in refs for r in store.resolve_many(ref)}.values())
+    if unlink:
+        _remove(store, housekeeping.unlink_plan(store, refs), dry_run, fmt, header)
+        return
+    runs = list({str(r.path.absolute()): r for ref in refs for r in store.resolve_many(ref)}.values())
+    actions = housekeeping.removal_plan(store, runs)
     housekeeping.refuse_locked(runs, "removed")
-    actions = housekeeping.removal_plan(runs)
+    _remove(store, actions, dry_run, fmt, header)
+
+
+def _remove(store, actions, dry_run: bool, fmt: Format, header: bool) -> None:
+    from masklab.store import housekeeping
+
     if not dry_run:
         for action in actions:
             housekeeping.apply(store, action)
@@ -97,7 +118,9 @@ def prune(
     process that is gone), idle for longer than --older-than (the time since they last
     finished, started or were created). Finished runs keep model.pt and every result;
     their checkpoint.pt (several MB, only for --resume) goes unless --keep-checkpoints.
-    Runs that another process holds are passed by.
+    Runs that another process holds are passed by. Only run folders of the runs folder are
+    considered: other folders and symbolic links there are left alone (links are named on
+    stderr; `masklab rm --unlink NAME` removes one).
 
     Examples:
 
@@ -111,6 +134,8 @@ def prune(
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
+    for link in housekeeping.planted_links(store):
+        say(f"warning: {link} is a symbolic link, not a run; left alone (masklab rm --unlink {link.name} removes it)")
     actions = housekeeping.prune_plan(store, housekeeping.parse_age(older_than), keep_checkpoints, time.time())
     done = []
     for action in actions:

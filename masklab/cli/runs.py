@@ -125,7 +125,10 @@ def runs(
 def show(
     run_ref: Annotated[
         str,
-        typer.Argument(metavar="RUN", help="A run id, unique id prefix, <name>-s<seed>, or path to a run folder."),
+        typer.Argument(
+            metavar="RUN",
+            help="A run id, unique id prefix, <name>-s<seed>, or a path to its folder in the runs folder.",
+        ),
     ],
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
@@ -205,6 +208,8 @@ def _facts(run) -> list[dict]:
         "device": info.get("device"),
         "dataset": info.get("data", {}).get("dataset"),
         "data fingerprint": info.get("data", {}).get("fingerprint"),
+        "data inputs": _inputs_text(info.get("data", {}).get("inputs")),
+        "init from": _init_text(info.get("init_from")),
         "model": (run.spec.get("model") or {}).get("arch"),
         "parameters": info.get("parameters"),
         "epochs": info.get("epochs_done"),
@@ -225,6 +230,27 @@ def _facts(run) -> list[dict]:
         "path": str(run.path),
     }
     return [{"key": k, "value": v} for k, v in facts.items() if v is not None]
+
+
+def _inputs_text(inputs: object) -> str | None:
+    """The files a run's data was read from, with their SHA-256 (12 digits), and whether
+    they still hold what the run read."""
+    from masklab.data import fingerprint
+
+    if not isinstance(inputs, list) or not all(isinstance(p, dict) and isinstance(p.get("path"), str) for p in inputs):
+        return None
+    shown = ", ".join(f"{p['path']} (sha256 {str(p.get('sha256'))[:12]})" for p in inputs[:4])
+    shown += f", ... ({len(inputs)} in all)" if len(inputs) > 4 else ""
+    change = fingerprint.pin_difference(inputs, fingerprint.pin([p["path"] for p in inputs]))
+    return f"{shown}; {change}" if change else shown
+
+
+def _init_text(init: object) -> str | None:
+    """The run a fine-tune's weights came from, and their SHA-256 (16 digits)."""
+    if not isinstance(init, dict) or not init.get("run"):
+        return None
+    digest = init.get("model_sha256")
+    return f"{init['run']}" + (f" (model.pt sha256 {str(digest)[:16]})" if digest else "")
 
 
 def adaptive_tables(metrics: list[dict], classes: list[str]) -> list[tuple[str, list[dict], list[str]]]:

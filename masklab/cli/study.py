@@ -82,14 +82,20 @@ PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
 
 def show_plan(study, store, force: bool, resume: bool, fmt: str, header: bool = True) -> None:
     """--dry-run: every run, where it stands, what the study would do with it."""
+    from masklab.study import pins, sources
     from masklab.study.executors import work_items
     from masklab.study.states import TRAINING_ACTIONS, counts, read_states
 
+    study = sources.pin_study(study, store)
     states = read_states(study, store, force, resume)
+    problems = pins.check_states(states, store, force)
     rows = [s.row() for s in states]
+    for row in rows:  # what a real run would refuse, and runs waiting for their init_from source
+        if row["id"] in problems:
+            row["action"], row["detail"] = problems[row["id"]]
     batches = {
         rid: ",".join(map(str, item.seeds))
-        for item in work_items([s for s in states if s.action in TRAINING_ACTIONS])
+        for item in work_items([s for s in states if s.action in TRAINING_ACTIONS and s.id not in problems])
         if len(item.seeds) > 1
         for rid in item.ids
     }

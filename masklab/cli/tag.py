@@ -15,7 +15,7 @@ def tag(
         str,
         typer.Argument(
             metavar="RUN_OR_GROUP",
-            help="A run (id, prefix, <name>-s<seed>, path), or a spec name, group or study for all its runs.",
+            help="A run (id, id prefix, <name>-s<seed>, a path in the runs folder), or a spec name, group or study for all its runs.",
         ),
     ],
     tags: Annotated[
@@ -35,7 +35,9 @@ def tag(
     """Tag runs and write a note on them; with no tags, --note or --remove, show their tags.
 
     Tags live in run.json (one atomic rewrite, under the run's lock: a run being trained
-    cannot be tagged until it ends). `masklab runs` shows them and filters on them
+    cannot be tagged until it ends). Only run folders of the runs folder are tagged, never
+    a damaged one (its run.json is not rewritten: nothing is tagged, and the error names
+    the file). `masklab runs` shows them and filters on them
     (--tag KEY=VALUE), `compare --name-by KEY` names groups by them, and exports carry
     them to MLflow as tags (the note as the run's description).
 
@@ -52,9 +54,13 @@ def tag(
     from masklab.store import housekeeping
     from masklab.store.runs import RunStore
 
-    runs = RunStore(runs_dir).resolve_many(ref)
+    store = RunStore(runs_dir)
+    runs = store.resolve_many(ref)
     new = housekeeping.parse_tags(tags or [])
     if new or note is not None or remove:
+        for run in runs:
+            store.own(run)  # only run folders of this store are written
+        housekeeping.refuse_damaged(runs, "tagged")
         housekeeping.refuse_locked(runs, "tagged")
         for run in runs:
             housekeeping.annotate(run, new, remove or [], note)

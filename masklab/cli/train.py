@@ -82,10 +82,12 @@ def train(
     metrics.jsonl, summary.json, the weights and its figures: curves.png for every run,
     confusion.png and recall.png for classifiers, ops.png for train ops on images. Running the same command again skips finished runs, resumes
     interrupted ones from their checkpoints and trains the rest: nothing is trained
-    twice. --dry-run lists what it would do and estimates how long, from the epochs that
-    finished runs of the same model, data and batch size took on this machine (or says
-    it cannot). --track also logs each run to MLflow or
-    TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
+    twice. A finished or interrupted run whose inputs changed since (a data file by
+    content, the init_from source's weights) is refused in one line, not reused:
+    --force trains it again on the inputs as they are now. --dry-run lists what it would
+    do and estimates how long, from the epochs that finished runs of the same model, data
+    and batch size took on this machine (or says it cannot). --track also logs each run to
+    MLflow or TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
     Examples:
 

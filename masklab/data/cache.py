@@ -1,10 +1,13 @@
-"""Decoded datasets kept under $MASKLAB_CACHE, so a run does not gunzip and hash the
-same files again.
+"""Decoded datasets kept under $MASKLAB_CACHE, so a run does not gunzip the same files again.
 
-Gunzipping Fashion-MNIST's IDX files takes 0.6 s and hashing the arrays 0.05 s on a
-2-core CPU; reading them back from an uncompressed .npz takes about 0.05 s. An entry is
-keyed by the identity of its source files (resolved path, size, mtime_ns, inode), so a
-replaced or edited file misses the cache instead of serving stale arrays.
+Gunzipping Fashion-MNIST's IDX files takes 0.6 s on a 2-core CPU; reading them back
+from an uncompressed .npz takes about 0.05 s. An entry is keyed by the *content* of
+its source files (their SHA-256, from `data.fingerprint`'s digest cache: a file whose
+path, inode, size, mtime or ctime changed is hashed again), so an edited file misses
+the cache whatever its timestamps say. An entry is verified, not trusted: the arrays
+read back are hashed and must give the fingerprint stored with them (0.05 s for
+Fashion-MNIST), so a damaged or substituted entry is removed and the sources decoded
+again.
 
 Safe without locks: an entry is written to a temporary name and renamed into place,
 so concurrent writers each publish a complete file and the last rename wins; a reader
@@ -18,37 +21,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from masklab.data.download import cache_dir
+from masklab.data import fingerprint
+from masklab.data.download import cache_dir, publish
 
-FORMAT = 1  # bump when what an entry holds changes
+FORMAT = 2  # bump when what an entry holds changes (2: keyed by content, verified on read)
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
 
 
-def source_key(files: list[Path]) -> str:
-    """A hash of the files' identities: path, size, modification time and inode."""
-    ids = []
-    for f in files:
-        st = os.stat(f)
-        ids.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
-    return hashlib.sha256(json.dumps([FORMAT, ids]).encode()).hexdigest()[:24]
+def source_key(files: list[Path]) -> str | None:
+    """A hash of the files' contents (their SHA-256 digests, cached by file identity);
+    None when a file cannot be read."""
+    try:
+        digests = [fingerprint.file_digest(f) for f in files]
+    except OSError:
+        return None
+    return hashlib.sha256(json.dumps([FORMAT, digests]).encode()).hexdigest()[:24]
 
 
 def entry_path(key: str) -> Path:
     return cache_dir() / "decoded" / f"{key}.npz"
 
 
-def load(files: list[Path]) -> tuple[dict[str, np.ndarray], str] | None:
-    """(arrays, fingerprint) cached for these source files, or None (a miss or a damaged entry)."""
-    try:
-        key = source_key(files)
-    except OSError:
+def load(key: str | None) -> tuple[dict[str, np.ndarray], str] | None:
+    """(arrays, fingerprint) cached under a `source_key`, or None (a miss or a damaged entry)."""
+    if key is None:
         return None
     path = entry_path(key)
     if not path.is_file():
@@ -58,28 +59,21 @@ def load(files: list[Path]) -> tuple[dict[str, np.ndarray], str] | None:
             if str(z["key"]) != key:
                 raise ValueError("entry written for other files")
             arrays = {k: z[k] for k in ARRAYS}
-            fingerprint = str(z["fingerprint"])
+            stored = str(z["fingerprint"])
+        if fingerprint.fingerprint_arrays(*(arrays[k] for k in ARRAYS)) != stored:
+            raise ValueError("arrays that are not the ones the entry was written with")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         with contextlib.suppress(OSError):
             path.unlink()
         return None
-    return arrays, fingerprint
+    return arrays, stored
 
 
-def store(files: list[Path], arrays: dict[str, np.ndarray], fingerprint: str) -> None:
-    """Publish an entry atomically; any failure leaves the cache as it was."""
-    tmp = None
-    try:
-        path = entry_path(source_key(files))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, key=np.array(path.stem), fingerprint=np.array(fingerprint), **arrays)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+def store(files: list[Path], key: str | None, arrays: dict[str, np.ndarray], known: str) -> None:
+    """Publish an entry for arrays decoded from `files` while their `source_key` was
+    `key` (taken before decoding); nothing when the files changed meanwhile. Any failure
+    leaves the cache as it was."""
+    if key is None or source_key(files) != key:
+        return
+    entry = entry_path(key)
+    publish(entry, lambda out: np.savez(out, key=np.array(entry.stem), fingerprint=np.array(known), **arrays))

@@ -7,12 +7,15 @@ tampered download never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from masklab.errors import DataError
 
@@ -56,6 +59,26 @@ def cache_dir() -> Path:
         return Path(os.environ["MASKLAB_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "masklab"
+
+
+def publish(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file of masklab's cache atomically: `write` fills a temporary file in the
+    same folder, which is then renamed over `path`. A cache that cannot be written is no
+    error (the caller computes again); nothing is left behind."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def mirrors(name: str) -> tuple[str, ...]:

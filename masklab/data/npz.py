@@ -157,6 +157,23 @@ def _manifest_source(path: Path, manifest: object) -> tuple[str, str | None, str
     return dataset, root, fingerprint, split, copies
 
 
+def manifest_source(path: Path, chain: tuple[str, ...] = ()) -> tuple[str, str | None] | None:
+    """(source dataset, its root) named by the manifest of a masklab mask/noise file,
+    reading only the manifest; None for a file without one (or one that cannot be read:
+    loading it says why)."""
+    if os.path.realpath(path) in chain or len(chain) >= MAX_CHAIN:
+        return None  # a cycle or an endless chain: loading the file refuses it
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "manifest" not in z.files:
+                return None
+            manifest = json.loads(str(z["manifest"]))
+        name, root, *_ = _manifest_source(path, manifest)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, RecursionError, DataError):
+        return None
+    return name, root
+
+
 def load_dataset(path: Path, root: str | None = None, download: bool = False, chain: tuple[str, ...] = ()):
     """A Dataset from an .npz: either train_/test_ arrays, or a masklab mask/noise file
     (whose source dataset is loaded too; `chain` holds the files that led here)."""

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from masklab.data import cache, download as dl
+from masklab.data.fingerprint import fingerprint_arrays
 from masklab.data.idx import read_idx_pair
 from masklab.data.stratified import shuffled_split, stratified_split
 from masklab.errors import DataError, UsageError
@@ -74,14 +75,6 @@ class Dataset:
         if self.known_fingerprint is None:
             self.known_fingerprint = fingerprint_arrays(self.train_x, self.train_y, self.test_x, self.test_y)
         return self.known_fingerprint
-
-
-def fingerprint_arrays(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for array in arrays:
-        h.update(f"{array.dtype}{array.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy when contiguous
-    return h.hexdigest()[:16]
 
 
 def pixel_stats(images: np.ndarray) -> tuple[float, float]:
@@ -182,7 +175,8 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
         raise DataError(f"{folder}: missing IDX files ({wanted})")
     files = [*splits["train"], *splits["test"]]
     compressed = any(f.suffix == ".gz" for f in files)  # worth caching: gunzip is what costs
-    hit = cache.load(files) if compressed else None
+    key = cache.source_key(files) if compressed else None  # before decoding: what the entry will be for
+    hit = cache.load(key)
     if hit is not None:
         arrays, known = hit
         classes = _classes(name, np.concatenate([arrays["train_y"], arrays["test_y"]]))
@@ -193,7 +187,7 @@ def load_idx_folder(folder: Path, name: str) -> Dataset:
         raise DataError(f"{folder}: train images are {train_x.shape[2:]} but test images are {test_x.shape[2:]}")
     ds = Dataset(name, train_x, train_y, test_x, test_y, str(folder), _classes(name, np.concatenate([train_y, test_y])))
     if compressed:
-        cache.store(files, dict(zip(cache.ARRAYS, (train_x, train_y, test_x, test_y))), ds.fingerprint())
+        cache.store(files, key, dict(zip(cache.ARRAYS, (train_x, train_y, test_x, test_y))), ds.fingerprint())
     return ds
 
 
@@ -247,6 +241,39 @@ def load_digits() -> Dataset:
         "sklearn.datasets.load_digits",
         [str(c) for c in range(10)],
     )
+
+
+def input_paths(name: str, root: str | None = None, chain: tuple[str, ...] = ()) -> list[Path]:
+    """The files (or, for `text:DIR`, the folder) a dataset is read from, found as `load`
+    finds them but without reading them: what a run pins by content (`data.fingerprint`).
+    Raises DataError when the dataset cannot be located."""
+    from masklab.data import npz
+    from masklab.data.text import corpus_inputs, is_text_dataset
+
+    if is_text_dataset(name):
+        return corpus_inputs(name, root)
+    if name == "mnist-mini":
+        return [EMBEDDED / "mnist-mini.npz"]
+    if name == "digits":
+        found = importlib.util.find_spec("sklearn")
+        where = Path(found.origin).parent / "datasets" / "data" / "digits.csv.gz" if found and found.origin else None
+        return [where] if where and where.is_file() else []
+    if name in ("mnist", "fashion-mnist"):
+        folder = next(
+            (f for f in _search_folders(name, root) if _idx_files(f, "train") and _idx_files(f, "test")), None
+        )
+        return _idx_inputs(folder) if folder else []
+    if name.startswith("idx:"):
+        return _idx_inputs(Path(name[4:]))
+    if name.startswith("npz:"):
+        path = Path(name[4:])
+        source = npz.manifest_source(path, chain)
+        return [path] + (input_paths(source[0], root or source[1], (*chain, os.path.realpath(path))) if source else [])
+    raise DataError(f"unknown dataset {name!r}")
+
+
+def _idx_inputs(folder: Path) -> list[Path]:
+    return [f for split in IDX_NAMES for f in (_idx_files(folder, split) or ())]
 
 
 def load(name: str, root: str | None = None, download: bool = False, chain: tuple[str, ...] = ()) -> Dataset:

@@ -240,6 +240,16 @@ def load_corpus(name: str, root: str | None = None) -> TextCorpus:
     return read_folder(target, name)
 
 
+def corpus_inputs(name: str, root: str | None = None) -> list[Path]:
+    """The files (or, for text:DIR, the folder) `load_corpus` reads, without reading them."""
+    if name == "kjv-mini":
+        return [EMBEDDED / "kjv-mini.jsonl"]
+    if name == "fortunes":
+        folder = _fortunes_folder(root)
+        return [folder / c for c in FORTUNE_CATEGORIES]
+    return [Path(name[len("text:") :])]
+
+
 def load_text(spec) -> object:
     """A spec's text dataset as a registry Dataset of token ids, tokenized by its model section."""
     from masklab.data.registry import Dataset

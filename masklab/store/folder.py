@@ -167,6 +167,8 @@ class Run:
     # --- reading ------------------------------------------------------------------------
 
     def _read(self, name: str) -> bytes:
+        if self.path.is_symlink():  # never read (or write) through a link planted as a run folder
+            raise DamagedFile("the run folder is a symbolic link; masklab keeps only real folders in the runs dir")
         return files.read_bytes(self.path / name, label=name)
 
     def _load_json(self, name: str) -> Any:
@@ -334,9 +336,19 @@ class Run:
     # --- writing ------------------------------------------------------------------------
 
     def update_info(self, drop: tuple[str, ...] = (), **fields: Any) -> None:
-        """Merge `fields` into run.json (and remove the keys in `drop`)."""
+        """Merge `fields` into run.json (and remove the keys in `drop`). A run.json that
+        cannot be read as an object is never rewritten: DamagedFile names it."""
+        self._writable_info()
         body = {k: v for k, v in {**self.info, **fields}.items() if k not in drop}
         write_json(self.path / "run.json", body)
+
+    def _writable_info(self) -> None:
+        try:
+            body = self._load_json("run.json")
+        except FileNotFoundError:
+            return  # a run being created writes its first run.json
+        if not isinstance(body, dict):
+            raise DamagedFile(f"run.json: holds {_kind(body)}, not an object")
 
     def record_status(self, **fields: Any) -> bool:
         """Best effort for an ending run: update run.json atomically, and on a full disk
@@ -346,6 +358,8 @@ class Run:
             return True
         except StoreWriteError:
             pass
+        except DamagedFile:  # not ours to rewrite: it says what it says
+            return False
         try:
             compact = json_text({**self.info, **fields}, indent=None) + "\n"  # smaller than the indented file
             files.rewrite_in_place(self.path, "run.json", compact.encode())

@@ -246,22 +246,46 @@ class RunStore:
                 files.remove_tree(path)
 
     # --- naming -------------------------------------------------------------------------
+    #
+    # Names resolve to folders directly inside the runs folder and nowhere else: a run id,
+    # `<name>-s<seed>`, a unique prefix of an id that reaches into its hash, a spec name,
+    # group or study (`resolve_many`), or a path whose folder is the runs folder. A name
+    # that matches nothing is an error; it never falls through to a path relative to the
+    # working folder. Hidden folders (a store's own temporary ones) are never runs.
 
     def resolve(self, ref: str) -> Run:
-        """A run named by id, unique id prefix, path to its folder, or `<name>-s<seed>`."""
-        path = Path(ref)
-        if (path / "run.json").is_file() or (path.is_dir() and (path / "spec.yaml").exists()):
-            return Run(path.resolve())
-        exact = self.get(ref)
+        """A run named by id, `<name>-s<seed>`, unique id prefix, or a path inside the store."""
+        if _is_path(ref):
+            return self._by_path(ref)
+        exact = self.get(ref) if ref and not ref.startswith(".") else None
         if exact:
             return exact
-        matches = [r for r in self.all() if r.id.startswith(ref)] or self._by_name_and_seed(ref)
+        runs = self.all()
+        matches = (
+            [r for r in runs if _prefix_of(ref, r.id)]
+            or self._by_name_and_seed(ref)
+            or [r for r in runs if ref in names_of(r)]  # a spec name or group of one run names it
+        )
         if len(matches) == 1:
             return matches[0]
         if matches:
             shown = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
-            raise RunError(f"{ref}: matches {len(matches)} runs ({shown}); give more of the id")
+            raise Ambiguous(f"{ref}: matches {len(matches)} runs ({shown}); give more of the id")
         raise RunError(f"{ref}: no such run in {self.root}; `masklab runs` lists them (or pass --runs-dir)")
+
+    def _by_path(self, ref: str) -> Run:
+        """A path naming a folder directly inside the store (the store's own path may be a link)."""
+        path = Path(ref)
+        inside = os.path.realpath(path.parent) == os.path.realpath(self.root)
+        if not inside or path.name in ("", ".", "..") or path.name.startswith("."):
+            raise RunError(
+                f"{ref}: not a run folder in the runs folder {self.root}; masklab names runs by id, name or a "
+                "path inside it (pass --runs-dir for another runs folder)"
+            )
+        run = self.get(path.name)
+        if run is None:
+            raise RunError(f"{ref}: no such run in {self.root}; `masklab runs` lists them (or pass --runs-dir)")
+        return run
 
     def _by_name_and_seed(self, ref: str) -> list[Run]:
         """`<name>-s<seed>` (an id without its spec hash): the runs of that name and seed."""
@@ -278,6 +302,48 @@ class RunStore:
         if any(r.info.get("study") == ref for r in by_name):  # a study: its variants in the file's order
             by_name.sort(key=lambda r: r.info.get("variant") if isinstance(r.info.get("variant"), int) else 0)
         return by_name or [self.resolve(ref)]
+
+    def own(self, run: Run) -> Run:
+        """`run`, if it is a run folder of this store: a real folder (not a link) directly
+        inside it, named as masklab names runs. RunError naming what it is otherwise; a
+        command that deletes or writes calls this first."""
+        path = self.root / run.path.name
+        if os.path.realpath(run.path.parent) != os.path.realpath(self.root) or run.path.name.startswith("."):
+            raise RunError(f"{run.path}: not in the runs folder {self.root}; masklab touches only its own runs")
+        if path.is_symlink():
+            raise RunError(
+                f"{path} is a symbolic link (to {os.readlink(path)}), not a run folder; masklab never acts "
+                f"through a link in the runs folder: `masklab rm --unlink {path.name}` removes the link alone"
+            )
+        if not path.is_dir() or not _ID.fullmatch(path.name):
+            raise RunError(
+                f"{path}: not a run folder (masklab names them <name>-<hash>-s<seed>); masklab leaves it alone"
+            )
+        return run
+
+    def link_name(self, ref: str) -> str:
+        """The name in the runs folder of an entry named by its name or a path to it there."""
+        if not _is_path(ref):
+            return ref
+        path = Path(ref)
+        if os.path.realpath(path.parent) != os.path.realpath(self.root) or path.name.startswith("."):
+            raise RunError(f"{ref}: not in the runs folder {self.root}; masklab touches only its own runs")
+        return path.name
+
+
+class Ambiguous(RunError):
+    """A name that matches several runs."""
+
+
+def _is_path(ref: str) -> bool:
+    return os.sep in ref or (os.altsep is not None and os.altsep in ref)
+
+
+def _prefix_of(ref: str, rid: str) -> bool:
+    """`ref` is a prefix of the run id that covers its whole name and part of its hash:
+    `ref` names `ref-1a2b3c4d-s0` only exactly, never `ref2-...`."""
+    m = _ID.fullmatch(rid)
+    return bool(m) and rid.startswith(ref) and len(ref) > len(m["name"]) + 1
 
 
 def names_of(run: Run) -> tuple:

@@ -24,7 +24,7 @@ from masklab.spec import Spec
 from masklab.store import files
 from masklab.store.files import DamagedFile, StoreWriteError
 from masklab.store.runs import Run, RunLock, RunStore, now, run_id
-from masklab.study import memory
+from masklab.study import memory, pins
 
 
 class StopFlag:
@@ -106,8 +106,11 @@ def find_or_create(
         run, lock = store.create(rid, _spec_yaml(spec, seed), info())
         return Claim(run, "new", lock)
     if existing.path.is_symlink():
-        raise RunError(f"{existing.path} is a symbolic link, not a run folder; remove it")
+        raise RunError(
+            f"{existing.path} is a symbolic link, not a run folder; `masklab rm --unlink {existing.path.name}` removes it"
+        )
     if existing.status == "done" and not force:
+        pins.refuse_changed(existing, info())  # reused only on the inputs it was trained on
         return Claim(existing, "reuse")
     old_lock = existing.lock()  # RunBusy while another process trains or replaces it
     try:
@@ -116,6 +119,7 @@ def find_or_create(
         if not force:
             if status == "done":
                 old_lock.release()
+                pins.refuse_changed(existing, info())
                 return Claim(existing, "reuse")
             if status == "damaged":
                 raise RunError(f"run {rid} is damaged ({existing.damage()}); pass --force to train it again")
@@ -123,6 +127,7 @@ def find_or_create(
                 raise RunError(
                     f"run {rid} exists with status {status}; pass --resume to continue it or --force to start over"
                 )
+            pins.refuse_changed(existing, info())  # continued only on the inputs it started with
             if (existing.path / "checkpoint.pt").is_file():
                 return Claim(existing, "resume", old_lock, previous=existing.info)
         run, lock = store.stage(rid, _spec_yaml(spec, seed), info())

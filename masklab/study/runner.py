@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 import masklab
-from masklab.data import registry as data_registry
+from masklab.data import fingerprint, registry as data_registry
 from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
@@ -35,7 +36,7 @@ from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store import checkpoints, weights
 from masklab.store.runs import Run, RunStore, now, run_id
-from masklab.study import lifecycle, memory
+from masklab.study import lifecycle, memory, pins, sources
 from masklab.study.lifecycle import StopFlag
 from masklab.study.plan import seeds_per_batch
 from masklab.study.result import Result
@@ -54,7 +55,11 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torch.device) -> dict:
+def run_info(
+    spec: Spec, seed: int, dataset: data_registry.Dataset, device: torch.device, init: Run | None = None
+) -> dict:
+    """A new run's run.json: what it is, where it runs, and the inputs it is pinned to
+    (data fingerprint and input files, the init source by id and content: `study.pins`)."""
     return {
         "id": run_id(spec.name, spec.group_hash(), seed),
         "name": spec.name,
@@ -81,8 +86,10 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
             "classes": dataset.classes,
             "n_train": int(len(dataset.train_y)),
             "n_test": int(len(dataset.test_y)),
+            "inputs": fingerprint.pin(data_registry.input_paths(spec.data.dataset, spec.data.root)),
             **text_info(dataset),
         },
+        **({"init_from": sources.content_pin(init)} if init is not None else {}),
         "ops_fingerprint": op_fingerprint(spec.train_ops),
         "epochs_done": 0,
         **({"trial": spec.trial} if spec.trial else {}),
@@ -90,7 +97,6 @@ def run_info(spec: Spec, seed: int, dataset: data_registry.Dataset, device: torc
 
 
 def op_fingerprint(ops: list[dict]) -> str:
-    import hashlib
     import json
 
     return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
@@ -115,6 +121,7 @@ def train_runs(
     for seed in seeds:
         existing = store.get(run_id(spec.name, spec.group_hash(), seed))
         if existing is not None and not force and existing.status == "done":
+            pins.refuse_changed(existing, run_info(spec, seed, dataset, device, (inits or {}).get(seed)))
             done[seed] = Result.of(existing, "reused", existing.summary)
             if on_done:
                 on_done(done[seed])
@@ -136,7 +143,10 @@ def train_group(spec, seeds, dataset, store, device, events, force, resume, init
     in a true state: done, failed, interrupted (resumable), pruned, or as it was before
     (a replacement, a run that never started, a group that never ran because an earlier
     one stopped)."""
-    claims = lifecycle.claim_all(store, spec, seeds, lambda seed: run_info(spec, seed, dataset, device), force, resume)
+    inits = inits or {}
+    claims = lifecycle.claim_all(
+        store, spec, seeds, lambda seed: run_info(spec, seed, dataset, device, inits.get(seed)), force, resume
+    )
     outcomes: dict[int, Result] = {}
     try:
         for seed, claim in zip(seeds, claims):
@@ -154,7 +164,7 @@ def train_group(spec, seeds, dataset, store, device, events, force, resume, init
                     [claims[i] for i in members],
                     device,
                     lambda runs, stop, group=group, resuming=resuming: train_and_test(
-                        spec, group, runs, dataset, device, events, stop, resuming, inits or {}
+                        spec, group, runs, dataset, device, events, stop, resuming, inits
                     ),
                     **extra,
                 )
@@ -184,7 +194,7 @@ def setup_seed(spec: Spec, seed: int, run: Run, dataset, device, init: Run | Non
     model = build_model(spec.model, data.shape, len(data.classes), data.mean, data.std, spec.train.objective).to(device)
     if init is not None:
         loaded = load_matching(model, weights.load_state(init.path / "model.pt", device))
-        run.update_info(init_from={"run": init.id, "tensors_loaded": len(loaded)})
+        run.update_info(init_from={**run.info.get("init_from", {}), "tensors_loaded": len(loaded)})
     if spec.train.freeze == "encoder":
         freeze_all_but_head(model)
     compiled = not batched and use_compile(spec.train.compile, device)
@@ -233,21 +243,11 @@ def model_info(model: torch.nn.Module, data: TrainData, compiled: bool) -> dict:
 
 
 def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
-    """The finished run whose weights initialise this one: train.init_from names a run,
-    or a group, spec name or study, in which case its run with this run's seed."""
-    ref = spec.train.init_from
-    if not ref:
+    """The finished run whose weights initialise this one (`study.sources`), checked:
+    finished, the same encoder, plain weights that match the SHA-256 it recorded."""
+    if not spec.train.init_from:
         return None
-    runs = store.resolve_many(ref)
-    if len(runs) > 1:
-        same = [r for r in runs if r.info.get("seed") == seed]
-        if not same:
-            seeds = sorted({r.info.get("seed") for r in runs})
-            raise RunError(
-                f"train.init_from: {ref} has no run with seed {seed} (its seeds: {seeds}); train it with --seeds {seed}"
-            )
-        runs = same[-1:]
-    (source,) = runs
+    source = sources.source_run(store, spec, seed)
     if source.status != "done" or not (source.path / "model.pt").is_file():
         raise RunError(f"train.init_from: run {source.id} is not finished (status {source.status}); train it first")
     theirs, mine = source.spec.get("model", {}), dataclasses.asdict(spec.model)
@@ -261,11 +261,15 @@ def init_source(store: RunStore, spec: Spec, seed: int) -> Run | None:
                 f"train.init_from: run {source.id} has model.{key} {theirs.get(key)}, this spec has {mine[key]}; they must match"
             )
     weights.load_state(source.path / "model.pt")  # a file that is not plain weights is refused before any folder exists
+    sources.content_pin(source)  # and one that is not the weights the run finished with
     return source
 
 
 def save_model(run: Run, model: torch.nn.Module) -> None:
-    run.write_bytes("model.pt", weights.to_bytes(model.state_dict()))
+    """model.pt, and its SHA-256 in run.json: what a fine-tune from this run pins."""
+    body = weights.to_bytes(model.state_dict())
+    run.write_bytes("model.pt", body)
+    run.update_info(model_sha256=hashlib.sha256(body).hexdigest())
 
 
 def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData, pipeline: OpPipeline) -> dict:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from masklab.errors import MasklabError
 from masklab.store.runs import Run, RunStore
 from masklab.study.plan import PlannedRun, Study
 
@@ -59,7 +58,7 @@ class RunState:
 def read_state(planned: PlannedRun, store: RunStore, force: bool = False, resume: bool = False) -> RunState:
     run = store.get(planned.id)
     if run is None:
-        return RunState(planned, "new", "train", detail=missing_source(planned, store))
+        return RunState(planned, "new", "train")
     status = run.status
     info = run.info
     done = info.get("epochs_done")
@@ -74,23 +73,6 @@ def read_state(planned: PlannedRun, store: RunStore, force: bool = False, resume
     else:
         action = "keep"
     return RunState(planned, _state(status), action, done, "" if status == "done" else _detail(run, status), run)
-
-
-def missing_source(planned: PlannedRun, store: RunStore) -> str:
-    """Why a run that starts from another (train.init_from) cannot train yet, or "": its
-    source, looked up as training will look it up, has no finished run for this seed."""
-    ref = planned.spec.train.init_from
-    if not ref:
-        return ""
-    try:
-        runs = store.resolve_many(ref)
-    except MasklabError:
-        runs = []
-    if len(runs) > 1:
-        runs = [r for r in runs if r.info.get("seed") == planned.seed]
-    if any(r.status == "done" for r in runs):
-        return ""
-    return f"needs its train.init_from source first: {ref} has no finished run with seed {planned.seed} here"
 
 
 def _state(status: str) -> str:

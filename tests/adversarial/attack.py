@@ -4,6 +4,7 @@ inputs, each checked against the bars of issue 10.
     python tests/adversarial/attack.py                 # every case, 2 at a time
     python tests/adversarial/attack.py --only gate,store --jobs 1
     python tests/adversarial/attack.py --list          # the cases, not run
+    python tests/adversarial/attack.py --only init --match source   # cases whose name holds "source"
 
 Bars, for every case: the exit code documented for it; errors are one line starting
 with `Error:`; never a traceback or an internal error; no run folder for refused input;
@@ -17,6 +18,7 @@ printed at the end (the one in docs/guarantees.md comes from it).
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import itertools
 import json
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -831,6 +834,508 @@ def plot_cases() -> list[Case]:
 # --- the driver ---------------------------------------------------------------------------
 
 
+# --- issue 21: pinned inputs (data, decoded cache, init_from) and housekeeping -------------
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """Every file of a folder (a run, the runs dir) with its hash; links as their target."""
+    return snapshot(folder, skip="") if folder.exists() else {}
+
+
+def pinned_data(path: Path, seed: int) -> None:
+    """60 + 20 8x8 images in 3 classes, drawn by `seed`: the same size whatever the seed."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (80, 8, 8), dtype=np.uint8)
+    y = (np.arange(80) % 3).astype(np.int64)
+    np.savez(path, train_images=x[:60], train_labels=y[:60], test_images=x[60:], test_labels=y[60:])
+
+
+def _restore_mtime(path: Path, write: Callable[[Path], None]) -> None:
+    before = os.stat(path)
+    write(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _replace(path: Path, seed: int) -> None:
+    pinned_data(path.with_name("new.npz"), seed)
+    os.replace(path.with_name("new.npz"), path)
+
+
+def _relink(path: Path) -> None:
+    pinned_data(path.with_name("other.npz"), 1)
+    path.unlink()
+    path.symlink_to(path.with_name("other.npz"))
+
+
+def _copy_over(path: Path) -> None:
+    shutil.copy(path, path.with_name("copy.npz"))
+    os.replace(path.with_name("copy.npz"), path)
+
+
+DATA_CHANGES: dict[str, tuple[Callable[[Path], None], bool]] = {  # name -> (change, the data is other now)
+    "other values, same size and inode": (lambda p: pinned_data(p, 1), True),
+    "edited in place, mtime put back": (lambda p: _restore_mtime(p, lambda q: pinned_data(q, 1)), True),
+    "replaced by a new file": (lambda p: _replace(p, 1), True),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:200]), True),
+    "deleted": (lambda p: p.unlink(), True),
+    "a link to other data": (_relink, True),
+    "the same bytes, touched": (lambda p: os.utime(p, (1e9, 1e9)), False),
+    "the same bytes, copied over": (_copy_over, False),
+}
+PIN_ACTIONS = ("reuse", "resume", "jobs", "new seed", "dry-run")
+
+
+def pins_case(change: str, action: str) -> Case:
+    """A run trained on npz data; the data changes; the study is run again."""
+    alter, other = DATA_CHANGES[change]
+
+    def body(work: Path) -> list[str]:
+        data = work / "d.npz"
+        pinned_data(data, 0)
+        time.sleep(1.1)  # older than masklab's racy window: its digest is cached by identity
+        spec = {**TINY, "data": {"dataset": "npz:d.npz", "val_fraction": 0.2}, "seeds": [0]}
+        if action == "resume":
+            spec["train"] = {**TINY["train"], "epochs": 3}
+        (work / "p.yaml").write_text(yaml.safe_dump(spec))
+        first = masklab(work, "train", "p.yaml", "-q", hook=("checkpoint", "SIGINT") if action == "resume" else None)
+        if first.rc not in ((130,) if action == "resume" else (0,)):
+            return [f"setup failed: {first.err[-200:]}"]
+        before = folder_state(work / "runs")
+        alter(data)
+        args = {
+            "reuse": (),
+            "resume": ("--resume",),
+            "jobs": ("--jobs", "2"),
+            "new seed": ("--seeds", "1"),
+            "dry-run": ("--dry-run", "-f", "json"),
+        }[action]
+        result = masklab(work, "train", "p.yaml", "-q", *args)
+        if action == "dry-run":
+            problems = bars(result, (0,))
+            actions = [r["action"] for r in json.loads(result.out or "{}").get("rows", [])]
+            if other and actions != ["refuse"] or not other and actions != ["skip"]:
+                problems.append(f"dry run shows {actions}")
+            return problems + (["the dry run changed the runs dir"] if folder_state(work / "runs") != before else [])
+        if not other:
+            return bars(result, (0,)) + store_state(work)
+        problems = bars(result, (1,))
+        if "Error: run " not in result.err:
+            problems.append(f"the refusal does not name the run: {result.err.strip()[-200:]}")
+        if folder_state(work / "runs") != before:
+            problems.append("the runs dir changed although the run was refused")
+        return problems
+
+    return Case("pins", f"npz {change}, then {action}", body)
+
+
+def idx_pins_case(change: str) -> Case:
+    """The same for an IDX folder (gzip files, through the decoded-data cache)."""
+
+    def body(work: Path) -> list[str]:
+        folder = work / "idx"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for split, n in (("train", 60), ("t10k", 20)):
+            images = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+            (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images), mtime=0))
+            labels = (np.arange(n) % 3).astype(np.uint8)
+            (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels), mtime=0))
+        time.sleep(1.1)
+        result = train_on(work, "idx:idx")
+        if result.rc:
+            return [f"setup failed: {result.err[-200:]}"]
+        before = folder_state(work / "runs")
+        labels = folder / "t10k-labels-idx1-ubyte.gz"
+        content = idx_bytes(np.zeros(20, np.uint8))
+        if change == "labels edited in place, mtime put back":
+            _restore_mtime(labels, lambda p: p.write_bytes(gzip_sized(content, p.stat().st_size)))
+        elif change == "a label file removed":
+            labels.unlink()
+        else:  # another folder's files moved in
+            labels.write_bytes(gzip.compress(content, mtime=0))
+        again = masklab(work, "train", "d.yaml", "-q")
+        problems = bars(again, (1,))
+        return problems + (["the runs dir changed"] if folder_state(work / "runs") != before else [])
+
+    return Case("pins", f"idx {change}, then reuse", body)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    head = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return head + array.tobytes()
+
+
+def gzip_sized(content: bytes, size: int) -> bytes:
+    """A gzip file of exactly `size` bytes holding `content` (a file name pads the header)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(content) + deflate.flush()
+    trailer = zlib.crc32(content).to_bytes(4, "little") + len(content).to_bytes(4, "little")
+    pad = max(0, size - 10 - len(body) - len(trailer) - 1)
+    return b"\x1f\x8b\x08\x08\0\0\0\0\x00\xff" + b"n" * pad + b"\0" + body + trailer
+
+
+def text_pins_case(change: str, other: bool) -> Case:
+    def body(work: Path) -> list[str]:
+        for label in ("a", "b"):
+            (work / "texts" / label).mkdir(parents=True)
+            for i in range(12):
+                (work / "texts" / label / f"{i}.txt").write_text(f"{label} text number {i} " * 3)
+        spec = {
+            **TINY,
+            "data": {"dataset": "text:texts", "val_fraction": 0.2},
+            "model": {"arch": "bert", "dim": 16, "depth": 1, "heads": 2, "vocab_size": 64, "max_len": 16},
+        }
+        spec.pop("eval")
+        (work / "t.yaml").write_text(yaml.safe_dump(spec))
+        first = masklab(work, "train", "t.yaml", "-q")
+        if first.rc:
+            return [f"setup failed: {first.err[-200:]}"]
+        before = folder_state(work / "runs")
+        if change == "a text added to a class":
+            (work / "texts" / "a" / "new.txt").write_text("another text")
+        elif change == "a text edited":
+            (work / "texts" / "b" / "3.txt").write_text("b text, edited")
+        else:
+            (work / "texts" / "a" / ".swp").write_text("an editor's file")
+        again = masklab(work, "train", "t.yaml", "-q")
+        problems = bars(again, (1,) if other else (0,))
+        return problems + (["the runs dir changed"] if folder_state(work / "runs") != before else [])
+
+    return Case("pins", f"text:DIR {change}, then reuse", body)
+
+
+def pins_cases() -> list[Case]:
+    cases = [pins_case(change, action) for change, action in itertools.product(DATA_CHANGES, PIN_ACTIONS)]
+    cases += [
+        idx_pins_case(c)
+        for c in ("labels edited in place, mtime put back", "a label file removed", "a label file replaced")
+    ]
+    cases += [text_pins_case(c, o) for c, o in (("a text added to a class", True), ("a text edited", True))]
+    return cases + [text_pins_case("a hidden file added", False)]
+
+
+CACHE_DAMAGE = ("labels shifted", "images inverted", "truncated", "garbage", "empty", "another entry", "a folder")
+
+
+def cache_case(how: str) -> Case:
+    """The decoded-data cache entry of an IDX dataset is damaged or substituted; a new run
+    on the same files must train on (and record) the files' data, not the entry's."""
+
+    def body(work: Path) -> list[str]:
+        folder = work / "idx"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for split, n in (("train", 60), ("t10k", 20)):
+            (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(
+                gzip.compress(idx_bytes(rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)), mtime=0)
+            )
+            (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(
+                gzip.compress(idx_bytes((np.arange(n) % 3).astype(np.uint8)), mtime=0)
+            )
+        first = train_on(work, "idx:idx")
+        (entry,) = (work / "cache" / "decoded").glob("*.npz")
+        if how in ("labels shifted", "images inverted", "another entry"):
+            with np.load(entry) as z:
+                arrays = {k: z[k] for k in z.files}
+            if how == "labels shifted":
+                arrays["test_y"] = (arrays["test_y"] + 1) % 3
+            elif how == "images inverted":
+                arrays["train_x"] = 255 - arrays["train_x"]
+            else:
+                arrays["key"] = np.array("0" * 24)
+            np.savez(entry, **arrays)
+        elif how == "a folder":
+            entry.unlink()
+            entry.mkdir()
+        else:
+            raw = entry.read_bytes()
+            entry.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": os.urandom(len(raw)), "empty": b""}[how])
+        spec = yaml.safe_load((work / "d.yaml").read_text())
+        spec["train"]["lr"] = 0.02  # another run, on the same files
+        (work / "d.yaml").write_text(yaml.safe_dump(spec))
+        second = masklab(work, "train", "d.yaml", "-q")
+        problems = bars(first, (0,), "first") + bars(second, (0,), "second")
+        prints = {json.loads(p.read_text())["data"]["fingerprint"] for p in (work / "runs").glob("*/run.json")}
+        if len(prints) != 1:
+            problems.append(f"the second run recorded other data than the files hold: {sorted(prints)}")
+        if how != "a folder" and not (entry.is_file() and _entry_holds_the_files(entry, folder)):
+            problems.append("the cache entry still holds other arrays than the files: it was trusted, not rebuilt")
+        return problems
+
+    return Case("cache", f"decoded entry {how}", body)
+
+
+def _entry_holds_the_files(entry: Path, folder: Path) -> bool:
+    """The decoded entry's arrays are what the IDX files hold."""
+    decoded = {}
+    for key, stem in (("train_x", "train-images"), ("test_y", "t10k-labels")):
+        raw = gzip.decompress(next(folder.glob(f"{stem}-*.gz")).read_bytes())
+        decoded[key] = np.frombuffer(raw[16 if key == "train_x" else 8 :], np.uint8)
+    with np.load(entry) as z:
+        return all(np.array_equal(z[k].reshape(-1).astype(np.uint8), v) for k, v in decoded.items())
+
+
+def digest_cache_case(how: str) -> Case:
+    """The digest cache's entries are damaged: the data is hashed again, never trusted."""
+
+    def body(work: Path) -> list[str]:
+        pinned_data(work / "d.npz", 0)
+        time.sleep(1.1)
+        first = train_on(work, "npz:d.npz")
+        entries = list((work / "cache" / "digests").glob("*.json"))
+        if first.rc or not entries:
+            return [f"setup failed ({len(entries)} digest entries): {first.err[-200:]}"]
+        for entry in entries:
+            if how == "garbage":
+                entry.write_bytes(os.urandom(64))
+            elif how == "a folder":
+                entry.unlink()
+                entry.mkdir()
+            else:  # a stale entry: another identity (inode 0) with the old digest
+                body_ = json.loads(entry.read_text())
+                body_["identity"][2] = 0
+                entry.write_text(json.dumps(body_))
+        pinned_data(work / "d.npz", 1)
+        again = masklab(work, "train", "d.yaml", "-q")
+        return bars(again, (1,))
+
+    return Case("cache", f"digest entry {how}, data changed", body)
+
+
+def cache_cases() -> list[Case]:
+    return [cache_case(how) for how in CACHE_DAMAGE] + [
+        digest_cache_case(h) for h in ("garbage", "a folder", "stale identity")
+    ]
+
+
+RETRAIN = """
+import hashlib, json, sys
+from masklab.store import weights
+folder = sys.argv[1]
+state = {k: v + 0.01 for k, v in weights.load_state(folder + "/model.pt").items()}
+body = weights.to_bytes(state)
+open(folder + "/model.pt", "wb").write(body)
+info = json.load(open(folder + "/run.json"))
+if sys.argv[2] == "recorded":
+    info["model_sha256"] = hashlib.sha256(body).hexdigest()
+json.dump(info, open(folder + "/run.json", "w"))
+"""
+
+
+def init_case(name: str) -> Case:
+    """A pretraining run and a fine-tune from it (train.init_from); then the source changes."""
+
+    def body(work: Path) -> list[str]:
+        pre = {**TINY, "name": "pre"}
+        (work / "pre.yaml").write_text(yaml.safe_dump(pre))
+        (work / "ft.yaml").write_text(
+            yaml.safe_dump({**TINY, "name": "ft", "train": {**TINY["train"], "init_from": "pre"}})
+        )
+        for spec in ("pre.yaml", "ft.yaml"):
+            setup = masklab(work, "train", spec, "-q")
+            if setup.rc:
+                return [f"setup failed: {setup.err[-200:]}"]
+        source = next((work / "runs").glob("pre-*"))
+        args, codes = ("train", "ft.yaml", "-q"), (1,)
+        if name in ("source trained again in place", "source model.pt tampered"):
+            run = subprocess.run(
+                [sys.executable, "-c", RETRAIN, str(source), "recorded" if "again" in name else "not"],
+                capture_output=True,
+                text=True,
+            )
+            if run.returncode:
+                return [f"setup failed: {run.stderr[-200:]}"]
+        elif name == "source trained again as a new group":
+            masklab(work, "train", "pre.yaml", "-q", "--set", "train.epochs=3")
+            codes = (2,)
+        elif name == "source removed, a new fine-tune":
+            shutil.rmtree(source)
+            args = ("train", "ft.yaml", "-q", "--set", "train.lr=0.02")
+        elif name == "source interrupted, a new fine-tune":
+            info = json.loads((source / "run.json").read_text())
+            (source / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+            args = ("train", "ft.yaml", "-q", "--set", "train.lr=0.02")
+        elif name == "init_from a path outside the runs dir":
+            shutil.copytree(source, work / "elsewhere" / source.name)
+            args = ("train", "ft.yaml", "-q", "--set", f"train.init_from=elsewhere/{source.name}")
+            codes = (1, 2)
+        elif name == "init_from a link in the runs dir":
+            shutil.copytree(source, work / "elsewhere" / source.name)
+            (work / "runs" / "pre-0123abcd-s0").symlink_to(work / "elsewhere" / source.name)
+            args = ("train", "ft.yaml", "-q", "--set", "train.init_from=pre-0123abcd-s0")
+            codes = (1, 2)
+        before = folder_state(work / "runs")
+        result = masklab(work, *args)
+        problems = bars(result, codes)
+        if folder_state(work / "runs") != before:
+            problems.append("the runs dir changed although the fine-tune was refused")
+        if name == "source removed, a new fine-tune":
+            dry = masklab(work, "train", "ft.yaml", "--dry-run", "-f", "json", "--set", "train.lr=0.02")
+            rows = json.loads(dry.out or "{}").get("rows", [])
+            if dry.rc or [r["action"] for r in rows] != ["needs source"]:
+                problems.append(f"the dry run does not say the fine-tune needs its source: {dry.out[-200:]}")
+        return problems
+
+    return Case("init", name, body)
+
+
+def init_cases() -> list[Case]:
+    names = (
+        "source trained again in place",
+        "source trained again as a new group",
+        "source model.pt tampered",
+        "source removed, a new fine-tune",
+        "source interrupted, a new fine-tune",
+        "init_from a path outside the runs dir",
+        "init_from a link in the runs dir",
+    )
+    return [init_case(n) for n in names]
+
+
+def _plant(work: Path, target: str) -> str:
+    """Something that is not a run of the store, and the name a command is given for it."""
+    victim = work / "victim"
+    victim.mkdir(exist_ok=True)
+    (victim / "spec.yaml").write_text(yaml.safe_dump(TINY))
+    (victim / "run.json").write_text(json.dumps({"status": "done", "name": "tiny", "seed": 0}))
+    (victim / "thesis.tex").write_text("precious")
+    if target.startswith("link"):
+        (work / "runs" / "tiny-0123abcd-s9").symlink_to(
+            victim if "victim" in target else work / "runs" / IDS["tiny-s0"]
+        )
+        return {
+            "link to victim, by name": "tiny-0123abcd-s9",
+            "link to victim, by path": "runs/tiny-0123abcd-s9",
+            "link to a run, by name": "tiny-0123abcd-s9",
+        }[target]
+    if target == "a folder in the runs dir":
+        (work / "runs" / "notes").mkdir()
+        (work / "runs" / "notes" / "todo.txt").write_text("keep")
+        return "notes"
+    if target == "a hidden folder in the runs dir":
+        shutil.copytree(victim, work / "runs" / ".trash-x")
+        return ".trash-x"
+    return {
+        "victim by name": "victim",
+        "victim by ./path": "./victim",
+        "victim by absolute path": str(victim),
+        "victim through ..": "runs/../victim",
+        "a typo": "tiny-s7",
+        "a prefix of another name": "tin",
+    }[target]
+
+
+HOUSE_TARGETS = (
+    "victim by name",
+    "victim by ./path",
+    "victim by absolute path",
+    "victim through ..",
+    "link to victim, by name",
+    "link to victim, by path",
+    "link to a run, by name",
+    "a folder in the runs dir",
+    "a hidden folder in the runs dir",
+    "a typo",
+    "a prefix of another name",
+)
+HOUSE_COMMANDS = {
+    "rm": ("rm",),
+    "rm --dry-run": ("rm", "--dry-run"),
+    "tag": ("tag", "REF", "k=v"),
+    "tag --note": ("tag", "REF", "--note", "n"),
+    "export": ("export", "--to", "tensorboard:tb"),
+}
+
+
+def house_case(target: str, command: str) -> Case:
+    """rm/tag/export named at something that is not a run of the store: refused, nothing changed."""
+
+    def body(work: Path) -> list[str]:
+        ref = _plant(work, target)
+        words = HOUSE_COMMANDS[command]
+        args = [ref if w == "REF" else w for w in words] if "REF" in words else [*words, ref]
+        if command == "export":
+            args = ["export", ref, "--to", "tensorboard:tb"]
+        before, runs_before = snapshot(work), folder_state(work / "runs")
+        result = masklab(work, *args)
+        problems = bars(result, (1,))
+        if snapshot(work) != before:
+            problems.append("something outside the runs dir changed")
+        if folder_state(work / "runs") != runs_before:
+            problems.append("the runs dir changed")
+        return problems
+
+    return Case("housekeeping", f"{command} {target}", body, store=True)
+
+
+def prune_case(target: str) -> Case:
+    def body(work: Path) -> list[str]:
+        _plant(work, target)
+        before = snapshot(work)
+        result = masklab(work, "prune", "--older-than", "0", "-f", "json")
+        problems = bars(result, (0,))
+        if snapshot(work) != before:
+            problems.append("something outside the runs dir changed")
+        link, notes = work / "runs" / "tiny-0123abcd-s9", work / "runs" / "notes" / "todo.txt"
+        if target.startswith("link") and not link.is_symlink() or "folder" in target and not notes.is_file():
+            problems.append("prune removed a link or a folder that is not a run")
+        rows = json.loads(result.out or "{}").get("rows", [])
+        statuses = {r["run"]: r["status"] for r in rows if r["action"] == "remove run"}
+        if statuses != {IDS["long-s0"]: "interrupted"}:
+            problems.append(f"prune removed or reported {statuses}")
+        return problems
+
+    return Case("housekeeping", f"prune beside {target}", body, store=True)
+
+
+def tag_damaged_case(how: str) -> Case:
+    def body(work: Path) -> list[str]:
+        info = work / "runs" / IDS["tiny-s0"] / "run.json"
+        corrupt(info, how, work)
+        before = folder_state(work / "runs")
+        result = masklab(work, "tag", "tiny", "k=v")
+        problems = bars(result, (1,))
+        if "run.json" not in result.err and "symbolic link" not in result.err:
+            problems.append(f"the refusal does not name the file: {result.err.strip()[-200:]}")
+        if folder_state(work / "runs") != before:
+            problems.append("a run.json was rewritten")
+        return problems
+
+    return Case("housekeeping", f"tag a run whose run.json is {how}", body, store=True)
+
+
+def removal_report_case(command: str) -> Case:
+    """rm and prune report each removed run with the status it had, and unlink removes only a link."""
+
+    def body(work: Path) -> list[str]:
+        if command == "rm --unlink":
+            _plant(work, "link to victim, by name")
+            before = snapshot(work)
+            result = masklab(work, "rm", "--unlink", "tiny-0123abcd-s9")
+            problems = bars(result, (0,))
+            if os.path.lexists(work / "runs" / "tiny-0123abcd-s9") or snapshot(work) != before:
+                problems.append("--unlink left the link or changed its target")
+            return problems
+        args = ("rm", IDS["tiny-s0"], IDS["long-s0"]) if command == "rm" else ("prune", "--older-than", "0")
+        result = masklab(work, *args, "-f", "json")
+        statuses = sorted(
+            (r["run"], r["status"])
+            for r in json.loads(result.out or "{}").get("rows", [])
+            if r["action"] == "remove run"
+        )
+        expected = sorted([(IDS["tiny-s0"], "done"), (IDS["long-s0"], "interrupted")][0 if command == "rm" else 1 :])
+        return bars(result, (0,)) + ([f"reported {statuses}, expected {expected}"] if statuses != expected else [])
+
+    return Case("housekeeping", f"{command} reports statuses", body, store=True)
+
+
+def housekeeping_cases() -> list[Case]:
+    cases = [house_case(t, c) for t, c in itertools.product(HOUSE_TARGETS, HOUSE_COMMANDS)]
+    cases += [prune_case(t) for t in ("link to victim, by name", "link to a run, by name", "a folder in the runs dir")]
+    cases += [tag_damaged_case(how) for how in [*CORRUPTIONS, *PLANTS]]
+    return cases + [removal_report_case(c) for c in ("rm", "prune", "rm --unlink")]
+
+
 def all_cases(seed: int) -> list[Case]:
     rng = random.Random(seed)
     return (
@@ -843,6 +1348,10 @@ def all_cases(seed: int) -> list[Case]:
         + gate_cases()
         + concurrency_cases()
         + plot_cases()
+        + pins_cases()
+        + cache_cases()
+        + init_cases()
+        + housekeeping_cases()
     )
 
 
@@ -868,6 +1377,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", help="comma-separated categories")
+    parser.add_argument("--match", help="only the cases whose name holds this text")
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--json", type=Path, help="write every outcome here")
@@ -875,6 +1385,8 @@ def main() -> int:
     cases = all_cases(args.seed)
     if args.only:
         cases = [c for c in cases if c.category in args.only.split(",")]
+    if args.match:
+        cases = [c for c in cases if args.match in c.name]
     if args.list:
         for c in cases:
             print(f"{c.category:12} {c.name}")

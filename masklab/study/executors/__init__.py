@@ -19,9 +19,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from masklab.errors import RunError
 from masklab.events import Events
 from masklab.spec import Spec
 from masklab.store.runs import RunStore
+from masklab.study import pins, sources
 from masklab.study.plan import PlannedRun, Study, seeds_per_batch
 from masklab.study.result import Result
 from masklab.study.states import TRAINING_ACTIONS, RunState, read_state, read_states
@@ -107,7 +109,9 @@ def run_study(
     """Bring every run of the study to an end, in plan order: finished runs are reported,
     the rest trained by `executor`; runs held by another process are waited for."""
     events = events or Events()
+    study = sources.pin_study(study, store)  # a fine-tune's id covers the source it starts from
     states = read_states(study, store, force, resume)
+    refuse_changed_inputs(states, store, force)  # before anything is reused or trained
     events.begin(states)
     results: dict[str, Result] = {}
     pending = _settle(states, results, events)
@@ -127,6 +131,16 @@ def run_study(
     finally:
         events.end()
     return [results[p.id] for p in study.runs]
+
+
+def refuse_changed_inputs(states: list[RunState], store: RunStore, force: bool) -> None:
+    """One line for the first planned run whose inputs are not what it needs (`study.pins`):
+    nothing of the study is reused or trained then."""
+    problems = pins.check_states(states, store, force)
+    if problems:
+        first = next(iter(problems.values()))[1]
+        more = f" ({len(problems) - 1} more run(s) likewise: --dry-run lists them)" if len(problems) > 1 else ""
+        raise RunError(first + more)
 
 
 def _settle(states: list[RunState], results: dict[str, Result], events: Events) -> list[RunState]:

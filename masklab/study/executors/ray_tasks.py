@@ -166,7 +166,7 @@ class RayTasks(Executor):
                     store,
                     item.spec,
                     item.seed,
-                    lambda: runner.run_info(item.spec, item.seed, ready.dataset, ready.device),
+                    lambda: runner.run_info(item.spec, item.seed, ready.dataset, ready.device, ready.inits[item.seed]),
                     item.force,
                     item.resume,
                 )
