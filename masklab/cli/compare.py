@@ -117,6 +117,14 @@ def compare(
             "--where", metavar="KEY=VALUE", help="With --by: only runs whose spec has key=value (repeatable)."
         ),
     ] = None,
+    fixed_n: Annotated[
+        bool,
+        typer.Option(
+            "--fixed-n",
+            help="Over a sequential study (masklab train --until decided): the fixed-n table anyway, p-values and Holm; "
+            "it ignores the looks that chose the seeds, so its p-values and intervals do not hold their level.",
+        ),
+    ] = False,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -164,6 +172,20 @@ def compare(
     for r in named:
         if r.status != "done" and not gates:
             say(f"warning: skipping {r.id}: status {r.status}")
+    from masklab.cli import sequential as seq_cli
+
+    records = seq_cli.records_of(store, named)
+    if len(records) == 1 and not fixed_n and not by and all(r.info.get("study") in records for r in named):
+        if per_run or p_outperform or name_by:
+            raise UsageError(
+                "--per-run, --p-outperform and --name-by are fixed-n views; over a sequential study add --fixed-n"
+            )
+        study, record = next(iter(records.items()))
+        c = seq_cli.compare_recorded(store, study, record, named, metric, gates, min_effect, all_keys)
+        return _report_sequential(c, study, store, gates, problems, allow_missing, sort, curve, plot, fmt.value)
+    for study in records:
+        why = "--fixed-n asks for them" if fixed_n else "these runs are compared outside its design"
+        say(f"note: {seq_cli.fixed_n_note(study, store, '--by pivots them' if by else why)}")
     if by:
         from masklab.cli.compare_axis import compare_by
 
@@ -209,6 +231,33 @@ def compare(
         from masklab.analysis.plots import bars_png, curves_png
 
         curves_png(curves, curve, plot) if curves else bars_png(rows, metrics[0], plot)
+        say(f"wrote {plot}")
+    tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
+    unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown
+    if allow_missing:
+        for u in unknown:
+            say(f"warning: {u} (--allow-missing)")
+        unknown = []
+    _fail_gates(tripped + unknown)
+
+
+def _report_sequential(c, study, store, gates, problems, allow_missing, sort, curve, plot, fmt: str) -> None:
+    """compare's output over a sequential study: its table, the curves and plot asked for, its gates."""
+    from masklab.analysis import compare as cmp, gates as gate_mod
+    from masklab.cli import sequential as seq_cli
+    from masklab.store.study_record import record_path
+
+    seq_cli.render_study(
+        c, fmt, study, record_path(store.root, study), sort=lambda rows: _sorted(rows, sort) if sort else rows
+    )
+    if curve and fmt == "table":
+        from masklab.analysis.plots import text_curves
+
+        typer.echo(text_curves(cmp.curves(c, curve), curve), nl=False)
+    if plot:
+        from masklab.analysis.plots import bars_png, curves_png
+
+        curves_png(cmp.curves(c, curve), curve, plot) if curve else bars_png(cmp.rows(c), c.metrics[0], plot)
         say(f"wrote {plot}")
     tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
     unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown

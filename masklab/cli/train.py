@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,11 @@ from masklab.cli.study import (
     NumCpusOption,
     NumGpusOption,
 )
+
+
+class Until(str, Enum):
+    decided = "decided"
+    all = "all"
 
 
 @cli_command
@@ -61,6 +67,45 @@ def train(
             "--track",
             metavar="TRACKER",
             help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab\\[mlflow]' or 'masklab\\[tensorboard]'.",
+        ),
+    ] = None,
+    until: Annotated[
+        Until | None,
+        typer.Option(
+            "--until",
+            metavar="decided|all",
+            help="decided: train seeds in looks until every variant's comparison with the first is settled (a sequential design; the default when the spec has sequential:); all: every planned seed.",
+            show_default=False,
+        ),
+    ] = None,
+    max_seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--max-seeds",
+            metavar="N",
+            min=3,
+            help="With --until decided: at most N seeds per group (default 20).",
+            show_default=False,
+        ),
+    ] = None,
+    min_effect: Annotated[
+        float | None,
+        typer.Option(
+            "--min-effect",
+            metavar="D",
+            min=0.0,
+            help="With --until decided: differences within +-D are practically equal; 'equivalent' becomes a decision.",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            metavar="METRIC",
+            help="With --until decided: the metric(s) compared (default test_acc).",
+            show_default=False,
         ),
     ] = None,
     dry_run: DryRunOption = False,
@@ -110,17 +155,40 @@ def train(
         raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
     sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
     raw = spec_mod.read_spec_file(spec_path)
+    settings, sets = study_cli.sequential_settings(
+        raw, sets, until and until.value, {"max_seeds": max_seeds, "min_effect": min_effect, "metric": metric}
+    )
+    if settings and seeds:
+        raise UsageError(
+            "--seeds with --until decided: a sequential study trains seeds 0, 1, ... as its looks need them; "
+            "drop --seeds (--max-seeds sets the most), or use --until all for a fixed design"
+        )
+    if settings and force:
+        raise UsageError(
+            "--force with --until decided: retraining runs the study has looked at would change its recorded "
+            "decisions; to start a study over, remove its record (runs/<study>.sequential.json) or give it another "
+            "name (--set name=...)"
+        )
     study = plan.plan_study(
         raw,
         plan.study_name(raw, spec_path, sets),
         sets=sets,
         grid=grid or [],
-        seeds=plan.parse_seeds(seeds) if seeds else None,
+        seeds=list(range(settings.max_seeds)) if settings else plan.parse_seeds(seeds) if seeds else None,
         only=variant,
         source=str(spec_path),
     )
     store = RunStore(runs_dir)
+    sequence = None
+    if settings:
+        from masklab.study.sequential_plan import plan_sequential
+
+        sequence = plan_sequential(study, settings)
     if dry_run:
+        if sequence:
+            from masklab.cli.sequential import show_plan
+
+            return show_plan(sequence, store, fmt.value)
         study_cli.show_plan(study, store, force, resume, fmt.value)
         return
     from masklab import threads as threads_mod
@@ -138,5 +206,11 @@ def train(
     events = StudyView(study.name, quiet)
     if exporters:
         events = TrackedEvents(events, exporters, store)
+    if sequence:
+        from masklab.study.sequential import run_sequential
+
+        outcome = run_sequential(sequence, store, runner, events, resume=resume)
+        study_cli.report_sequential(outcome, store, fmt.value)
+        return
     results = run_study(study, store, runner, events, force=force, resume=resume)
     study_cli.report(results, fmt.value, title=study.name)
