@@ -238,84 +238,97 @@ def test_the_dry_run_does_not_import_torch(workdir):
 
 # --- studies that ran -----------------------------------------------------------------------
 
+SECTION = {"max_seeds": 4, "futility": 0}  # looks at 3 and 4 seeds; no stop for futility
+
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory) -> dict:
-    """plain vs masked (97% of pixels zeroed), up to 8 seeds: decided at the first look."""
-    folder = tmp_path_factory.mktemp("large")
-    spec = write(folder, study_spec("large", LARGE))
-    out, body = train_json(spec, "--until", "decided", "--max-seeds", "8", runs=folder / "runs")
+def seq(tmp_path_factory) -> dict:
+    """a (the reference), b (lr 0.0101: a difference inside the seed noise) and masked
+    (97% of pixels zeroed: far worse), at most 4 seeds per group."""
+    folder = tmp_path_factory.mktemp("seq")
+    spec = write(folder, {**study_spec("seq", {**SMALL, "masked": LARGE["masked"]}), "sequential": SECTION})
+    out, body = train_json(spec, runs=folder / "runs")
     assert out.exit_code == 0, out.stderr
-    return {"spec": spec, "runs": folder / "runs", "body": body, "stderr": out.stderr}
+    by_label = {c["group"].split("-")[1]: c for c in body["comparisons"]}
+    return {"spec": spec, "runs": folder / "runs", "body": body, "stderr": out.stderr, "by": by_label}
 
 
-def test_a_large_effect_stops_at_the_first_look(large):
-    body, runs = large["body"], large["runs"]
-    [c] = body["comparisons"]
+def test_a_large_effect_stops_at_the_first_look_and_its_variant_stops_consuming_seeds(seq):
+    c, body = seq["by"]["masked"], seq["body"]
     assert (c["verdict"], c["decided_at"], c["interval"]) == (
         "worse",
         "look 1 (3 seeds)",
         "repeated-t (obrien-fleming)",
     )
     assert "p" not in c and "p_adj" not in c  # never the fixed-n p
-    plain, masked = ({int(s): v for s, v in g["stats"]["test_acc"]["values"].items()} for g in body["groups"])
-    assert sorted(plain) == sorted(masked) == [0, 1, 2]
-    assert c["diff"] == pytest.approx(sum(masked.values()) / 3 - sum(plain.values()) / 3)
+    stats = {g["group"].split("-")[1]: g["stats"]["test_acc"] for g in body["groups"]}
+    a, masked = ({int(s): v for s, v in stats[k]["values"].items()} for k in ("a", "masked"))
+    assert sorted(masked) == [0, 1, 2] and sorted(a) == [0, 1, 2, 3]
+    assert c["diff"] == pytest.approx(sum(masked.values()) / 3 - sum(a[s] for s in masked) / 3)
     assert c["ci"][0] < c["diff"] < c["ci"][1] < 0
-    assert (body["sequential"]["runs_spent"], body["sequential"]["fixed_design_runs"]) == (6, 16)
-    assert len(run_names(runs)) == 6
-    rec = record(runs, "large")
-    assert rec["status"] == "done" and [look["seeds"] for look in rec["looks"]] == [3]
-    assert rec["looks"][0]["decisions"] == {f"{body['groups'][1]['group']} test_acc": "worse"}
-    assert "look 1/3: 3 seeds per group for 2 group(s), 6 run(s) to train" not in large["stderr"]  # -q
-    assert "  masked vs plain (test_acc): worse  diff " in large["stderr"]
-    assert (
-        "6 runs in the sequence (6 trained by this command); a fixed design with 8 seeds per group trains 16"
-        in large["stderr"]
-    )
+    names = run_names(seq["runs"])
+    assert [n.rsplit("-s", 1)[1] for n in names if n.startswith("seq-masked-")] == ["0", "1", "2"]
+    assert len(names) == 11  # a and b: 4 seeds; masked: 3
+    assert "  masked vs a (test_acc): worse  diff " in seq["stderr"]
+    assert "  settled, no more seeds: masked" in seq["stderr"]
 
 
-def test_running_it_again_trains_nothing_and_prints_the_same_verdicts(large, tmp_path):
-    runs = tmp_path / "runs"
-    shutil.copytree(large["runs"], runs)
-    out, body = train_json(large["spec"], "--until", "decided", "--max-seeds", "8", runs=runs)
-    assert out.exit_code == 0, out.stderr
-    assert decisions(body) == decisions(large["body"])
-    assert "0 trained by this command" in out.stderr and ": done  test_acc" not in out.stderr
-
-
-@pytest.fixture(scope="module")
-def budget(tmp_path_factory) -> dict:
-    """a vs b (lr 0.01 vs 0.0101), at most 4 seeds, no futility stop: runs to its budget."""
-    folder = tmp_path_factory.mktemp("budget")
-    spec = write(folder, {**study_spec("budget", SMALL), "sequential": {"max_seeds": 4, "futility": 0}})
-    out, body = train_json(spec, runs=folder / "runs")
-    assert out.exit_code == 0, out.stderr
-    return {"spec": spec, "runs": folder / "runs", "body": body, "stderr": out.stderr}
-
-
-def test_a_study_that_cannot_settle_runs_to_its_budget(budget):
-    [c] = budget["body"]["comparisons"]
+def test_a_comparison_that_cannot_settle_runs_to_the_budget(seq):
+    c = seq["by"]["b"]
     assert (c["verdict"], c["decided_at"]) == ("inconclusive", "look 2 (4 seeds)")
     assert c["ci"][0] < 0 < c["ci"][1]
-    rec = record(budget["runs"], "budget")
-    assert [(look["look"], look["seeds"], list(look["decisions"].values())) for look in rec["looks"]] == [
-        (1, 3, ["continue"]),
-        (2, 4, ["inconclusive"]),
+    assert "  b vs a (test_acc): continue  diff " in seq["stderr"]
+    assert "  b vs a (test_acc): inconclusive  diff " in seq["stderr"]
+
+
+def test_the_record_holds_the_design_and_every_looks_decisions(seq):
+    rec, groups = record(seq["runs"], "seq"), [g["group"] for g in seq["body"]["groups"]]
+    assert (rec["kind"], rec["status"], rec["groups"], rec["metrics"]) == (
+        "masklab sequential study",
+        "done",
+        groups,
+        ["test_acc"],
+    )
+    assert rec["design"] == {
+        "looks": [3, 4],
+        "alpha": 0.05,
+        "boundary": "obrien-fleming",
+        "min_effect": 0.0,
+        "comparisons": 2,
+        "multiplicity": "holm",
+        "futility": 0,
+    }
+    assert [(look["seeds"], look["groups"], look["decisions"]) for look in rec["looks"]] == [
+        (3, groups, {f"{groups[1]} test_acc": "continue", f"{groups[2]} test_acc": "worse"}),
+        (4, groups[:2], {f"{groups[1]} test_acc": "inconclusive"}),
     ]
-    assert len(run_names(budget["runs"])) == 8
-    assert (budget["body"]["sequential"]["runs_spent"], budget["body"]["sequential"]["fixed_design_runs"]) == (8, 8)
-    assert "  b vs a (test_acc): continue  diff " in budget["stderr"]
-    assert "\n[6/6] budget-b-" in budget["stderr"] and "\n[2/2] budget-b-" in budget["stderr"]  # counted per look
+    assert rec["spent"] == {"runs": 11, "fixed_design_runs": 12}
+    assert (seq["body"]["sequential"]["runs_spent"], seq["body"]["sequential"]["fixed_design_runs"]) == (11, 12)
+    assert (
+        "11 runs in the sequence (11 trained by this command); a fixed design with 4 seeds per group trains 12"
+        in seq["stderr"]
+    )
+    assert "\n[9/9] seq-masked-" in seq["stderr"] and "\n[2/2] seq-b-" in seq["stderr"]  # counted per look
 
 
-def test_futility_stops_a_small_difference_and_a_settled_variant_stops_consuming_seeds(tmp_path):
+def test_running_it_again_trains_nothing_and_prints_the_same_verdicts(seq, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(seq["runs"], runs)
+    out, body = train_json(seq["spec"], runs=runs)
+    assert out.exit_code == 0, out.stderr
+    assert decisions(body) == decisions(seq["body"])
+    assert "0 trained by this command" in out.stderr and ": done  test_acc" not in out.stderr
+    assert record(runs, "seq")["looks"] == record(seq["runs"], "seq")["looks"]  # the same looks, no new one
+
+
+@pytest.mark.slow
+def test_futility_stops_a_difference_the_budget_cannot_settle(tmp_path):
     spec = write(tmp_path, study_spec("three", {**SMALL, "masked": LARGE["masked"]}))
     out, body = train_json(spec, "--until", "decided", "--max-seeds", "5", runs=tmp_path / "runs")
     assert out.exit_code == 0, out.stderr
     verdicts = [(c["verdict"], c["decided_at"]) for c in body["comparisons"]]
     assert verdicts == [("futile", "look 1 (3 seeds)"), ("worse", "look 1 (3 seeds)")]
-    assert "predictive power" in body["comparisons"][0]["why"]
+    assert "predictive power of a verdict by 5 seeds" in body["comparisons"][0]["why"]
     assert len(run_names(tmp_path / "runs")) == 9  # 3 groups x 3 seeds: nobody trains look 2
 
 
@@ -325,27 +338,25 @@ def test_futility_stops_a_small_difference_and_a_settled_variant_stops_consuming
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--max-seeds", "10"], "with max_seeds 8 (looks 3, 5, 8), this command 10 (looks 3, 5, 10)"),
-        (["--max-seeds", "8", "--min-effect", "0.01"], "with min_effect 0.0, this command 0.01"),
-        (["--max-seeds", "8", "--set", "train.lr=0.02"], "with groups large-plain-"),
-        (["--max-seeds", "8", "--metric", "test_loss"], "with metrics test_acc, this command test_loss"),
-        (
-            ["--max-seeds", "8", "--set", "sequential.boundary=pocock"],
-            "with boundary obrien-fleming, this command pocock",
-        ),
+        (["--max-seeds", "10"], "with max_seeds 4 (looks 3, 4), this command 10 (looks 3, 5, 10)"),
+        (["--min-effect", "0.01"], "with min_effect 0.0, this command 0.01"),
+        (["--set", "train.lr=0.02"], "with groups seq-a-"),
+        (["--metric", "test_loss"], "with metrics test_acc, this command test_loss"),
+        (["--variant", "a", "--variant", "b"], "with groups seq-a-"),
+        (["--set", "sequential.boundary=pocock"], "with boundary obrien-fleming, this command pocock"),
     ],
 )
-def test_the_record_refuses_a_changed_study(large, tmp_path, args, says):
+def test_the_record_refuses_a_changed_study(seq, tmp_path, args, says):
     runs = tmp_path / "runs"
-    shutil.copytree(large["runs"], runs)
-    before = (runs / "large.sequential.json").read_bytes()
+    shutil.copytree(seq["runs"], runs)
+    before = (runs / "seq.sequential.json").read_bytes()
     for extra in ([], ["--dry-run"]):
-        out = cli("train", large["spec"], "--until", "decided", *args, *extra, "--runs-dir", runs)
+        out = cli("train", seq["spec"], *args, *extra, "--runs-dir", runs)
         assert out.exit_code == 2, out.stderr
-        assert out.stderr.startswith(f"Error: {runs / 'large.sequential.json'} records study large {says}")
-        assert out.stderr.count("\n") == 1 and "remove large.sequential.json to start over" in out.stderr
-    assert (runs / "large.sequential.json").read_bytes() == before
-    assert run_names(runs) == run_names(large["runs"])
+        assert out.stderr.startswith(f"Error: {runs / 'seq.sequential.json'} records study seq {says}")
+        assert out.stderr.count("\n") == 1 and "remove seq.sequential.json to start over" in out.stderr
+    assert (runs / "seq.sequential.json").read_bytes() == before
+    assert run_names(runs) == run_names(seq["runs"])
 
 
 @pytest.mark.parametrize(
@@ -356,55 +367,55 @@ def test_the_record_refuses_a_changed_study(large, tmp_path, args, says):
         (b'{"kind": "something else"}', "not a sequential study's record"),
     ],
 )
-def test_a_damaged_record_is_a_one_line_refusal(large, tmp_path, content, says):
+def test_a_damaged_record_is_a_one_line_refusal(seq, tmp_path, content, says):
     runs = tmp_path / "runs"
-    shutil.copytree(large["runs"], runs)
-    (runs / "large.sequential.json").write_bytes(content)
-    out = cli("train", large["spec"], "--until", "decided", "--max-seeds", "8", "--runs-dir", runs)
+    shutil.copytree(seq["runs"], runs)
+    (runs / "seq.sequential.json").write_bytes(content)
+    out = cli("train", seq["spec"], "--runs-dir", runs)
     assert out.exit_code == 1 and out.stderr.count("\n") == 1, out.stderr
-    assert says in out.stderr and f"remove {runs / 'large.sequential.json'} to start the study over" in out.stderr
-    assert (runs / "large.sequential.json").read_bytes() == content
-    out = cli("compare", "large", "--runs-dir", runs)
+    assert says in out.stderr and f"remove {runs / 'seq.sequential.json'} to start the study over" in out.stderr
+    assert (runs / "seq.sequential.json").read_bytes() == content
+    out = cli("compare", "seq", "--runs-dir", runs)
     assert out.exit_code == 1 and says in out.stderr
 
 
-def test_a_link_planted_as_the_record_is_refused_and_never_written_through(large, tmp_path):
+def test_a_link_planted_as_the_record_is_refused_and_never_written_through(seq, tmp_path):
     runs = tmp_path / "runs"
-    shutil.copytree(large["runs"], runs)
+    shutil.copytree(seq["runs"], runs)
     outside = tmp_path / "outside.json"
-    outside.write_bytes((runs / "large.sequential.json").read_bytes())
-    (runs / "large.sequential.json").unlink()
-    (runs / "large.sequential.json").symlink_to(outside)
+    outside.write_bytes((runs / "seq.sequential.json").read_bytes())
+    (runs / "seq.sequential.json").unlink()
+    (runs / "seq.sequential.json").symlink_to(outside)
     before = outside.read_bytes()
-    out = cli("train", large["spec"], "--until", "decided", "--max-seeds", "8", "--runs-dir", runs)
+    out = cli("train", seq["spec"], "--runs-dir", runs)
     assert out.exit_code == 1 and "is a symbolic link" in out.stderr, out.stderr
     assert outside.read_bytes() == before
 
 
-def test_runs_that_no_longer_give_the_recorded_decisions_are_refused(large, tmp_path):
+def test_runs_that_no_longer_give_the_recorded_decisions_are_refused(seq, tmp_path):
     runs = tmp_path / "runs"
-    shutil.copytree(large["runs"], runs)
-    [masked_s0] = [p for p in runs.iterdir() if p.name.startswith("large-masked-") and p.name.endswith("-s0")]
+    shutil.copytree(seq["runs"], runs)
+    [masked_s0] = [p for p in runs.iterdir() if p.name.startswith("seq-masked-") and p.name.endswith("-s0")]
     summary = json.loads((masked_s0 / "summary.json").read_text())
     (masked_s0 / "summary.json").write_text(json.dumps({**summary, "test_acc": 0.8}))  # as if retrained otherwise
-    out = cli("train", large["spec"], "--until", "decided", "--max-seeds", "8", "--runs-dir", runs)
+    out = cli("train", seq["spec"], "--runs-dir", runs)
     assert out.exit_code == 1, out.stderr
-    group = large["body"]["groups"][1]["group"]
+    group = seq["body"]["groups"][2]["group"]
     assert f"look 1 recorded {group} test_acc: worse; the runs now give continue (a run was retrained" in out.stderr
-    assert out.stderr.strip().splitlines()[-1].endswith("remove large.sequential.json to start the study over")
-    shown = cli("compare", "large", "--runs-dir", runs)
-    assert shown.exit_code == 0 and f"warning: {runs / 'large.sequential.json'}: look 1 recorded" in shown.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith("remove seq.sequential.json to start the study over")
+    shown = cli("compare", "seq", "--runs-dir", runs)
+    assert shown.exit_code == 0 and f"warning: {runs / 'seq.sequential.json'}: look 1 recorded" in shown.stderr
 
 
-def test_a_second_driver_of_the_same_study_is_refused(large, tmp_path):
+def test_a_second_driver_of_the_same_study_is_refused(seq, tmp_path):
     from masklab.store import study_record
 
     runs = tmp_path / "runs"
-    shutil.copytree(large["runs"], runs)
-    with study_record.driving(runs, "large"):
-        out = cli("train", large["spec"], "--until", "decided", "--max-seeds", "8", "--runs-dir", runs)
+    shutil.copytree(seq["runs"], runs)
+    with study_record.driving(runs, "seq"):
+        out = cli("train", seq["spec"], "--runs-dir", runs)
     assert out.exit_code == 1, out.stderr
-    assert "Error: another process is running sequential study large" in out.stderr
+    assert "Error: another process is running sequential study seq" in out.stderr
 
 
 def test_a_run_that_fails_stops_the_study_before_that_looks_decisions(tmp_path):
@@ -420,55 +431,55 @@ def test_a_run_that_fails_stops_the_study_before_that_looks_decisions(tmp_path):
 # --- compare over a recorded study -----------------------------------------------------------
 
 
-def test_compare_reports_the_sequential_verdict_and_never_a_fixed_n_p(large, runs_from):
-    runs_from(large["runs"].parent)
-    out = cli("compare", "large", "-f", "json")
+def test_compare_reports_the_sequential_verdict_and_never_a_fixed_n_p(seq, runs_from):
+    runs_from(seq["runs"].parent)
+    out = cli("compare", "seq", "-f", "json")
     assert out.exit_code == 0, out.stderr
     body = json.loads(out.stdout)
-    assert decisions(body) == decisions(large["body"])
+    assert decisions(body) == decisions(seq["body"])
     assert all("p" not in c and "p_adj" not in c for c in body["comparisons"])
-    assert body["sequential"]["design"]["looks"] == [3, 5, 8] and body["verdict_rules"]["futile"]
-    assert "note: large is a sequential study" in out.stderr and "no fixed-n p is shown" in out.stderr
-    table = cli("compare", "large")
+    assert body["sequential"]["design"]["looks"] == [3, 4] and body["verdict_rules"]["futile"]
+    assert "note: seq is a sequential study" in out.stderr and "no fixed-n p is shown" in out.stderr
+    table = cli("compare", "seq")
     header = table.stdout.splitlines()[0].split()
     assert "decided_at" in header and "p" not in header and "p_adj" not in header
     assert "look 1 (3 seeds)" in table.stdout
-    named = cli("compare", "large-plain", "large-masked", "-f", "json")  # the groups by name: the same
-    assert named.exit_code == 0 and decisions(json.loads(named.stdout)) == decisions(body)
+    named = cli("compare", "seq-a", "seq-masked", "-f", "json")  # groups by name: their rows of the same sequence
+    assert named.exit_code == 0 and decisions(json.loads(named.stdout)) == decisions(body)[1:]
 
 
-def test_compare_fixed_n_shows_the_fixed_table_labelled(large, runs_from):
-    runs_from(large["runs"].parent)
-    out = cli("compare", "large", "--fixed-n", "-f", "json")
+def test_compare_fixed_n_shows_the_fixed_table_labelled(seq, runs_from):
+    runs_from(seq["runs"].parent)
+    out = cli("compare", "seq", "--fixed-n", "-f", "json")
     assert out.exit_code == 0, out.stderr
-    [c] = json.loads(out.stdout)["comparisons"]
-    assert c["p"] is not None and c["interval"] != "repeated-t (obrien-fleming)"
-    assert "note: large is a sequential study" in out.stderr and "--fixed-n asks for them" in out.stderr
+    comparisons = json.loads(out.stdout)["comparisons"]
+    assert all(c["p"] is not None and c["interval"] != "repeated-t (obrien-fleming)" for c in comparisons)
+    assert "note: seq is a sequential study" in out.stderr and "--fixed-n asks for them" in out.stderr
     assert "do not hold their stated level (exploratory)" in out.stderr
 
 
 @pytest.mark.parametrize(
     "args, code, says",
     [
-        (["--fail-if", "test_acc.ci_high < 0"], 3, "'test_acc.ci_high < 0' tripped: large-masked-"),
+        (["--fail-if", "test_acc.ci_high < 0"], 3, "'test_acc.ci_high < 0' tripped: seq-masked-"),
         (["--fail-if", "test_acc.ci_low < -1"], 0, ""),
         (["--fail-if", "test_acc.p_adj < 0.05"], 2, "a sequential study has no fixed-n p"),
-        (["--metric", "test_loss"], 2, "study large's design compares test_acc"),
-        (["--min-effect", "0.01"], 2, "study large's design has min_effect 0"),
+        (["--metric", "test_loss"], 2, "study seq's design compares test_acc"),
+        (["--min-effect", "0.01"], 2, "study seq's design has min_effect 0"),
         (["--p-outperform"], 2, "fixed-n views; over a sequential study add --fixed-n"),
     ],
 )
-def test_compare_gates_and_options_over_a_sequential_study(large, runs_from, args, code, says):
-    runs_from(large["runs"].parent)
-    out = cli("compare", "large", *args)
+def test_compare_gates_and_options_over_a_sequential_study(seq, runs_from, args, code, says):
+    runs_from(seq["runs"].parent)
+    out = cli("compare", "seq", *args)
     assert out.exit_code == code, out.stderr
     assert says in out.stderr
 
 
-def test_compare_refuses_a_reference_the_design_did_not_use(large, runs_from):
-    runs_from(large["runs"].parent)
-    out = cli("compare", "large-masked", "large-plain")
-    assert out.exit_code == 2 and "compares each group with large-plain-" in out.stderr, out.stderr
+def test_compare_refuses_a_reference_the_design_did_not_use(seq, runs_from):
+    runs_from(seq["runs"].parent)
+    out = cli("compare", "seq-masked", "seq-a")
+    assert out.exit_code == 2 and "compares each group with seq-a-" in out.stderr, out.stderr
 
 
 # --- the same sequence, however it is executed ------------------------------------------------
@@ -499,7 +510,7 @@ def runs_running(runs: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_a_study_stopped_mid_look_resumes_into_the_same_decisions(budget, tmp_path, sig):
+def test_a_study_stopped_mid_look_resumes_into_the_same_decisions(tmp_path, sig):
     spec = write(
         tmp_path, {**study_spec("budget", SMALL, train={"epochs": 6}), "sequential": {"max_seeds": 4, "futility": 0}}
     )
@@ -509,7 +520,8 @@ def test_a_study_stopped_mid_look_resumes_into_the_same_decisions(budget, tmp_pa
     proc = masklab_proc("train", spec, runs=runs)
     try:
         deadline = time.time() + 300
-        while not (runs.is_dir() and len(record(runs, "budget").get("looks", [])) == 1 and runs_running(runs)):
+        started = runs / "budget.sequential.json"
+        while not (started.is_file() and len(record(runs, "budget")["looks"]) == 1 and runs_running(runs)):
             assert time.time() < deadline and proc.poll() is None
             time.sleep(0.05)
         proc.send_signal(sig)
@@ -528,27 +540,27 @@ def test_a_study_stopped_mid_look_resumes_into_the_same_decisions(budget, tmp_pa
 
 
 @pytest.mark.slow
-def test_jobs_2_and_seed_groups_give_the_in_process_sequence(budget, tmp_path):
-    out, body = train_json(budget["spec"], "--jobs", "2", runs=tmp_path / "jobs")
+def test_jobs_2_and_seed_groups_give_the_in_process_sequence(seq, tmp_path):
+    out, body = train_json(seq["spec"], "--jobs", "2", runs=tmp_path / "jobs")
     assert out.exit_code == 0, out.stderr
-    assert decisions(body) == decisions(budget["body"])
-    batched, body = train_json(budget["spec"], "--set", "train.seed_batch=auto", runs=tmp_path / "batched")
+    assert decisions(body) == decisions(seq["body"])
+    batched, body = train_json(seq["spec"], "--set", "train.seed_batch=auto", runs=tmp_path / "batched")
     assert batched.exit_code == 0, batched.stderr
     assert [(c["verdict"], c["decided_at"]) for c in body["comparisons"]] == [
-        (c["verdict"], c["decided_at"]) for c in budget["body"]["comparisons"]
+        (c["verdict"], c["decided_at"]) for c in seq["body"]["comparisons"]
     ]
     assert [c["diff"] for c in body["comparisons"]] == pytest.approx(
-        [c["diff"] for c in budget["body"]["comparisons"]], abs=1e-9
+        [c["diff"] for c in seq["body"]["comparisons"]], abs=1e-9
     )
 
 
 @pytest.mark.slow
-def test_ray_gives_the_in_process_sequence(budget, tmp_path):
+def test_ray_gives_the_in_process_sequence(seq, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'masklab[ray]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        out, body = train_json(budget["spec"], "--executor", "ray", runs=tmp_path / "ray")
+        out, body = train_json(seq["spec"], "--executor", "ray", runs=tmp_path / "ray")
     finally:
         ray.shutdown()
     assert out.exit_code == 0, out.stderr
-    assert decisions(body) == decisions(budget["body"])
+    assert decisions(body) == decisions(seq["body"])
