@@ -136,6 +136,11 @@ def compare(
     Holm-adjusted value over every comparison of the call (a single run's McNemar p
     stays out), a verdict (better, worse, equivalent, inconclusive, too few seeds) and why.
 
+    Over a sequential study (masklab train --until decided) it reports the study's own
+    verdicts instead: each decision, where it was decided ("look 3 (8 seeds)") and the
+    repeated confidence interval valid for the stopping rule, never a fixed-n p (which
+    would ignore the looks); --fixed-n shows the fixed-n table anyway, labelled.
+
     Examples:
 
       masklab compare quickstart quickstart-static
@@ -155,6 +160,8 @@ def compare(
 
       masklab compare patch-grid --by 'train_ops[0].rate' \\
           --split 'train_ops[0].mode' --plot rate.png
+
+      masklab compare rate-seq --format json
     """
     from masklab.analysis import compare as cmp, gates as gate_mod
     from masklab.analysis.plots import check_plot_path

@@ -129,6 +129,16 @@ def train(
     twice. --dry-run lists what it would do. --track also logs each run to MLflow or
     TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
+    --until decided (or a spec with a sequential: section) trains a sequential study:
+    seeds 0, 1, ... in looks (3, 5, 8, 12, 20 seeds per group for --max-seeds 20); after
+    each look every variant or grid cell is compared with the first on --metric, under
+    boundaries that hold the error rates over all looks and comparisons (O'Brien-Fleming
+    alpha spending, Holm), and a variant stops taking seeds once its comparison is
+    settled: better, worse, equivalent (with --min-effect), or futile. The table gives
+    each decision, where it was decided and its repeated confidence interval; the design
+    and every look are recorded in runs/<study>.sequential.json, so the same command
+    continues the same sequence and refuses a changed one. Exit 0 whatever the verdicts.
+
     Examples:
 
       masklab train experiments/quickstart.yaml
@@ -143,6 +153,10 @@ def train(
           --grid 'train_ops[0].mode=static,dynamic' --seeds 0-2 --jobs 2
 
       masklab train experiments/quickstart.yaml --track mlflow --format json
+
+      masklab train experiments/quickstart.yaml --set name=rate-seq \\
+          --set train.epochs=2 --grid 'train_ops[0].rate=0.25,0.9' \\
+          --until decided --max-seeds 5
     """
     from masklab import spec as spec_mod
     from masklab.cli import study as study_cli
