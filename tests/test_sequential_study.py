@@ -138,6 +138,31 @@ def test_the_section_is_not_part_of_a_runs_id():
     assert [r.id for r in plan.plan_study(with_section, "s", seeds=[0]).runs] == ids
 
 
+def test_the_shipped_sequential_studies_plan_as_results_md_says():
+    from masklab import spec as spec_mod
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    planned = {}
+    for path in sorted(root.glob("*.yaml")):
+        raw = spec_mod.read_spec_file(path)
+        if "sequential" in raw:
+            settings = sp.read_settings(raw["sequential"], [], {})
+            study = plan.plan_study(raw, raw["name"], seeds=list(range(settings.max_seeds)))
+            p = sp.plan_sequential(study, settings)
+            planned[path.name] = (p.labels[p.reference], [p.labels[c.group] for c in p.comparisons], p.metrics)
+            planned[path.name] += (p.design.looks, p.design.min_effect)
+    assert planned == {
+        "vit-pretrain.yaml": ("dynamic", ["static-1", "static-4"], ["test_recon_loss"], (3, 5, 8, 12), 0.0),
+        "vit-finetune.yaml": (
+            "from-dynamic",
+            ["from-static-1", "from-static-4", "scratch", "scratch-16"],
+            ["test_acc"],
+            (3, 5, 8, 12),
+            0.005,
+        ),
+    }
+
+
 # --- bad input: one line each, nothing created -----------------------------------------------
 
 
