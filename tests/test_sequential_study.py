@@ -6,7 +6,6 @@ executors that agree (--jobs, Ray, seed groups), and compare over a recorded stu
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_study import masklab as masklab_proc
 
 from masklab.errors import SpecError, UsageError
 from masklab.study import plan, sequential_plan as sp
@@ -508,20 +508,6 @@ def test_compare_refuses_a_reference_the_design_did_not_use(seq, runs_from):
 
 
 # --- the same sequence, however it is executed ------------------------------------------------
-
-
-def masklab_proc(*args, runs: Path):
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MASKLAB_RUNS": str(runs)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "masklab", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 def runs_running(runs: Path) -> list[dict]:

@@ -230,42 +230,40 @@ def compare(
         render(curve_rows(curves, curve), [Column(k) for k in CURVE_COLUMNS], fmt.value)
     else:
         render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body)
-    if curves and fmt.value == "table":
-        from masklab.analysis.plots import text_curves
-
-        typer.echo(text_curves(curves, curve), nl=False)
-    if plot:
-        from masklab.analysis.plots import bars_png, curves_png
-
-        curves_png(curves, curve, plot) if curves else bars_png(rows, metrics[0], plot)
-        say(f"wrote {plot}")
-    tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
-    unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown
-    if allow_missing:
-        for u in unknown:
-            say(f"warning: {u} (--allow-missing)")
-        unknown = []
-    _fail_gates(tripped + unknown)
+    _draw(curves, curve, plot, rows, metrics[0], fmt.value)
+    _gate(c, gates, problems, allow_missing)
 
 
 def _report_sequential(c, study, store, gates, problems, allow_missing, sort, curve, plot, fmt: str) -> None:
     """compare's output over a sequential study: its table, the curves and plot asked for, its gates."""
-    from masklab.analysis import compare as cmp, gates as gate_mod
+    from masklab.analysis import compare as cmp
     from masklab.cli import sequential as seq_cli
     from masklab.store.study_record import record_path
 
     seq_cli.render_study(
         c, fmt, study, record_path(store.root, study), sort=lambda rows: _sorted(rows, sort) if sort else rows
     )
-    if curve and fmt == "table":
+    _draw(cmp.curves(c, curve) if curve else None, curve, plot, cmp.rows(c), c.metrics[0], fmt)
+    _gate(c, gates, problems, allow_missing)
+
+
+def _draw(curves: dict | None, curve: str | None, plot: Path | None, rows: list[dict], metric: str, fmt: str) -> None:
+    """The --curve text under a table, and the --plot PNG (the curves, else the metric's means)."""
+    if curves and fmt == "table":
         from masklab.analysis.plots import text_curves
 
-        typer.echo(text_curves(cmp.curves(c, curve), curve), nl=False)
+        typer.echo(text_curves(curves, curve), nl=False)
     if plot:
         from masklab.analysis.plots import bars_png, curves_png
 
-        curves_png(cmp.curves(c, curve), curve, plot) if curve else bars_png(cmp.rows(c), c.metrics[0], plot)
+        curves_png(curves, curve, plot) if curves else bars_png(rows, metric, plot)
         say(f"wrote {plot}")
+
+
+def _gate(c, gates: list, problems: list[str], allow_missing: bool) -> None:
+    """Exit 3 for the gates that tripped or cannot be evaluated (warnings with --allow-missing)."""
+    from masklab.analysis import gates as gate_mod
+
     tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
     unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown
     if allow_missing:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from masklab.cli.common import say
 from masklab.cli.tables import Column, render
 
+FIXED = "; --fixed-n shows the fixed-n table (it ignores the looks)"
+
 STUDY_COLUMNS = (
     "metric",
     "n",
@@ -146,65 +148,94 @@ def compare_recorded(
 ):
     """compare over a recorded sequential study: the design's verdicts and repeated intervals
     for the groups and metrics named. Returns the Comparison (filtered to them)."""
-    import dataclasses
-
-    from masklab.analysis import compare as cmp
     from masklab.analysis.sequential_compare import compare_study
-    from masklab.errors import UsageError
     from masklab.store.study_record import record_path
-    from masklab.study.sequential import look_mismatch, recorded_design
+    from masklab.study.sequential import recorded_design
 
     design = recorded_design(record, store.root, study)
     path = record_path(store.root, study)
-    design_metrics, design_groups = record["metrics"], record["groups"]
-    fixed = "; --fixed-n shows the fixed-n table (it ignores the looks)"
+    metrics, keys = _asked(study, record, design, named, asked, gates, min_effect, path)
+    c = compare_study(
+        _design_groups(store, study, record["groups"], path), record["metrics"], design, record["seeds"], all_keys
+    )
+    _check_against_record(c, record, path)
+    c.notes.append(
+        f"{study} is a sequential study ({path}): verdicts and repeated confidence intervals follow its design "
+        f"({design.describe()}), seeds only; no fixed-n p is shown, as it would ignore the looks{FIXED}"
+    )
+    return _only(c, set(keys) | {record["groups"][0]}, metrics, all_keys)
+
+
+def _asked(study: str, record: dict, design, named, asked, gates, min_effect: float, path) -> tuple[list, list]:
+    """The metrics and groups a compare command asks of a sequential study, refused (exit 2,
+    with the fix) where the design has no answer: a fixed-n p, another metric, another
+    min_effect, a group outside the study, another reference."""
+    from masklab.analysis import compare as cmp
+    from masklab.errors import UsageError
+
     for gate in gates:
         if gate.field in ("p", "p_adj"):
             raise UsageError(
                 f"--fail-if {gate.text!r}: a sequential study has no fixed-n p (its verdicts follow the boundaries of "
-                f"its looks); gate on ci_low or ci_high, its repeated confidence interval{fixed}"
+                f"its looks); gate on ci_low or ci_high, its repeated confidence interval{FIXED}"
             )
-    metrics = list(dict.fromkeys([cmp.canonical(m) for m in (asked or design_metrics)] + [g.metric for g in gates]))
-    outside = [m for m in metrics if m not in design_metrics]
+    metrics = list(dict.fromkeys([cmp.canonical(m) for m in (asked or record["metrics"])] + [g.metric for g in gates]))
+    outside = [m for m in metrics if m not in record["metrics"]]
     if outside:
         raise UsageError(
-            f"--metric {outside[0]}: study {study}'s design compares {', '.join(design_metrics)} ({path}){fixed}"
+            f"--metric {outside[0]}: study {study}'s design compares {', '.join(record['metrics'])} ({path}){FIXED}"
         )
     if min_effect and min_effect != design.min_effect:
         raise UsageError(
             f"--min-effect {min_effect:g}: study {study}'s design has min_effect {design.min_effect:g} ({path})"
         )
     keys = [g.key for g in cmp.group_runs(named)]
-    strange = [k for k in keys if k not in design_groups]
+    strange = [k for k in keys if k not in record["groups"]]
     if strange:
-        raise UsageError(f"{strange[0]}: not a group of sequential study {study} ({path}){fixed}")
-    if len(keys) > 1 and keys[0] != design_groups[0]:
-        raise UsageError(f"study {study}'s design compares each group with {design_groups[0]}: name it first{fixed}")
-    runs = [r for r in store.all() if r.info.get("group") in design_groups and r.status == "done"]
+        raise UsageError(f"{strange[0]}: not a group of sequential study {study} ({path}){FIXED}")
+    if len(keys) > 1 and keys[0] != record["groups"][0]:
+        raise UsageError(f"study {study}'s design compares each group with {record['groups'][0]}: name it first{FIXED}")
+    return metrics, keys
+
+
+def _design_groups(store, study: str, keys: list[str], path) -> list:
+    """The finished runs of every group of the design, in its order (all of them: the
+    sequence is replayed whole, whatever the command names)."""
+    from masklab.analysis import compare as cmp
+    from masklab.errors import UsageError
+
+    runs = [r for r in store.all() if r.info.get("group") in keys and r.status == "done"]
     by_key = {g.key: g for g in cmp.group_runs(runs)}
-    groups = [by_key.get(k) or cmp.Group(k, []) for k in design_groups]
-    empty = [g.key for g in groups if not g.runs]
+    empty = [k for k in keys if k not in by_key]
     if empty:
         raise UsageError(f"study {study}: group {empty[0]} has no finished runs in {store.root} ({path})")
-    c = compare_study(groups, design_metrics, design, record["seeds"], all_keys)
-    for k in range(min(len(record["looks"]), c.sequential.sequence.looks_done)):
+    return [by_key[k] for k in keys]
+
+
+def _check_against_record(c, record: dict, path) -> None:
+    """A warning for every look where the runs no longer give the recorded decisions."""
+    from masklab.study.sequential import look_mismatch
+
+    done = c.sequential.sequence.looks_done
+    for k in range(min(len(record["looks"]), done)):
         differs = look_mismatch(record, c.sequential, k)
         if differs:
             c.warnings.append(f"{path}: {differs}")
-    if c.sequential.sequence.looks_done < len(record["looks"]):
-        c.warnings.append(
-            f"{path} records {len(record['looks'])} looks; the runs give {c.sequential.sequence.looks_done}"
-        )
-    c.notes.append(
-        f"{study} is a sequential study ({path}): verdicts and repeated confidence intervals follow its design "
-        f"({design.describe()}), seeds only; no fixed-n p is shown, as it would ignore the looks{fixed}"
-    )
-    shown = set(keys) | {design_groups[0]}
-    kept = [g for g in c.groups if g.key in shown]
+    if done < len(record["looks"]):
+        c.warnings.append(f"{path} records {len(record['looks'])} looks; the runs give {done}")
+
+
+def _only(c, keys: set[str], metrics: list[str], all_keys: bool):
+    """The Comparison of the groups and metrics asked for (the reference always)."""
+    import dataclasses
+
+    from masklab.analysis import compare as cmp
+
+    kept = [g for g in c.groups if g.key in keys]
     return dataclasses.replace(
         c,
         groups=kept,
         metrics=metrics,
         keys=c.keys if all_keys or len(kept) < 2 else cmp.differing_keys(kept),
-        differences={k: {m: d[m] for m in metrics} for k, d in c.differences.items() if k in shown},
+        differences={k: {m: d[m] for m in metrics} for k, d in c.differences.items() if k in keys},
     )

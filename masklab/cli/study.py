@@ -73,6 +73,52 @@ GpuFractionOption = Annotated[
     ),
 ]
 
+
+class Until(str, Enum):
+    decided = "decided"
+    all = "all"
+
+
+UntilOption = Annotated[
+    Until | None,
+    typer.Option(
+        "--until",
+        metavar="decided|all",
+        help="decided: train seeds in looks until every group's comparison with the first is settled (a sequential study; the default when the spec has sequential:); all: every planned seed.",
+        show_default=False,
+    ),
+]
+MaxSeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-seeds",
+        metavar="N",
+        min=3,
+        help="With --until decided: at most N seeds per group (default 20).",
+        show_default=False,
+    ),
+]
+MinEffectOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-effect",
+        metavar="D",
+        min=0.0,
+        help="With --until decided: differences within +-D are practically equal; 'equivalent' becomes a decision.",
+        show_default=False,
+    ),
+]
+MetricOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--metric",
+        "-m",
+        metavar="METRIC",
+        help="With --until decided: the metric(s) compared (default test_acc; repeatable).",
+        show_default=False,
+    ),
+]
+
 PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,14 +16,13 @@ from masklab.cli.study import (
     GpuFractionOption,
     GridOption,
     JobsOption,
+    MaxSeedsOption,
+    MetricOption,
+    MinEffectOption,
     NumCpusOption,
     NumGpusOption,
+    UntilOption,
 )
-
-
-class Until(str, Enum):
-    decided = "decided"
-    all = "all"
 
 
 @cli_command
@@ -69,45 +67,10 @@ def train(
             help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab\\[mlflow]' or 'masklab\\[tensorboard]'.",
         ),
     ] = None,
-    until: Annotated[
-        Until | None,
-        typer.Option(
-            "--until",
-            metavar="decided|all",
-            help="decided: train seeds in looks until every variant's comparison with the first is settled (a sequential design; the default when the spec has sequential:); all: every planned seed.",
-            show_default=False,
-        ),
-    ] = None,
-    max_seeds: Annotated[
-        int | None,
-        typer.Option(
-            "--max-seeds",
-            metavar="N",
-            min=3,
-            help="With --until decided: at most N seeds per group (default 20).",
-            show_default=False,
-        ),
-    ] = None,
-    min_effect: Annotated[
-        float | None,
-        typer.Option(
-            "--min-effect",
-            metavar="D",
-            min=0.0,
-            help="With --until decided: differences within +-D are practically equal; 'equivalent' becomes a decision.",
-            show_default=False,
-        ),
-    ] = None,
-    metric: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--metric",
-            "-m",
-            metavar="METRIC",
-            help="With --until decided: the metric(s) compared (default test_acc).",
-            show_default=False,
-        ),
-    ] = None,
+    until: UntilOption = None,
+    max_seeds: MaxSeedsOption = None,
+    min_effect: MinEffectOption = None,
+    metric: MetricOption = None,
     dry_run: DryRunOption = False,
     jobs: JobsOption = 1,
     executor: ExecutorOption = ExecutorName.local,
