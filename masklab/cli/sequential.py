@@ -202,13 +202,13 @@ def _design_groups(store, study: str, keys: list[str], path) -> list:
     """The finished runs of every group of the design, in its order (all of them: the
     sequence is replayed whole, whatever the command names)."""
     from masklab.analysis import compare as cmp
-    from masklab.errors import UsageError
+    from masklab.errors import RunError
 
     runs = [r for r in store.all() if r.info.get("group") in keys and r.status == "done"]
     by_key = {g.key: g for g in cmp.group_runs(runs)}
     empty = [k for k in keys if k not in by_key]
     if empty:
-        raise UsageError(f"study {study}: group {empty[0]} has no finished runs in {store.root} ({path})")
+        raise RunError(f"study {study}: group {empty[0]} of its design has no finished runs in {store.root} ({path})")
     return [by_key[k] for k in keys]
 
 
