@@ -432,6 +432,17 @@ def test_runs_that_no_longer_give_the_recorded_decisions_are_refused(seq, tmp_pa
     assert shown.exit_code == 0 and f"warning: {runs / 'seq.sequential.json'}: look 1 recorded" in shown.stderr
 
 
+def test_a_metric_the_runs_do_not_have_names_the_record_in_its_fix(seq, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(seq["runs"], runs)
+    (runs / "seq.sequential.json").unlink()
+    out = cli("train", seq["spec"], "--metric", "acc@patch(rate=0.5)", "-q", "--runs-dir", runs)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.exit_code == 2 and out.stderr.count("Error:") == 1, out.stderr
+    assert last.startswith("Error: --metric acc@patch(rate=0.5): group seq-a-")
+    assert last.endswith(f"remove {runs / 'seq.sequential.json'} and run again with another --metric")
+
+
 def test_a_second_driver_of_the_same_study_is_refused(seq, tmp_path):
     from masklab.store import study_record
 
@@ -520,7 +531,7 @@ def runs_running(runs: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_a_study_stopped_mid_look_resumes_into_the_same_decisions(tmp_path, sig):
     spec = write(
         tmp_path, {**study_spec("budget", SMALL, train={"epochs": 6}), "sequential": {"max_seeds": 4, "futility": 0}}
@@ -539,7 +550,7 @@ def test_a_study_stopped_mid_look_resumes_into_the_same_decisions(tmp_path, sig)
         proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == (130 if sig == signal.SIGINT else -9)
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 130)
     assert len(record(runs, "budget")["looks"]) == 1
     midway = cli("compare", "budget", "-f", "json", "--runs-dir", runs)
     assert [c["verdict"] for c in json.loads(midway.stdout)["comparisons"]] == ["continue"]

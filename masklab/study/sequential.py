@@ -79,13 +79,25 @@ def run_sequential(
                 outcome.failed = [r for r in ended if r.status not in ("done", "reused")]
                 if outcome.failed:
                     return outcome
-            outcome.state = replay(design, study_groups(plan, store, n), plan.metrics, plan.seeds)
+            outcome.state = _replay(plan, store, n, record)
             add_look(plan, store, record, k, needed, outcome)
             for line in look_lines(plan, outcome.state, k):
                 events.note(line)
             if outcome.state.sequence.done:
                 break
     return outcome
+
+
+def _replay(plan: SequentialPlan, store: RunStore, seeds: int, record: dict) -> Sequential:
+    """The sequence over the runs of the first `seeds` seeds; a metric the runs do not have
+    is refused with the record's part in the fix."""
+    try:
+        return replay(plan.design, study_groups(plan, store, seeds), plan.metrics, plan.seeds)
+    except UsageError as exc:
+        path = study_record.record_path(store.root, plan.study.name)
+        raise UsageError(
+            f"{exc}; the study's record names it: remove {path} and run again with another --metric"
+        ) from None
 
 
 def _study(plan: SequentialPlan, runs: list) -> Study:
