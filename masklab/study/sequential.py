@@ -79,7 +79,7 @@ def run_sequential(
                 outcome.failed = [r for r in ended if r.status not in ("done", "reused")]
                 if outcome.failed:
                     return outcome
-            outcome.state = _replay(plan, store, n, record)
+            outcome.state = _replay(plan, store, n)
             add_look(plan, store, record, k, needed, outcome)
             for line in look_lines(plan, outcome.state, k):
                 events.note(line)
@@ -88,7 +88,7 @@ def run_sequential(
     return outcome
 
 
-def _replay(plan: SequentialPlan, store: RunStore, seeds: int, record: dict) -> Sequential:
+def _replay(plan: SequentialPlan, store: RunStore, seeds: int) -> Sequential:
     """The sequence over the runs of the first `seeds` seeds; a metric the runs do not have
     is refused with the record's part in the fix."""
     try:
