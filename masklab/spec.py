@@ -31,6 +31,7 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}"
 DATASET_NAMES = datasets.NAMES
 MAX_SPEC_BYTES = 1 << 20
+STUDY_SECTIONS = ("search", "sequential")  # what `masklab search` tunes; how `--until decided` decides
 
 
 def _dataset_name(value: Any, path: str) -> str:
@@ -489,7 +490,8 @@ def expand_variants(
     """The specs of a raw spec mapping: one per variant (or the spec itself), with the
     command line's `--set`s applied last."""
     raw = copy.deepcopy(raw)
-    raw.pop("search", None)  # what `masklab search` tunes; training takes the spec as written
+    for section in STUDY_SECTIONS:  # settings of the study, not of its runs (study/search.py, study/sequential_plan.py)
+        raw.pop(section, None)
     variants = raw.pop("variants", None)
     if variants is None:
         if only:

@@ -6,6 +6,7 @@ and as masklab commands; README's excerpts of shipped specs are the files."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -151,8 +152,12 @@ def test_readme_tour_ran_and_left_what_it_says(tour):
     grid = {f"patch-grid-rate={r}-mode={m}" for r in ("0.25", "0.5") for m in ("static", "dynamic")}
     searched = {"search-quickstart-search", "search-quickstart", "search-quickstart-best"}  # trials, --confirm
     # `masklab rm` took quickstart-noisy
-    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | grid | searched
-    assert len([r for r in runs if "-rate=" in r]) == 12  # the study: 2 x 2 grid x 3 seeds
+    sequential = {"rate-seq-rate=0.25", "rate-seq-rate=0.9"}  # settled at its first look: 3 seeds each
+    assert names == {"quickstart", "quickstart-static", "text-quickstart"} | grid | searched | sequential
+    assert len([r for r in runs if r.startswith("patch-grid-")]) == 12  # the study: 2 x 2 grid x 3 seeds
+    assert len([r for r in runs if r.startswith("rate-seq-")]) == 6
+    looks = json.loads((tour / "runs" / "rate-seq.sequential.json").read_text())["looks"]
+    assert [list(look["decisions"].values()) for look in looks] == [["worse"]]
     assert (tour / "runs" / "search-quickstart.search.db").is_file()  # the search's Optuna study
     assert (tour / "patch.png").is_file() and (tour / "mlflow.db").is_file() and (tour / "rate.png").is_file()
     written = {"runs", "patch.npz", "noisy.npz", "mlflow.db", "mlruns", "tensorboard"}  # as README's tour names them

@@ -327,7 +327,7 @@ def test_every_family_holds_its_level_over_many_studies(family):
 
 def test_the_readme_example_prints_what_the_readme_says(capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("### Sequential designs") :]
+    section = readme[readme.index("### Sequential studies") :]
     code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
     printed = section[section.index("prints (") :].split("\n\n")[1]
     exec(compile(code, "README.md", "exec"), {})

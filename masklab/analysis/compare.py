@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,7 @@ class Comparison:
     warnings: list[str]
     notes: list[str] = field(default_factory=list)  # how the statistics were made, for stderr
     min_effect: float = 0.0
+    sequential: Any = None  # over a recorded sequential study: its sequence (analysis/sequential_compare.py)
 
     @property
     def reference(self) -> Group:
@@ -141,19 +143,8 @@ def compare(
         raise UsageError("nothing to compare: no finished runs among those named")
     refuse_mixed_data(groups)
     metrics = [canonical(m) for m in metrics]
-    values: dict[str, dict[str, dict[int, float]]] = {}
-    for g in groups:
-        per_run = [(r.info.get("seed"), run_metrics(r)) for r in g.runs]
-        values[g.key] = {}
-        for m in metrics:
-            found = {seed: float(flat[m]) for seed, flat in per_run if m in flat and flat[m] is not None}
-            if not found:
-                known = sorted(set().union(*(flat for _, flat in per_run)))
-                raise UsageError(
-                    f"--metric {m}: group {g.key} has no such metric{schema.suggest(m, known)} (known: {', '.join(known[:12])}, ...)"
-                )
-            values[g.key][m] = found
-    described = {g.key: {m: stats.describe(list(values[g.key][m].values())) for m in metrics} for g in groups}
+    values = group_values(groups, metrics)
+    described = describe(values, metrics)
     ref = groups[0]
     examples = (
         {(g.key, m): group_examples(g, m, values[g.key][m]) for g in groups for m in metrics} if per_example else {}
@@ -192,6 +183,29 @@ def compare(
         list(dict.fromkeys(notes)),
         min_effect,
     )
+
+
+def group_values(groups: list[Group], metrics: list[str]) -> dict[str, dict[str, dict[int, float]]]:
+    """group -> metric -> seed -> value; a UsageError naming a metric that a group lacks."""
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    for g in groups:
+        per_run = [(r.info.get("seed"), run_metrics(r)) for r in g.runs]
+        values[g.key] = {}
+        for m in metrics:
+            found = {seed: float(flat[m]) for seed, flat in per_run if m in flat and flat[m] is not None}
+            if not found:
+                known = sorted(set().union(*(flat for _, flat in per_run)))
+                raise UsageError(
+                    f"--metric {m}: group {g.key} has no such metric{schema.suggest(m, known)} (known: {', '.join(known[:12])}, ...)"
+                )
+            values[g.key][m] = found
+    return values
+
+
+def describe(
+    values: dict[str, dict[str, dict[int, float]]], metrics: list[str]
+) -> dict[str, dict[str, stats.Describe]]:
+    return {key: {m: stats.describe(list(per[m].values())) for m in metrics} for key, per in values.items()}
 
 
 def group_examples(g: Group, metric: str, values: dict[int, float]) -> dict[int, tuple] | None:

@@ -124,6 +124,14 @@ def compare(
             "--where", metavar="KEY=VALUE", help="With --by: only runs whose spec has key=value (repeatable)."
         ),
     ] = None,
+    fixed_n: Annotated[
+        bool,
+        typer.Option(
+            "--fixed-n",
+            help="Over a sequential study (masklab train --until decided): the fixed-n table anyway, p-values and Holm; "
+            "it ignores the looks that chose the seeds, so its p-values and intervals do not hold their level.",
+        ),
+    ] = False,
     runs_dir: RunsDirOption = None,
     fmt: FormatOption = Format.table,
     header: HeaderOption = True,
@@ -135,6 +143,11 @@ def compare(
     Welch otherwise; with stored predictions, seeds x test examples), p and its
     Holm-adjusted value over every comparison of the call (a single run's McNemar p
     stays out), a verdict (better, worse, equivalent, inconclusive, too few seeds) and why.
+
+    Over a sequential study (masklab train --until decided) it reports the study's own
+    verdicts instead: each decision, where it was decided ("look 3 (8 seeds)") and the
+    repeated confidence interval valid for the stopping rule, never a fixed-n p (which
+    would ignore the looks); --fixed-n shows the fixed-n table anyway, labelled.
 
     Examples:
 
@@ -155,6 +168,8 @@ def compare(
 
       masklab compare patch-grid --by 'train_ops[0].rate' \\
           --split 'train_ops[0].mode' --plot rate.png
+
+      masklab compare rate-seq --format json
     """
     from masklab.analysis import compare as cmp, gates as gate_mod
     from masklab.analysis.plots import check_plot_path
@@ -173,6 +188,20 @@ def compare(
     for r in named:
         if r.status != "done" and not gates:
             say(f"warning: skipping {r.id}: status {r.status}")
+    from masklab.cli import sequential as seq_cli
+
+    records = seq_cli.records_of(store, named)
+    if len(records) == 1 and not fixed_n and not by and all(r.info.get("study") in records for r in named):
+        if per_run or p_outperform or name_by:
+            raise UsageError(
+                "--per-run, --p-outperform and --name-by are fixed-n views; over a sequential study add --fixed-n"
+            )
+        study, record = next(iter(records.items()))
+        c = seq_cli.compare_recorded(store, study, record, named, metric, gates, min_effect, all_keys)
+        return _report_sequential(c, study, store, gates, problems, allow_missing, sort, curve, plot, fmt.value, header)
+    for study in records:
+        why = "--fixed-n asks for them" if fixed_n else "these runs are compared outside its design"
+        say(f"note: {seq_cli.fixed_n_note(study, store, '--by pivots them' if by else why)}")
     if by:
         from masklab.cli.compare_axis import compare_by
 
@@ -208,7 +237,35 @@ def compare(
         render(curve_rows(curves, curve), [Column(k) for k in CURVE_COLUMNS], fmt.value, header=header)
     else:
         render(rows, cols, fmt.value, title=f"compare (reference: {c.reference.key})", json_body=body, header=header)
-    if curves and fmt.value == "table":
+    _draw(c, curves, curve, plot, metrics, fmt.value)
+    _gate(c, gates, problems, allow_missing)
+
+
+def _report_sequential(
+    c, study, store, gates, problems, allow_missing, sort, curve, plot, fmt: str, header: bool
+) -> None:
+    """compare's output over a sequential study: its table, the curves and plot asked for, its gates."""
+    from masklab.analysis import compare as cmp
+    from masklab.cli import sequential as seq_cli
+    from masklab.store.study_record import record_path
+
+    seq_cli.render_study(
+        c,
+        fmt,
+        study,
+        record_path(store.root, study),
+        sort=lambda rows: _sorted(rows, sort) if sort else rows,
+        header=header,
+    )
+    _draw(c, cmp.curves(c, curve) if curve else None, curve, plot, c.metrics, fmt)
+    _gate(c, gates, problems, allow_missing)
+
+
+def _draw(c, curves: dict | None, curve: str | None, plot: Path | None, metrics: list[str], fmt: str) -> None:
+    """The --curve text under a table, and the --plot PNG (the curves, else the differences with their intervals)."""
+    from masklab.analysis import compare as cmp
+
+    if curves and fmt == "table":
         from masklab.analysis.plots import text_curves
 
         typer.echo(text_curves(curves, curve, cmp.display_names(c.groups)), nl=False)
@@ -221,6 +278,12 @@ def compare(
         else:
             differences_png(cmp.rows(c), metrics, plot, names)
         say(f"wrote {plot}")
+
+
+def _gate(c, gates: list, problems: list[str], allow_missing: bool) -> None:
+    """Exit 3 for the gates that tripped or cannot be evaluated (warnings with --allow-missing)."""
+    from masklab.analysis import gates as gate_mod
+
     tripped, unknown = gate_mod.check_gates(c, gates) if gates else ([], [])
     unknown = [f"--fail-if cannot be evaluated: {p}" for p in problems] + unknown
     if allow_missing:

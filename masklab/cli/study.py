@@ -77,6 +77,52 @@ GpuFractionOption = Annotated[
     ),
 ]
 
+
+class Until(str, Enum):
+    decided = "decided"
+    all = "all"
+
+
+UntilOption = Annotated[
+    Until | None,
+    typer.Option(
+        "--until",
+        metavar="decided|all",
+        help="decided: train seeds in looks until every group's comparison with the first is settled (a sequential study; the default when the spec has sequential:); all: every planned seed.",
+        show_default=False,
+    ),
+]
+MaxSeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-seeds",
+        metavar="N",
+        min=3,
+        help="With --until decided: at most N seeds per group (default 20).",
+        show_default=False,
+    ),
+]
+MinEffectOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-effect",
+        metavar="D",
+        min=0.0,
+        help="With --until decided: differences within +-D are practically equal; 'equivalent' becomes a decision.",
+        show_default=False,
+    ),
+]
+MetricOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--metric",
+        "-m",
+        metavar="METRIC",
+        help="With --until decided: the metric(s) compared (default test_acc; repeatable).",
+        show_default=False,
+    ),
+]
+
 PLAN_COLUMNS = ("id", "label", "seed", "state", "epochs", "action", "detail")
 
 
@@ -259,3 +305,54 @@ def report(results, fmt: str, title: str, header: bool = True) -> None:
     if bad:
         listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
         raise RunError(f"{len(bad)} of {len(results)} runs did not finish ({listed})")
+
+
+def sequential_settings(raw: dict, sets: list[str], until: str | None, options: dict):
+    """(the sequential settings, the --set assignments of the runs): settings when the
+    study is sequential (--until decided, or a spec with `sequential:` and no --until),
+    else None; a `sequential:` section is checked either way."""
+    from masklab.errors import UsageError
+    from masklab.study.sequential_plan import SECTION, read_settings, section_sets
+
+    mine, others = section_sets(sets)
+    declared = SECTION in raw or bool(mine)
+    if until == "decided" or (until is None and declared):
+        return read_settings(raw.get(SECTION), mine, options), others
+    given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+    if given:
+        now = "--until all trains every planned seed" if until else "without it every planned seed trains"
+        raise UsageError(f"{given[0]} goes with --until decided (a sequential study); {now}")
+    if declared:
+        from masklab.cli.common import say
+
+        read_settings(raw.get(SECTION), mine, {})
+        say(f"note: --until all: the spec's {SECTION}: section is left aside and every planned seed trains")
+    return None, others
+
+
+def report_sequential(outcome, store, fmt: str, header: bool = True) -> None:
+    """The study's comparisons on stdout; then an error for runs of a look that did not finish."""
+    from masklab.analysis.sequential_compare import compare_study
+    from masklab.cli.common import say
+    from masklab.cli.sequential import render_study
+    from masklab.errors import RunError
+    from masklab.store.study_record import record_path
+    from masklab.study.sequential import study_groups
+
+    plan = outcome.plan
+    if outcome.state is not None:
+        groups = study_groups(plan, store, plan.design.max_seeds)
+        c = compare_study(groups, plan.metrics, plan.design, plan.seeds)
+        render_study(c, fmt, plan.study.name, record_path(store.root, plan.study.name), header=header)
+        say(
+            f"{outcome.runs_spent} runs in the sequence ({len(outcome.trained)} trained by this command); "
+            f"a fixed design with {plan.design.max_seeds} seeds per group trains {outcome.fixed_runs}"
+        )
+    if outcome.failed:
+        look = (outcome.state.sequence.looks_done if outcome.state else 0) + 1
+        bad = outcome.failed
+        listed = "; ".join(f"{r.id}: {r.error}" for r in bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        raise RunError(
+            f"{len(bad)} run(s) of look {look} did not finish, so the study stops before that look's decisions "
+            f"({listed}); run the same command again with --resume to retry them"
+        )

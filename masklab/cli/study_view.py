@@ -58,7 +58,8 @@ class StudyView(Events):
     # --- events ---------------------------------------------------------------------
 
     def begin(self, states) -> None:
-        self.total = len(states)
+        self.total = len(states)  # a sequential study begins once per look: counts are per look
+        self.finished_count = self.failed = 0
         self.labels = {s.id: s.planned.label for s in states}
         if self.live:
             self._start_live()

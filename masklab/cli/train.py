@@ -16,8 +16,12 @@ from masklab.cli.study import (
     GpuFractionOption,
     GridOption,
     JobsOption,
+    MaxSeedsOption,
+    MetricOption,
+    MinEffectOption,
     NumCpusOption,
     NumGpusOption,
+    UntilOption,
 )
 
 
@@ -63,6 +67,10 @@ def train(
             help="Also log each run to mlflow[:URI] (default sqlite:///mlflow.db) or tensorboard[:DIR] (default ./tensorboard); repeatable. Needs pip install 'masklab[mlflow]' or 'masklab[tensorboard]'.",
         ),
     ] = None,
+    until: UntilOption = None,
+    max_seeds: MaxSeedsOption = None,
+    min_effect: MinEffectOption = None,
+    metric: MetricOption = None,
     dry_run: DryRunOption = False,
     jobs: JobsOption = 1,
     executor: ExecutorOption = ExecutorName.local,
@@ -89,6 +97,16 @@ def train(
     and batch size took on this machine (or says it cannot). --track also logs each run to
     MLflow or TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
+    --until decided (or a spec with a sequential: section) trains a sequential study:
+    seeds 0, 1, ... in looks (3, 5, 8, 12, 20 seeds per group for --max-seeds 20); after
+    each look every variant or grid cell is compared with the first on --metric, under
+    boundaries that hold the error rates over all looks and comparisons (O'Brien-Fleming
+    alpha spending, Holm), and a variant stops taking seeds once its comparison is
+    settled: better, worse, equivalent (with --min-effect), or futile. The table gives
+    each decision, where it was decided and its repeated confidence interval; the design
+    and every look are recorded in runs/<study>.sequential.json, so the same command
+    continues the same sequence and refuses a changed one. Exit 0 whatever the verdicts.
+
     Examples:
 
       masklab train experiments/quickstart.yaml
@@ -103,6 +121,10 @@ def train(
           --grid 'train_ops[0].mode=static,dynamic' --seeds 0-2 --jobs 2
 
       masklab train experiments/quickstart.yaml --track mlflow --format json
+
+      masklab train experiments/quickstart.yaml --set name=rate-seq \\
+          --set train.epochs=2 --grid 'train_ops[0].rate=0.25,0.9' \\
+          --until decided --max-seeds 5
     """
     from masklab import spec as spec_mod
     from masklab.cli import study as study_cli
@@ -115,17 +137,40 @@ def train(
         raise UsageError("--resume and --force exclude each other: resume continues a run, force starts it over")
     sets = list(overrides or []) + ([f"train.device={device}"] if device else [])
     raw = spec_mod.read_spec_file(spec_path)
+    settings, sets = study_cli.sequential_settings(
+        raw, sets, until and until.value, {"max_seeds": max_seeds, "min_effect": min_effect, "metric": metric}
+    )
+    if settings and seeds:
+        raise UsageError(
+            "--seeds with --until decided: a sequential study trains seeds 0, 1, ... as its looks need them; "
+            "drop --seeds (--max-seeds sets the most), or use --until all for a fixed design"
+        )
+    if settings and force:
+        raise UsageError(
+            "--force with --until decided: retraining runs the study has looked at would change its recorded "
+            "decisions; to start a study over, remove its record (runs/<study>.sequential.json) or give it another "
+            "name (--set name=...)"
+        )
     study = plan.plan_study(
         raw,
         plan.study_name(raw, spec_path, sets),
         sets=sets,
         grid=grid or [],
-        seeds=plan.parse_seeds(seeds) if seeds else None,
+        seeds=list(range(settings.max_seeds)) if settings else plan.parse_seeds(seeds) if seeds else None,
         only=variant,
         source=str(spec_path),
     )
     store = RunStore(runs_dir)
+    sequence = None
+    if settings:
+        from masklab.study.sequential_plan import plan_sequential
+
+        sequence = plan_sequential(study, settings)
     if dry_run:
+        if sequence:
+            from masklab.cli.sequential import show_plan
+
+            return show_plan(sequence, store, fmt.value, header)
         study_cli.show_plan(study, store, force, resume, fmt.value, header)
         return
     from masklab import threads as threads_mod
@@ -143,5 +188,11 @@ def train(
     events = StudyView(study.name, quiet)
     if exporters:
         events = TrackedEvents(events, exporters, store)
+    if sequence:
+        from masklab.study.sequential import run_sequential
+
+        outcome = run_sequential(sequence, store, runner, events, resume=resume)
+        study_cli.report_sequential(outcome, store, fmt.value, header)
+        return
     results = run_study(study, store, runner, events, force=force, resume=resume)
     study_cli.report(results, fmt.value, title=study.name, header=header)

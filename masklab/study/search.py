@@ -124,6 +124,7 @@ def plan_search(path: str | Path, sets: list[str] | tuple[str, ...], runs_root: 
             f"{path}: no search: section; add one, e.g. search: {{train_ops[0].rate: {{low: 0.0, high: 0.8}}}}"
         )
     section = sc.need_mapping(raw.pop("search"), "search")
+    raw.pop("sequential", None)  # how `train --until decided` decides: not part of a trial
     for assignment in sets:
         spec_mod.apply_override(raw, assignment)
     name = raw.get("name") or spec_mod._default_name(Path(path))
