@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from masklab.store.exporters import first_line
 from masklab.store.runs import Run, RunStore
 
 
@@ -84,7 +85,7 @@ def sync_run(run: Run, exporters: list, broken: set[str], live: bool, record: bo
         except Exception as exc:  # a tracker never costs the run
             broken.add(exporter.kind)
             print(
-                f"warning: {run.id}: {exporter.kind} tracking stopped ({type(exc).__name__}: {exc}); training goes on, "
+                f"warning: {run.id}: {exporter.kind} tracking stopped ({first_line(exc)}); training goes on, "
                 f"and `masklab export {run.id} --to {exporter.kind}:{exporter.target}` logs the run later",
                 file=sys.stderr,
             )
