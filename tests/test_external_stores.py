@@ -63,6 +63,7 @@ def closed_port() -> int:
         ("sqlite:///FOLDER", 2, "is a folder; name a database file in it"),
         ("sqlite:///no/such/folder/m.db", 2, "does not exist; create it (mkdir -p"),
         ("sqlite://", 2, "an in-memory database keeps nothing"),
+        ("sqlite:///:memory:", 2, "an in-memory database keeps nothing"),
         ("http://127.0.0.1:PORT", 1, "cannot reach 127.0.0.1:PORT (Connection refused); start the server"),
         ("postgresql://127.0.0.1:PORT/db", 1, "cannot reach 127.0.0.1:PORT (Connection refused)"),
     ],

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from masklab.errors import RunError
+from masklab.sqlite_files import check_sqlite_file
 
 LOCK_WAIT_S = 10.0  # searches sharing a file hold its write lock for milliseconds
 SIDE_FILES = ("-journal", "-wal", "-shm", ".lock")
@@ -44,36 +45,11 @@ def check_database(db: Path) -> None:
 
 
 def _readable(db: Path) -> None:
-    """SQLite opens the file, finds its pages whole and can take its write lock."""
+    """SQLite opens the file, finds its pages whole and its text UTF-8, and can take its write lock."""
     try:
-        con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=LOCK_WAIT_S)
-    except sqlite3.Error as err:
-        raise database_error(db, err) from None
-    try:
-        problems = [row[0] for row in con.execute("PRAGMA quick_check").fetchall()]
-        if problems != ["ok"]:
-            raise database_error(db, sqlite3.DatabaseError(problems[0]))
-        _text_is_utf8(con)
-        con.execute("BEGIN IMMEDIATE")
-        con.rollback()
+        check_sqlite_file(db, LOCK_WAIT_S, whole=True)
     except (sqlite3.Error, UnicodeDecodeError) as err:
         raise database_error(db, err) from None
-    finally:
-        con.close()
-
-
-def _text_is_utf8(con: sqlite3.Connection) -> None:
-    """Every text value decodes (SQLite stores any bytes; Optuna would fail on them later)."""
-    con.text_factory = bytes
-    tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    for table in tables:
-        quoted = '"' + table.decode().replace('"', '""') + '"'
-        info = con.execute(f"PRAGMA table_info({quoted})").fetchall()
-        columns = [row[1] for row in info if any(t in row[2].upper() for t in (b"CHAR", b"CLOB", b"TEXT"))]
-        for column in columns:
-            name = '"' + column.decode().replace('"', '""') + '"'
-            for (value,) in con.execute(f"SELECT {name} FROM {quoted} WHERE typeof({name}) = 'text'"):
-                value.decode("utf-8")  # UnicodeDecodeError: the caller names the file
 
 
 def open_lock(db: Path) -> int:

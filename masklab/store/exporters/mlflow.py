@@ -50,8 +50,9 @@ def ms(timestamp: str | None) -> int | None:
 def absolute_uri(uri: str) -> str:
     """`sqlite:///mlflow.db` (relative to the working folder) -> `sqlite:////abs/mlflow.db`,
     so run.json says where the store is from anywhere; a plain path -> a file: URI."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    relative = uri[len("sqlite:///") :]
+    if uri.startswith("sqlite:///") and not relative.startswith(("/", ":memory:")) and relative:
+        return "sqlite:///" + str(Path(relative).resolve())
     if "://" not in uri and ":" not in uri[:3]:  # a folder: MLflow's (deprecated) file store
         return Path(uri).resolve().as_uri()
     return uri

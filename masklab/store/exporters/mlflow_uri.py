@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from masklab.errors import RunError, UsageError
+from masklab.sqlite_files import check_sqlite_file
 
 SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
 PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
@@ -100,17 +101,9 @@ def check_sqlite(uri: str) -> None:
 def _open_sqlite(path: Path) -> None:
     """An existing file: SQLite reads its header and is not held by a writer."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=CONNECT_TIMEOUT_S)
+        check_sqlite_file(path, CONNECT_TIMEOUT_S)
     except sqlite3.Error as err:
         raise _sqlite_error(path, err) from None
-    try:
-        db.execute("PRAGMA schema_version").fetchone()
-        db.execute("BEGIN IMMEDIATE")  # a write lock, given back at once: no other process holds one
-        db.rollback()
-    except sqlite3.Error as err:
-        raise _sqlite_error(path, err) from None
-    finally:
-        db.close()
 
 
 def _sqlite_error(path: Path, err: sqlite3.Error) -> RunError:
