@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def outcome(run: Path) -> dict:
 
 
 def env_for(workdir: Path) -> dict:
+    (workdir / "tmp").mkdir(exist_ok=True)
     return {
         **os.environ,
         "MASKLAB_RUNS": str(workdir / "runs"),
@@ -58,6 +60,10 @@ def env_for(workdir: Path) -> dict:
         "MASKLAB_FIGURES": "0",
         "MASKLAB_WORKER_PIDS": str(workdir / "pids"),
         "PYTHONUNBUFFERED": "1",
+        # a killed Ray task's scratch folder stays: in this test's folder, not the system's
+        # (Ray's own session stays where it was: its socket paths must be short)
+        "TMPDIR": str(workdir / "tmp"),
+        "RAY_TMPDIR": os.environ.get("RAY_TMPDIR", tempfile.gettempdir()),
     }
 
 

@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -369,11 +370,14 @@ DRIVER_SPEC = {**TINY, "seeds": [0, 1], "train": {**TINY["train"], "epochs": 3}}
 
 
 def cli_env(work: Path) -> dict:
+    (work / "tmp").mkdir(exist_ok=True)
     return {
         **os.environ,
         "MASKLAB_RUNS": str(work / "runs"),
         "MASKLAB_CACHE": str(work / "cache"),
         "MASKLAB_WORKER_PIDS": str(work / "pids"),
+        "TMPDIR": str(work / "tmp"),  # a killed Ray task's scratch folder stays: here, removed with the case
+        "RAY_TMPDIR": os.environ.get("RAY_TMPDIR", tempfile.gettempdir()),  # Ray's sockets need a short path
     }
 
 
@@ -416,7 +420,10 @@ def driver_case(phase: str, executor: tuple[str, ...]) -> Case:
             body_ = json.loads(info.read_text())
             if body_.get("status") != "done" or "error" in body_:
                 problems.append(f"{info.parent.name} after the rerun: {body_.get('status')} {body_.get('error')}")
-        return problems
+        hidden = [
+            p.name for p in (work / "runs").iterdir() if p.name.startswith(".") and not p.name.startswith(".tmp-")
+        ]
+        return problems + [f"leftover {name} (the store sweeps only .tmp- folders)" for name in hidden]
 
     return Case("drivers", f"SIGKILL the driver of {' '.join(executor)} at {phase}", body)
 
