@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from test_disk_full import LIMITED  # masklab in a child whose files may not grow past a limit
 
 from conftest import cli, tiny_spec
 
@@ -122,17 +123,6 @@ def test_artifacts_go_next_to_the_sqlite_store_not_into_the_working_folder(train
         names = {f.path for f in client.list_artifacts(row["where"])}
         assert {"spec.yaml", "summary.json", "metrics.jsonl"} <= names
         assert (elsewhere / "m-artifacts" / "tiny" / row["where"] / "artifacts" / "spec.yaml").is_file()
-
-
-LIMITED = """
-import resource, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-limit = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-sys.argv = ["masklab", *sys.argv[2:]]
-from masklab.__main__ import main
-main()
-"""
 
 
 def test_a_full_disk_under_the_mlflow_store_stops_the_export_in_one_line(trained, workdir):
