@@ -6,8 +6,6 @@ tracker never costs the run."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
 
 import pytest
@@ -132,31 +130,6 @@ def test_train_track_mlflow_logs_while_training(figures, workdir, write_spec):
     assert "ops.png" in {a.path for a in mlflow.tracking.MlflowClient(uri).list_artifacts(got.info.run_id)}
     again = cli("export", folder.name, "--to", "mlflow", "-f", "json")
     assert json.loads(again.stdout)["rows"][0]["action"] == "up to date"
-
-
-def test_readmes_python_reads_the_mlflow_store_back_without_pandas(workdir, write_spec):
-    """The `mlflow` extra installs mlflow-skinny, without pandas: README's snippet asks
-    search_runs for a list, and runs as written where pandas cannot be imported."""
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (snippet,) = [s for s in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "import mlflow" in s]
-    assert cli("train", write_spec(tiny_spec(name="quickstart", train={"epochs": 1})), "-q").exit_code == 0
-    assert cli("export", "quickstart", "--to", "mlflow").exit_code == 0
-    no_pandas = "import sys; sys.modules['pandas'] = None; exec(sys.stdin.read())"
-    out = subprocess.run([sys.executable, "-c", no_pandas], input=snippet, cwd=workdir, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    (folder,) = run_dirs(workdir)
-    summary = json.loads((folder / "summary.json").read_text())
-    assert out.stdout == f"[('{folder.name}', {summary['test_acc']})]\n"
-    failing = subprocess.run(
-        [sys.executable, "-c", no_pandas],
-        input=snippet.replace(', output_format="list"', ""),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-    )
-    assert failing.returncode != 0 and "pandas" in failing.stderr  # the default DataFrame: why README says so
 
 
 def test_tensorboard_event_files_read_back_with_tensorboards_reader(figures, workdir, write_spec):

@@ -4,6 +4,7 @@
                    validation, with how each was measured
     confusion.png  the test confusion matrix, class names on the axes
     recall.png     per-class test recall, with the overall accuracy for reference
+                   (both up to FIGURE_CLASSES classes: a bar per class stops being a picture)
     ops.png        what the run's train ops did to a few of its training images
 
 `preview_png` also draws `masklab mask/noise --preview`. Masked pixels are tinted in a
@@ -23,6 +24,7 @@ import numpy as np
 MASK_COLOUR = np.array([1.0, 0.45, 0.0])  # orange: far from every grey level
 MASK_ALPHA = 0.7
 FIGURE_FILES = ("curves.png", "confusion.png", "recall.png", "ops.png")
+FIGURE_CLASSES = 200  # per-class figures are drawn up to this many classes
 CHAR_IN = 0.07  # inches per character of 8-point text: fixed margins instead of a layout engine (3x cheaper)
 
 
@@ -74,9 +76,10 @@ def write_run_figures(
     written = []
     if rows:
         written.append(curves_png(rows, Path(folder) / "curves.png", run_id, curves_note))
-    if summary.get("test_confusion"):
+    few_classes = len(summary.get("per_class_recall") or {}) <= FIGURE_CLASSES
+    if summary.get("test_confusion") and few_classes:
         written.append(confusion_png(summary["test_confusion"], Path(folder) / "confusion.png", run_id))
-    if summary.get("per_class_recall"):
+    if summary.get("per_class_recall") and few_classes:
         written.append(
             recall_png(summary["per_class_recall"], summary.get("test_acc"), Path(folder) / "recall.png", run_id)
         )

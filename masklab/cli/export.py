@@ -31,8 +31,12 @@ def export(
     as step, summary metrics, tags (masklab.run_id, study, group, seed, version, data
     fingerprint, your tags), and spec.yaml, summary.json, metrics.jsonl and the figures
     as artifacts. The MLflow run id is recorded in run.json. A second export finds the
-    MLflow run by its masklab.run_id tag and adds only what is missing. TensorBoard: event
-    files in DIR/<run id>/. Needs pip install 'masklab[mlflow]' or 'masklab[tensorboard]'.
+    MLflow run by its masklab.run_id tag and adds only what is missing. An experiment
+    created in sqlite:///DIR/NAME.db keeps its artifacts in DIR/NAME-artifacts/. The URI
+    is checked first (exit 2: it cannot work; exit 1: the store cannot be reached or
+    written), and a store that fails midway stops the export in one line. TensorBoard:
+    event files in DIR/<run id>/. Needs pip install 'masklab\\[mlflow]' or
+    'masklab\\[tensorboard]'.
 
     Examples:
 
@@ -43,7 +47,7 @@ def export(
     """
     from masklab.cli.tables import Column, render
     from masklab.errors import RunError
-    from masklab.store.exporters import export_run, open_exporter
+    from masklab.store.exporters import StoreFailed, export_run, first_line, open_exporter
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
@@ -65,9 +69,16 @@ def export(
             try:
                 with run.lock():
                     synced = export_run(run, exporter, locked_by_us=True)
+            except StoreFailed as exc:  # every later run would fail the same way
+                done = len(rows)
+                raise RunError(
+                    f"--to {exporter.kind}:{exporter.target}: the store failed while exporting {run.id} ({exc}); "
+                    f"{done} export(s) done before it, the run folders are unchanged; free space or fix the store, "
+                    "then run the same export again (it adds only what is missing)"
+                ) from None
             except Exception as exc:
                 failures += 1
-                say(f"warning: {run.id}: {exporter.kind} export failed: {type(exc).__name__}: {exc}")
+                say(f"warning: {run.id}: {exporter.kind} export failed: {first_line(exc)}")
                 continue
             where = synced.location.get("run_id") or synced.location.get("logdir")
             rows.append(

@@ -1,7 +1,10 @@
 """Predictions and clean metrics of a model on a split.
 
-Clean metrics (accuracy, macro F1, per-class recall) come from a confusion matrix; a split may
-be corrupted on the fly by an `OpPipeline` (the robustness grid does that, in `grid`).
+Clean metrics (accuracy, macro F1, per-class recall) come from per-class counts, in time
+and memory linear in the examples and classes; the confusion matrix is kept whole up to
+DENSE_CONFUSION_CLASSES classes and as its nonzero cells beyond (10,000 classes would be
+10^8 cells). A split may be corrupted on the fly by an `OpPipeline` (the robustness grid
+does that, in `grid`).
 """
 
 from __future__ import annotations
@@ -81,10 +84,23 @@ def masked_modeling_metrics(
     return {"loss": float(total) / max(1, count), "acc": float(correct) / max(1, count)}
 
 
+DENSE_CONFUSION_CLASSES = 1000  # a matrix of 10^6 cells at most; beyond, its nonzero cells
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[true, predicted], (classes, classes) int64."""
     flat = labels.astype(np.int64) * num_classes + predicted.astype(np.int64)
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict:
+    """{"matrix": counts[true][predicted]} up to DENSE_CONFUSION_CLASSES classes, else
+    {"cells": [[true, predicted, count], ...]}, the nonzero cells in row-major order."""
+    if num_classes <= DENSE_CONFUSION_CLASSES:
+        return {"matrix": confusion_matrix(labels, predicted, num_classes).tolist()}
+    flat = labels.astype(np.int64) * num_classes + predicted.astype(np.int64)
+    cells, counts = np.unique(flat, return_counts=True)
+    return {"cells": np.stack([cells // num_classes, cells % num_classes, counts], 1).tolist()}
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -97,9 +113,10 @@ def classification_metrics(p: Predictions, classes: list[str]) -> dict:
     numbers as scikit-learn's accuracy_score, f1_score(average="macro") and
     recall_score(average=None) with zero_division=0 (tests compare them), without its
     0.8 s import."""
-    counts = confusion_matrix(p.labels, p.predicted, len(classes))
-    hits = np.diag(counts).astype(np.float64)
-    true, chosen = counts.sum(1), counts.sum(0)
+    n = len(classes)
+    labels, predicted = p.labels.astype(np.int64), p.predicted.astype(np.int64)
+    hits = np.bincount(labels[labels == predicted], minlength=n).astype(np.float64)
+    true, chosen = np.bincount(labels, minlength=n), np.bincount(predicted, minlength=n)
     recall = _ratio(hits, true)
     f1 = _ratio(2 * hits, true + chosen)  # 2 tp / (2 tp + fp + fn)
     return {
@@ -107,5 +124,5 @@ def classification_metrics(p: Predictions, classes: list[str]) -> dict:
         "macro_f1": float(f1.mean()) if len(f1) else 0.0,
         "loss": p.loss,
         "per_class_recall": {c: float(r) for c, r in zip(classes, recall)},
-        "confusion": counts.tolist(),  # rows: true class, columns: predicted
+        "confusion": confusion(labels, predicted, n),  # rows: true class, columns: predicted
     }

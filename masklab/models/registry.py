@@ -122,7 +122,7 @@ class BertSpec(ModelSpec):
         "tokenizer",
         "lowercase",
     )
-    size_keys: ClassVar[str] = "model.dim or model.depth"
+    size_keys: ClassVar[str] = "model.dim, model.depth or model.vocab_size"
 
     arch: str = sc.opt("bert", "model family", lambda v, p: sc.as_choice(v, p, ("bert",)))
     dim: int = sc.opt(64, "token width", lambda v, p: sc.as_int(v, p, 8, 2048))

@@ -2,9 +2,11 @@
 memory runs out anyway.
 
 The estimate builds the model on torch's meta device (no memory used): weights,
-gradients and optimizer state from the parameter count, activations from one forward
-pass of a single image scaled by the batch size (on the CPU for a small model), and the
-dataset's copy on the device.
+gradients and optimizer state from the parameter count (the vocabulary's embedding and
+the classes' head included), activations from one forward pass of a single image, or a
+text of model.max_len word pieces, scaled by the batch size (on the CPU for a small
+model), the logits over the vocabulary that masked-language modelling computes at the
+chosen pieces, and the dataset's copy on the device.
 It is deliberately rough and errs on the small side: it refuses only what cannot fit,
 and names the setting to reduce.
 """
@@ -16,6 +18,7 @@ import torch
 from masklab.data.memory import available_memory
 from masklab.errors import MasklabError
 from masklab.models.build import build_model
+from masklab.vocabulary import N_SPECIAL
 
 
 class OutOfMemory(MasklabError):
@@ -35,15 +38,43 @@ def estimate(spec, shape: tuple[int, int, int], classes: int) -> tuple[int, int,
         model = build_model(spec.model, shape, classes, 0.0, 1.0, spec.train.objective)
     params = sum(p.numel() for p in model.parameters())
     per_param = 4 * (2 + (2 if spec.train.optimizer == "adamw" else 1))  # weights, grads, optimizer state
+    device = "meta"
     if params * 4 <= REAL_FORWARD_BYTES:
         # a small model is counted on the CPU for real: some ops on meta tensors import
         # torch._dynamo, a second of start-up that every quickstart would pay
         with torch.random.fork_rng(devices=[]):  # the runs' initialisation draws stay untouched
             model = build_model(spec.model, shape, classes, 0.0, 1.0, spec.train.objective)
-        image = torch.zeros((1, *shape))
-    else:
-        image = torch.empty((1, *shape), device="meta")
-    return params, params * per_param, _activations(model, image) * 4 * 2  # saved for backward, and their gradients
+        device = "cpu"
+    elements = _activations(model, _one_input(spec, shape, device)) + _mlm_logits(spec, shape)
+    return params, params * per_param, elements * 4 * 2  # saved for backward, and their gradients
+
+
+def _one_input(spec, shape: tuple[int, ...], device: str) -> torch.Tensor:
+    """What the model reads for one example: an image, or a text filling all max_len pieces."""
+    if spec.model.reads == "text":
+        return torch.full((1, *shape), N_SPECIAL, dtype=torch.long, device=device)  # no [PAD]: full length
+    return torch.zeros((1, *shape), device=device)
+
+
+def _mlm_logits(spec, shape: tuple[int, ...]) -> int:
+    """Elements of the vocabulary-sized logits masked-language modelling computes for one
+    text: at the pieces its token ops choose (at least the smallest share any op asks)."""
+    if spec.model.reads != "text" or spec.train.objective != "masked-modeling":
+        return 0
+    share = max((_smallest_share(op) for op in spec.train_ops if op.get("op") == "tokens"), default=0.0)
+    return max(1, int(share * shape[0])) * spec.model.vocab_size
+
+
+def _smallest_share(op: dict) -> float:
+    """The least share of pieces a tokens op chooses: its lowest rate (of a [lo, hi] range
+    or a schedule's ends) times its probability p."""
+    rate = op.get("rate", 0.0)
+    if isinstance(rate, dict):  # a schedule
+        rate = min(float(rate.get("start", 0.0)), float(rate.get("end", 0.0)))
+    elif isinstance(rate, (list, tuple)):
+        rate = min(rate)
+    p = op.get("p", 1.0)
+    return float(rate) * float(min(p) if isinstance(p, (list, tuple)) else p)
 
 
 def _activations(model: torch.nn.Module, image: torch.Tensor) -> int:

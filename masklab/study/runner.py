@@ -300,7 +300,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
         test_macro_f1=metrics["macro_f1"],
         test_loss=metrics["loss"],
         per_class_recall=metrics["per_class_recall"],
-        test_confusion={"classes": data.classes, "matrix": metrics["confusion"]},
+        test_confusion={"classes": data.classes, **metrics["confusion"]},
         val_acc=rows[-1].get("val_acc") if rows else None,
     )
     grid, correct = list(spec.eval.ops), {}

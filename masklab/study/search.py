@@ -50,6 +50,7 @@ from masklab import schema as sc, spec as spec_mod
 from masklab.errors import Interrupted, SpecError, UsageError
 from masklab.spec import Spec
 from masklab.store.runs import RunStore
+from masklab.study.search_db import check_database, database_errors, open_lock
 from masklab.study.trial import make_pruner, require_optuna, storage
 
 SETTINGS = ("metric", "pruner", "startup", "sampler_seed", "seed")
@@ -253,11 +254,13 @@ def make_sampler(plan: SearchPlan, number: int):
 
 
 def open_study(plan: SearchPlan):
+    """The search's Optuna study in its SQLite file (search_db checks the file first)."""
     optuna = require_optuna()
     plan.db.parent.mkdir(parents=True, exist_ok=True)
+    check_database(plan.db)
     sampler = make_sampler(plan, 0)
     # Optuna creates its tables on first use; two searches starting at once would both try
-    with open(plan.db.with_name(plan.db.name + ".lock"), "w") as lock:
+    with os.fdopen(open_lock(plan.db), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return optuna.create_study(
             storage=storage(f"sqlite:///{plan.db.resolve()}"),
@@ -278,7 +281,13 @@ def run_search(
     note: Callable[[str], None] = lambda message: None,
 ) -> SearchResult:
     """Bring the study to `n_trials` finished trials: take up orphaned ones, ask for the
-    missing ones `jobs` at a time, train them through `execute`, tell Optuna each value."""
+    missing ones `jobs` at a time, train them through `execute`, tell Optuna each value.
+    A database that fails (damaged, locked) is a RunError naming it."""
+    with database_errors(plan.db):
+        return _run_search(plan, n_trials, store, execute, jobs, note)
+
+
+def _run_search(plan, n_trials, store, execute, jobs, note) -> SearchResult:
     optuna = require_optuna()
     study = open_study(plan)
     url = f"sqlite:///{plan.db.resolve()}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from masklab.events import Events
-from masklab.store.exporters import export_run
+from masklab.store.exporters import export_run, first_line
 from masklab.store.runs import Run, RunStore
 
 
@@ -92,6 +92,6 @@ def sync_run(
         except Exception as exc:  # a tracker never costs the run
             broken.add(exporter.kind)
             warn(
-                f"warning: {run.id}: {exporter.kind} tracking stopped ({type(exc).__name__}: {exc}); training goes on, "
+                f"warning: {run.id}: {exporter.kind} tracking stopped ({first_line(exc)}); training goes on, "
                 f"and `masklab export {run.id} --to {exporter.kind}:{exporter.target}` logs the run later"
             )

@@ -73,7 +73,9 @@ class Outcome:
 # --- running the CLI --------------------------------------------------------------------
 
 
-def masklab(work: Path, *args: str, limit_fsize: int | None = None, hook: tuple[str, str] | None = None) -> Result:
+def masklab(
+    work: Path, *args: str, limit_fsize: int | None = None, hook: tuple[str, str] | None = None, timeout: float = 600
+) -> Result:
     """The real CLI in a subprocess, with the runs dir in `work/runs`."""
     env = {**os.environ, "MASKLAB_RUNS": str(work / "runs"), "MASKLAB_CACHE": str(work / "cache")}
     env.pop("MASKLAB_DEBUG", None)
@@ -86,7 +88,13 @@ def masklab(work: Path, *args: str, limit_fsize: int | None = None, hook: tuple[
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_fsize, limit_fsize))
 
     done = subprocess.run(
-        [*command, *map(str, args)], cwd=work, env=env, capture_output=True, text=True, timeout=600, preexec_fn=limits
+        [*command, *map(str, args)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limits,
     )
     return Result(done.returncode, done.stdout, done.stderr)
 
@@ -1337,6 +1345,9 @@ def housekeeping_cases() -> list[Case]:
 
 
 def all_cases(seed: int) -> list[Case]:
+    sys.modules.setdefault("attack", sys.modules[__name__])  # run as a script: the case modules import it
+    from limits_stores_drivers import cases as limits_stores_drivers  # issue 21: text, mlflow, search, drivers
+
     rng = random.Random(seed)
     return (
         spec_cases(rng)
@@ -1352,6 +1363,7 @@ def all_cases(seed: int) -> list[Case]:
         + cache_cases()
         + init_cases()
         + housekeeping_cases()
+        + limits_stores_drivers()
     )
 
 

@@ -33,9 +33,10 @@ PHASES = {  # phase -> (function, before or after, which call)
 }
 
 
-def wrap(target: str, when: str, nth: int, signum: int) -> None:
+def wrap(target: str, when: str, nth: int, signum: int, pid=os.getpid, then=None) -> None:
     """Replace `target` (module.function or module.Class.method) by a wrapper that sends
-    `signum` to this process before or after its `nth` call."""
+    `signum` to this process (or to `pid()`, unless it is None; then calls `then()`)
+    before or after its `nth` call."""
     module, _, attr = target.rpartition(".")
     try:
         owner = importlib.import_module(module)
@@ -45,14 +46,21 @@ def wrap(target: str, when: str, nth: int, signum: int) -> None:
     original = getattr(owner, attr)
     calls = [0]
 
+    def send() -> None:
+        to = pid()
+        if to is not None:
+            os.kill(to, signum)
+            if then is not None:
+                then()
+
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         calls[0] += 1
         if when == "before" and calls[0] == nth:
-            os.kill(os.getpid(), signum)
+            send()
         out = original(*args, **kwargs)
         if when == "after" and calls[0] == nth:
-            os.kill(os.getpid(), signum)
+            send()
         return out
 
     setattr(owner, attr, wrapper)

@@ -6,7 +6,9 @@ exported in run.json), and exporting the same folder again creates nothing new.
     tensorboard[:DIR]   TensorBoard event files under DIR/<run id>/ (default ./tensorboard)
 
 Both trackers are optional extras; naming one that is not installed is a one-line
-error with the install command, raised before any work starts.
+error with the install command, raised before any work starts, as is a store that
+cannot be opened (mlflow_uri.py). A store that fails while runs are written to it (a
+full disk, a server gone) raises StoreFailed: the caller stops writing to it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from masklab.errors import UsageError
+from masklab.errors import MasklabError, RunError, UsageError
 
 # The table: tracker kind -> (its module here, its class, the install command, the default target).
 EXPORTERS = {
@@ -35,6 +37,17 @@ class Synced:
     action: str
     written: int = 0
     location: dict[str, Any] = field(default_factory=dict)
+
+
+class StoreFailed(RunError):
+    """The tracker's store itself failed (cannot be written or reached), not one run's data."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message (SQLAlchemy
+    and MLflow add SQL, links and causes on the lines after)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class Exporter(Protocol):
@@ -64,6 +77,8 @@ def open_exporter(text: str, option: str) -> Exporter:
     except ImportError as exc:
         missing = exc.name or kind
         raise UsageError(f"{option} {kind}: needs {missing}, which is not installed: {INSTALL[kind]}") from None
+    except MasklabError as exc:  # the store named cannot work: say which option named it
+        raise type(exc)(f"{option} {kind}:{where}: {exc}") from None
 
 
 def export_run(run, exporter: Exporter, live: bool = False, record: bool = True, locked_by_us: bool = False) -> Synced:

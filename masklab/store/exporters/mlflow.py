@@ -8,6 +8,12 @@ group, seed, version, data fingerprint, and the run's own `masklab tag`s; the no
 MLflow's description) and the folder's files as artifacts. A sync writes only what the
 MLflow run lacks, so exporting twice creates nothing new, and live tracking during
 training is the same sync after every epoch.
+
+The store is checked before MLflow opens it (mlflow_uri.py). Artifacts go next to the
+store they belong to: an experiment masklab creates in `sqlite:///DIR/NAME.db` keeps
+them in `DIR/NAME-artifacts/<experiment>/` (MLflow's default would be `./mlruns` of
+whatever folder the command runs in); a file store keeps them in its folder and a
+server where it is configured to.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from pathlib import Path
 
 from masklab import spec as spec_mod
 from masklab.errors import RunError
-from masklab.store.exporters import Synced, metric_name, param_name
+from masklab.store.exporters import StoreFailed, Synced, first_line, metric_name, param_name
+from masklab.store.exporters.mlflow_uri import check_uri, scheme_of, sqlite_path
 
 STATUS = {
     "done": "FINISHED",
@@ -43,8 +50,9 @@ def ms(timestamp: str | None) -> int | None:
 def absolute_uri(uri: str) -> str:
     """`sqlite:///mlflow.db` (relative to the working folder) -> `sqlite:////abs/mlflow.db`,
     so run.json says where the store is from anywhere; a plain path -> a file: URI."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    relative = uri[len("sqlite:///") :]
+    if uri.startswith("sqlite:///") and not relative.startswith(("/", ":memory:")) and relative:
+        return "sqlite:///" + str(Path(relative).resolve())
     if "://" not in uri and ":" not in uri[:3]:  # a folder: MLflow's (deprecated) file store
         return Path(uri).resolve().as_uri()
     return uri
@@ -134,14 +142,20 @@ class MlflowExporter:
 
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)  # no INFO lines about creating tables
+        # it logs a database error with its traceback, then raises it: masklab reports it in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         self.target = uri = absolute_uri(uri)
-        self.client = MlflowClient(tracking_uri=uri)
+        check_uri(uri)
         self._experiments: dict[str, str] = {}
         self._logged: dict[str, dict[str, set[int]]] = {}  # MLflow run id -> metric -> steps (live tracking)
         try:
+            self.client = MlflowClient(tracking_uri=uri)
             self.client.search_experiments(max_results=1)  # opens (and if new, creates) the store
         except Exception as exc:
-            raise RunError(f"cannot open the MLflow tracking store {uri}: {type(exc).__name__}: {exc}") from None
+            raise RunError(
+                f"cannot open the store ({first_line(exc)}); check that its disk has space and that you can write "
+                "it (or that the server runs), then run the same command again"
+            ) from None
 
     def close(self) -> None:
         pass
@@ -149,8 +163,18 @@ class MlflowExporter:
     def experiment(self, name: str) -> str:
         if name not in self._experiments:
             found = self.client.get_experiment_by_name(name)
-            self._experiments[name] = found.experiment_id if found else self.client.create_experiment(name)
+            self._experiments[name] = (
+                found.experiment_id if found else self.client.create_experiment(name, self.artifacts(name))
+            )
         return self._experiments[name]
+
+    def artifacts(self, experiment: str) -> str | None:
+        """Where a new experiment keeps its artifacts: beside an SQLite file; else None,
+        the store's own place (a file store's folder, a server's artifact root)."""
+        if scheme_of(self.target) != "sqlite":
+            return None
+        db = Path(sqlite_path(self.target))
+        return (db.parent / f"{db.stem}-artifacts" / experiment).as_uri()
 
     def find(self, run, experiment_id: str):
         """The MLflow run of this training of this masklab run (id and creation time), if any."""
@@ -166,7 +190,16 @@ class MlflowExporter:
 
     def sync(self, run, live: bool = False) -> Synced:
         """Bring the MLflow run up to date with the folder; with `live`, the folder is
-        still training (artifacts and the final status wait for the last sync)."""
+        still training (artifacts and the final status wait for the last sync). Raises
+        StoreFailed when the store itself fails (a full disk, a server gone)."""
+        try:
+            return self._sync(run, live)
+        except Exception as exc:
+            if store_failure(exc):
+                raise StoreFailed(first_line(exc)) from None
+            raise
+
+    def _sync(self, run, live: bool) -> Synced:
         from mlflow.entities import Metric, Param, RunTag
 
         experiment_id = self.experiment(run.info.get("study") or run.info.get("name") or run.id)
@@ -237,3 +270,19 @@ class MlflowExporter:
             end = max(end, found.info.start_time)
         self.client.set_terminated(found.info.run_id, wanted, end_time=end)
         return 1
+
+
+def store_failure(exc: BaseException) -> bool:
+    """An error of the store, not of one run: a database that cannot be written (full
+    disk, locked, read-only) or a server that cannot be reached, here or as the cause."""
+    try:
+        from sqlalchemy.exc import OperationalError
+    except ImportError:  # an HTTP store needs no SQLAlchemy
+        OperationalError = OSError  # noqa: N806
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (OperationalError, OSError)):  # requests' errors are OSErrors
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

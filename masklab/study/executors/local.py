@@ -11,7 +11,10 @@ runs in place: the store's atomic creation and locks keep two processes off one 
 Signals: workers run in their own process group, so Ctrl-C reaches only the driver,
 which forwards one SIGTERM to each worker (stop after the current step, checkpointed,
 marked interrupted); a second Ctrl-C forwards another (stop at once). A worker whose
-driver vanishes (SIGKILL) stops by itself within a second.
+driver vanishes (SIGKILL, a crash) stops the same way, as if the driver had sent the
+SIGTERM (`DriverLink`): at its next step when it next reports over the broken pipe,
+within WATCH_S otherwise (evaluating, loading data). Its run is left `interrupted`, not
+failed, so running the same command again continues it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -34,6 +36,7 @@ from masklab.study.executors.work import Forward, train_item
 from masklab.study.plan import PlannedRun
 
 RETRIES = 2  # a run whose worker dies is handed out again this many times
+WATCH_S = 0.25  # how often a worker looks whether its driver is still there
 
 
 def check_runs(runs: list[PlannedRun], store: RunStore, datasets: dict, events: Events) -> None:
@@ -221,6 +224,41 @@ class _Worker:
     item: WorkItem | None = None
 
 
+class DriverLink:
+    """A worker's pipe to its driver. When the driver is gone (the pipe breaks, or the
+    worker is handed to another parent) the worker stops as if the driver had sent its
+    SIGTERM: a run stops after its step, checkpointed, `interrupted`; a run evaluating
+    or a worker preparing stops at once. Nothing more is sent."""
+
+    def __init__(self, conn: Connection, driver_pid: int) -> None:
+        self.conn, self.driver_pid = conn, driver_pid
+        self.gone = threading.Event()
+
+    def send(self, *message) -> None:
+        if self.gone.is_set():
+            return
+        try:
+            self.conn.send(message)
+        except OSError:  # BrokenPipeError: the driver is gone
+            self.lost()
+
+    def lost(self) -> None:
+        if not self.gone.is_set():
+            self.gone.set()
+            os.kill(os.getpid(), signal.SIGTERM)  # to the main thread, through masklab.signals
+
+    def watch(self) -> None:
+        """Look for the driver every WATCH_S in a thread: a worker that sends nothing
+        (evaluating, loading data) notices it gone too."""
+
+        def watch() -> None:
+            while os.getppid() == self.driver_pid and not self.gone.wait(WATCH_S):
+                pass
+            self.lost()
+
+        threading.Thread(target=watch, daemon=True, name="watch-driver").start()
+
+
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """A pool worker: train the items the driver sends until it sends None."""
     os.setpgrp()  # Ctrl-C at the terminal goes to the driver, which decides
@@ -233,12 +271,9 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
 
         if torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(config.gpu_fraction)
-    _watch_driver(config.driver_pid)
+    driver = DriverLink(conn, config.driver_pid)
+    driver.watch()
     store, datasets = RunStore(config.runs_root), {}
-
-    def send(*message) -> None:
-        conn.send(message)
-
     while True:
         try:
             item = conn.recv()
@@ -247,7 +282,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         if item is None:
             return
         try:
-            ended = train_item(item, store, Forward(send), datasets)
+            ended = train_item(item, store, Forward(driver.send), datasets)
         except KeyboardInterrupt:  # stopped outside a run's claim (preparing): its runs are as they were
             ended = [
                 Result(
@@ -255,21 +290,8 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
                 )
                 for rid, seed in zip(item.ids, item.seeds)
             ]
-            with contextlib.suppress(OSError):
-                send("results", ended)
+            driver.send("results", ended)
             return
-        try:
-            send("results", ended)
-        except OSError:
+        driver.send("results", ended)
+        if driver.gone.is_set():
             return
-
-
-def _watch_driver(driver_pid: int) -> None:
-    """Stop this worker (gracefully: SIGTERM) if its driver goes away."""
-
-    def watch() -> None:
-        while os.getppid() == driver_pid:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True, name="watch-driver").start()

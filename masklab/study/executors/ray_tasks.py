@@ -264,7 +264,8 @@ def train_remote(item: WorkItem, rid: str, shipped: bytes, sink, threads: int) -
 def _commit(store: RunStore, claim, rid: str, shipped: bytes) -> Path:
     """A worker's finished folder, committed over the driver's claimed folder (or, for a
     --force replacement, over the old run) by one atomic swap."""
-    incoming = Path(tempfile.mkdtemp(prefix=f".incoming-{rid}-", dir=store.root))
+    # a .tmp- folder: if the driver dies here, the store's sweep removes it
+    incoming = Path(tempfile.mkdtemp(prefix=f".tmp-incoming-{rid}-", dir=store.root))
     try:
         tops = unpack(shipped, incoming)
         if [t.name for t in tops] != [rid]:
@@ -279,8 +280,9 @@ def _commit(store: RunStore, claim, rid: str, shipped: bytes) -> Path:
 
 
 def _write_files(folder: Path, shipped: bytes) -> None:
-    """A worker's files, written atomically into the driver's claimed folder."""
-    with tempfile.TemporaryDirectory(prefix=".ship-", dir=folder) as tmp:
+    """A worker's files, written atomically into the driver's claimed folder (unpacked
+    beside it in a .tmp- folder, which the store sweeps if the driver dies meanwhile)."""
+    with tempfile.TemporaryDirectory(prefix=".tmp-ship-", dir=folder.parent) as tmp:
         for top in unpack(shipped, Path(tmp)):
             for path in top.rglob("*"):
                 if path.is_file():
