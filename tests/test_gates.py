@@ -151,3 +151,42 @@ def test_a_grid_summary_names_its_mean_and_its_seed():
     suite = [{**c, "op": {**c["op"], "suite": "mnist-c"}} for c in cells]
     assert grid_summary(suite, seed=3)["acc@mnist-c[seed=3]"] == 0.6  # a suite's mean carries the seed too
     assert grid_name([], "mnist-c", 0) == "mnist-c"
+
+
+def one_group(root, name: str, group_hash: str, values: list[float]) -> None:
+    for seed, value in enumerate(values):
+        fake_run(root, name=name, seed=seed, group_hash=group_hash, summary={"test_acc": value})
+
+
+# accuracies are multiples of 1/n (here n = 200): a mean or a difference that is exactly
+# the threshold in arithmetic is often a float next to it (0.7 is 0.7000000000000001)
+@pytest.mark.parametrize(
+    ("values", "at"),
+    [([0.745, 0.75, 0.755], 0.75), ([0.6, 0.605, 0.895], 0.7), ([0.6, 0.605, 0.82], 0.675)],
+    ids=["exact-float", "a-float-above", "a-float-below"],
+)
+def test_a_mean_equal_to_the_threshold_trips_le_ge_and_eq_only(workdir, values, at):
+    one_group(workdir / "runs", "cand", "bbbbbbbb", values)
+    mean = json.loads(cli("compare", "cand", "-f", "json").stdout)["groups"][0]["stats"]["test_acc"]["mean"]
+    assert mean == pytest.approx(at, abs=1e-15)
+    for op, trips in (("<=", True), (">=", True), ("==", True), ("<", False), (">", False), ("!=", False)):
+        out = cli("compare", "cand", "--fail-if", f"test_acc.mean {op} {at}")
+        assert out.exit_code == (3 if trips else 0), (op, mean, out.stderr)
+        if trips:
+            assert f"'test_acc.mean {op} {at}' tripped: cand-bbbbbbbb: test_acc mean = +{at:.6g}" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("ref", "cand"),
+    [([0.715, 0.725, 0.735], [0.71, 0.72, 0.73]), ([0.7, 0.71, 0.72], [0.695, 0.705, 0.715])],
+    ids=["a-float-above", "a-float-below"],
+)
+def test_a_difference_equal_to_the_threshold_trips_le_and_ge(workdir, ref, cand):
+    one_group(workdir / "runs", "ref", "aaaaaaaa", ref)
+    one_group(workdir / "runs", "cand", "bbbbbbbb", cand)
+    diff = json.loads(cli("compare", "ref", "cand", "-f", "json").stdout)["comparisons"][0]["diff"]
+    assert diff == pytest.approx(-0.005, abs=1e-15)
+    for op, trips in (("<=", True), (">=", True), ("<", False), (">", False)):
+        assert cli("compare", "ref", "cand", "--fail-if", f"test_acc {op} -0.005").exit_code == (3 if trips else 0), op
+    assert cli("compare", "ref", "cand", "--fail-if", "test_acc < -0.004").exit_code == 3  # a real margin still counts
+    assert cli("compare", "ref", "cand", "--fail-if", "test_acc > -0.006").exit_code == 3
