@@ -540,8 +540,11 @@ def test_two_studies_at_once_share_the_work_and_never_train_a_run_twice(tmp_path
 
 @pytest.fixture(scope="module")
 def ray_local():
+    """Ray as `--executor ray` starts it without --address (masklab's own settings: one CPU
+    per usable core, a local node that is not declared dead for a slow minute), shut down
+    after the module."""
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'masklab[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    assert not ray.is_initialized()
     yield ray
     ray.shutdown()
 
@@ -549,6 +552,7 @@ def ray_local():
 def test_ray_gives_the_sequential_ids_and_metrics(trained, ray_local, tmp_path):
     out = cli("train", trained["spec"], "-q", "--executor", "ray", "-f", "json", "--runs-dir", tmp_path / "runs")
     assert out.exit_code == 0, out.stderr
+    assert ray_local.is_initialized()  # started by masklab
     assert [r["run"] for r in json.loads(out.stdout)["rows"]] == [r["run"] for r in trained["rows"]]
     assert run_facts(tmp_path / "runs") == run_facts(trained["runs"])
     assert not [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(".")]
