@@ -21,9 +21,10 @@ from masklab.spec import CNNSpec, MLPSpec
 from masklab.store.runs import RunStore
 from masklab.study import plan, runner as experiment
 
-from conftest import cli, tiny_spec
+from conftest import cli, tiny_spec, trained_once
 
 OPS = [{"op": "patch", "rate": 0.3, "size": 7}, {"op": "gaussian", "sigma": 0.1, "p": 0.5}]
+SEEDS = [0, 1, 2]
 CNN = {"arch": "cnn", "width": 4, "hidden": 16}
 
 
@@ -78,26 +79,33 @@ def record_pipeline_calls(monkeypatch) -> dict[int, list]:
     return calls
 
 
-def test_masks_and_batches_are_bit_identical_to_separate_runs(workdir, monkeypatch):
-    calls = record_pipeline_calls(monkeypatch)
-    experiment.train_spec(group_spec(1, train={"epochs": 2}), [0, 1], RunStore(workdir / "separate"), Events())
-    separate = {seed: list(seen) for seed, seen in calls.items()}
-    calls.clear()
-    experiment.train_spec(group_spec(2, train={"epochs": 2}), [0, 1], RunStore(workdir / "batched"), Events())
-    assert sorted(calls) == sorted(separate) == [0, 1]
-    for seed in (0, 1):
-        assert len(calls[seed]) == len(separate[seed]) == 2 * 7  # 2 epochs x 7 steps
-        for mine, theirs in zip(calls[seed], separate[seed]):
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory) -> dict:
+    """Seeds 0-2 of one spec trained one by one and as one batched model, once for the
+    module, with what the train-time ops produced for each seed on each path."""
+    with trained_once(tmp_path_factory, "three-seeds") as root, pytest.MonkeyPatch.context() as mp:
+        calls = record_pipeline_calls(mp)
+        separate = experiment.train_spec(group_spec(1), SEEDS, RunStore(root / "separate"), Events())
+        seen_separately = {seed: list(seen) for seed, seen in calls.items()}
+        calls.clear()
+        batched = experiment.train_spec(group_spec(3), SEEDS, RunStore(root / "batched"), Events())
+        return {"separate": separate, "batched": batched, "calls": (seen_separately, dict(calls))}
+
+
+def test_masks_and_batches_are_bit_identical_to_separate_runs(three_seeds):
+    separate, batched = three_seeds["calls"]
+    assert sorted(batched) == sorted(separate) == SEEDS
+    for seed in SEEDS:
+        assert len(batched[seed]) == len(separate[seed]) == 2 * 7  # 2 epochs x 7 steps
+        for mine, theirs in zip(batched[seed], separate[seed]):
             assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
-    assert not torch.equal(calls[0][0][1], calls[1][0][1])  # and the seeds' masks differ
+    assert not torch.equal(batched[0][0][1], batched[1][0][1])  # and the seeds' masks differ
 
 
-def test_a_batched_seed_trains_as_its_separate_run(workdir):
+def test_a_batched_seed_trains_as_its_separate_run(three_seeds):
     """Same init, data order and masks: the losses agree to float rounding, far closer
     than two seeds agree with each other; final metrics stay within seed noise."""
-    seeds = [0, 1, 2]
-    separate = experiment.train_spec(group_spec(1), seeds, RunStore(workdir / "separate"), Events())
-    batched = experiment.train_spec(group_spec(3), seeds, RunStore(workdir / "batched"), Events())
+    separate, batched = three_seeds["separate"], three_seeds["batched"]
     first = [[r["train_loss"] for r in o.run.metrics()] for o in separate]
     together = [[r["train_loss"] for r in o.run.metrics()] for o in batched]
     between_seeds = min(abs(first[a][0] - first[b][0]) for a in range(3) for b in range(a + 1, 3))

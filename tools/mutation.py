@@ -5,6 +5,7 @@
     python tools/mutation.py stats keyed     # some of them
     python tools/mutation.py stats --max-children 2
     python tools/mutation.py masks noise --every 3      # a sample: every third mutant
+    python tools/mutation.py gates compare runs housekeeping lifecycle executors --max-children 2
 
 Each module is mutated by mutmut in a scratch copy of the repository
 (.mutation/<module>/, git-ignored) against its own fast tests only, under `nice -n 10`.
@@ -82,8 +83,55 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             )
         ],
     ),
-    "runs": ("masklab/store/runs.py", ["tests/test_store.py"]),
+    "runs": ("masklab/store/runs.py", ["tests/test_store.py", "tests/test_run_names.py"]),
+    "housekeeping": ("masklab/store/housekeeping.py", ["tests/test_housekeeping.py", "tests/test_run_names.py"]),
+    "lifecycle": (
+        "masklab/study/lifecycle.py",
+        ["tests/test_resume.py", "tests/test_run_lifecycle.py", "tests/test_cli_train.py"]
+        + [
+            f"tests/test_seed_batch.py::{t}"
+            for t in (
+                "test_an_interrupted_group_resumes_bit_identically",
+                "test_an_interrupted_group_resumes_one_seed_at_a_time",
+                "test_a_diverging_seed_fails_alone_and_the_others_stay_resumable",
+            )
+        ],
+    ),
+    "gates": (
+        "masklab/analysis/gates.py",
+        [
+            "tests/test_gates.py",
+            "tests/test_compare.py::test_gate_parsing",
+            "tests/test_cli_contract.py::test_compare_fail_if_must_parse",
+        ],
+    ),
+    "compare": (
+        "masklab/analysis/compare.py",
+        ["tests/test_compare_pairing.py", "tests/test_gates.py", "tests/test_compare.py", "tests/test_run_names.py"],
+    ),
+    "executors": (
+        "masklab/study/executors/*",
+        ["tests/test_work_items.py", "tests/test_ray_node_death.py"]
+        + [
+            f"tests/test_study.py::{t}"
+            for t in (
+                "test_work_items_batch_each_specs_seeds_by_action_in_plan_order",
+                "test_dry_run_lists_every_run_with_its_state_and_creates_nothing",
+                "test_jobs_2_gives_the_sequential_ids_and_metrics",
+                "test_a_rerun_trains_nothing",
+                "test_seed_groups_train_batched_in_process_and_with_jobs_alike",
+                "test_a_seed_that_fails_its_batch_fails_alone_and_the_others_go_on",
+                "test_the_study_view_in_a_pipe_and_with_q",
+                "test_ray_gives_the_sequential_ids_and_metrics",
+                "test_without_ray_the_executor_names_the_install_command",
+            )
+        ],
+    ),
 }
+# Only tests that run the code in the pytest process kill its mutants: mutmut puts the
+# mutated package first on sys.path, and a `python -m masklab` subprocess imports the
+# installed one. Pool workers (spawned, with the parent's sys.path) see the mutants; Ray
+# workers do not, so the selection of executors kills the driver's side of ray_tasks.py.
 # mutmut forks a worker per mutant from a process that has run torch: a forked child
 # waiting on torch's OpenMP pool would hang (and count as a timeout), so one thread
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

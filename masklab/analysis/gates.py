@@ -10,6 +10,10 @@ run failed, was interrupted or is damaged; the gated metric is missing or not fi
 in a run; the statistic does not exist (a p-value or CI with one seed per group); or
 there is no group to compare with. The user may opt out of the second kind explicitly
 (`--allow-missing`), and each case is still named.
+
+A statistic within floating-point noise of the threshold equals it: accuracies are
+multiples of 1/n, and a mean of 0.6, 0.605 and 0.895 is 0.7 exactly but 0.7000000000000001
+in floats, so `test_acc.mean <= 0.7` trips and `test_acc.mean < 0.7` does not.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from masklab.store.runs import Run
 FIELDS = ("diff", "ci_low", "ci_high", "p_adj", "p", "mean")
 OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt}
 _EXAMPLE = "e.g. 'test_acc < -0.005' or 'acc@gaussian(sigma=0.2).mean < 0.9'"
+EQUAL_REL, EQUAL_ABS = 1e-9, 1e-12  # closer than this to the threshold is equal to it (float noise)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,13 @@ def gate_runs(runs: list[Run], gates: list[Gate]) -> tuple[list[Run], list[str]]
     return [r for r in usable if r.id not in missing], problems
 
 
+def holds(value: float, op: str, threshold: float) -> bool:
+    """`value OP threshold`, a value within floating-point noise of the threshold taken as equal to it."""
+    if math.isclose(value, threshold, rel_tol=EQUAL_REL, abs_tol=EQUAL_ABS):
+        value = threshold
+    return OPS[op](value, threshold)
+
+
 def _statistic(c: Comparison, key: str, gate: Gate) -> float | None:
     if gate.field == "mean":
         return c.described[key][gate.metric].mean
@@ -141,6 +153,6 @@ def check_gates(c: Comparison, gates: list[Gate]) -> tuple[list[str], list[str]]
             where = key if gate.field == "mean" else f"{key} vs {c.reference.key}"
             if not _finite(value):
                 unknown.append(f"{gate.text!r} cannot be evaluated: {where}: {_why_undefined(c, key, gate, value)}")
-            elif OPS[gate.op](value, gate.threshold):
+            elif holds(value, gate.op, gate.threshold):
                 tripped.append(f"{gate.text!r} tripped: {where}: {gate.metric} {gate.field} = {value:+.6g}")
     return tripped, unknown

@@ -16,12 +16,24 @@ dies, the folder is left stale with its checkpoint, and the next run of the stud
 resumes it like any interrupted run. The finished folder comes back as the task's
 return value and the driver commits it to the store by one atomic rename
 (`RunStore.commit`). Only the driver writes the store, so a run is never duplicated.
+
+When Ray declares the driver's own node dead (it crashed, or stopped answering Ray's
+health checks), or Ray's memory monitor stops the driver's event actor, the study cannot
+go on: every unfinished run is marked interrupted at its last checkpoint and masklab
+says so in one line (exit 1); the same command continues them. (When the local raylet
+itself is killed, Ray ends the driver process at once, with no word; its runs are left
+stale and the same command continues them too.) A local Ray instance that masklab
+starts waits about ten minutes before it declares its only node dead: Ray's default,
+about a minute, suits clusters that move a dead node's work elsewhere, and on a busy
+machine it turned one slow minute into a failed study.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections import deque
@@ -40,6 +52,29 @@ from masklab.study.plan import PlannedRun
 
 INSTALL = "pip install 'masklab[ray]'"
 SHIPPED_EACH_EPOCH = ("run.json", "metrics.jsonl", "checkpoint.pt")
+# a local node is declared dead after 15 health checks of up to 30 s fail, 10 s apart
+# (about 10 minutes; Ray's default is about one); RAY_<name> in the environment wins
+LOCAL_HEALTH_CHECKS = {
+    "health_check_period_ms": 10_000,
+    "health_check_timeout_ms": 30_000,
+    "health_check_failure_threshold": 15,
+}
+
+
+# the logger that announces, on every local start, that Ray's default token authentication is on
+AUTH_BANNER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Warnings of one logger not shown while the block runs (stderr is masklab's talk)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def import_ray():
@@ -48,20 +83,6 @@ def import_ray():
     except ImportError:
         raise UsageError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
     return ray
-
-
-RAY_START_NOTICE = "ray._private.authentication.authentication_token_setup"  # the logger Ray 2.5x tells it with
-
-
-def quiet_local_start_notice() -> None:
-    """Ray starting a local instance logs "Token authentication is enabled for this Ray
-    cluster..." at warning level, and with masklab's `configure_logging=False` it reaches
-    stderr, where masklab's talk goes. The instance is masklab's own, started and stopped
-    by this command, and token authentication stays on (Ray's default); only the notice
-    goes (a cluster named with --address keeps every notice)."""
-    import logging
-
-    logging.getLogger(RAY_START_NOTICE).setLevel(logging.ERROR)
 
 
 @dataclass
@@ -89,13 +110,18 @@ class RayTasks(Executor):
             if self.address:
                 ray.init(address=self.address, **options)
             else:
-                quiet_local_start_notice()
-                ray.init(num_cpus=threads_mod.usable_cores(), **options)
+                health = {k: v for k, v in LOCAL_HEALTH_CHECKS.items() if f"RAY_{k}" not in os.environ}
+                with _quiet(AUTH_BANNER):  # Ray's default token authentication stays; its banner goes
+                    ray.init(num_cpus=threads_mod.usable_cores(), _system_config=health, **options)
         return ray
 
     def run(self, items: list[WorkItem], store: RunStore, events: Events) -> list[Result]:
         ray = self._connect()
-        sink = ray.remote(num_cpus=0)(_Sink).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # the event actor lives on the driver's node: another node's death never takes it
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        sink = ray.remote(num_cpus=0)(_Sink).options(scheduling_strategy=here).remote()
         task = ray.remote(train_remote).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
         threads = max(1, int(self.num_cpus))
         results: list[Result] = []
@@ -146,6 +172,16 @@ class RayTasks(Executor):
                 _abandon(entry, "interrupted")
             raise Interrupted(
                 f"interrupted with {sum(r.status == 'done' for r in results)} run(s) finished; run the same command again to continue"
+            ) from None
+        except ray.exceptions.RayError as exc:  # from the driver's side (wait, the event actor): its node is gone
+            why = node_lost(ray, exc)
+            for ref, entry in flying.items():
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+                _abandon(entry, "interrupted", why)
+            raise RunError(
+                f"{why}; {sum(r.status == 'done' for r in results)} run(s) finished, {len(flying)} left interrupted "
+                "at their last checkpoints: run the same command again to continue them"
             ) from None
         finally:
             for entry in flying.values():
@@ -298,6 +334,17 @@ def _abandon(entry: _Claimed, status: str, error: str = "") -> None:
         files.remove_tree(claim.run.path)
         return
     claim.run.record_status(status=status, finished=now(), error=error or status)
+
+
+def node_lost(ray, exc: Exception) -> str:
+    """One line for a Ray error that reached the driver itself: what happened to its node."""
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        return "Ray's memory monitor stopped this study's workers: the Ray node ran low on memory"
+    text = str(exc)
+    detail = re.search(r"exit detail: ([^\n]+)", text)
+    said = (detail.group(1) if detail else text.strip().split("\n", 1)[0]).strip().rstrip(".")
+    cause = f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+    return f"the Ray node running this study died or stopped answering Ray's health checks ({cause})"
 
 
 def _failed(item: WorkItem, error: str) -> Result:
