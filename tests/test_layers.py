@@ -3,7 +3,8 @@ higher stage.
 
     cli -> study -> train -> analysis -> evaluation -> store -> data -> spec -> ops
         -> models -> leaves (errors, schema, safeyaml, devices, threads, signals,
-           optimizers, files, vocabulary, datasets, events)
+           optimizers, files, vocabulary, datasets, events,
+           keyvalue)
 
 Every `import masklab...` in every module, including imports inside functions, is
 checked against this order, so a shortcut that reaches up fails here. Each stage is a
@@ -46,6 +47,7 @@ LEAVES = {
     "vocabulary",
     "datasets",
     "events",
+    "keyvalue",
 }
 
 

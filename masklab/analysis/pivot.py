@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from masklab import schema, spec as spec_mod
+from masklab import keyvalue, schema, spec as spec_mod
 from masklab.analysis import stats
 from masklab.analysis.compare import quantum, run_metrics
 from masklab.errors import UsageError
@@ -67,13 +67,9 @@ class Pivot:
 
 
 def parse_where(texts: list[str]) -> dict[str, Any]:
-    where = {}
-    for text in texts:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--where {text}: expected key.path=value, e.g. --where train.epochs=8")
-        where[key.strip()] = spec_mod.parse_yaml_text(value, f"--where {key}") if value.strip() else None
-    return where
+    """--where KEY=VALUE filters by masklab.keyvalue's rule, each value read as YAML (empty: null)."""
+    pairs = keyvalue.parse_key_values(texts, "--where", "--where train.epochs=8", keyvalue.PATH)
+    return {key: spec_mod.parse_yaml_text(value, f"--where {key}") if value else None for key, value in pairs.items()}
 
 
 def pivot(runs: list[Run], metric: str, by: str, split: str | None = None, where: dict | None = None) -> Pivot:

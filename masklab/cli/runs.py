@@ -58,16 +58,10 @@ def tags_text(tags: dict | None) -> str | None:
     return ",".join(f"{k}={v}" for k, v in tags.items()) if tags else None
 
 
-def parse_tag_filters(texts: list[str]) -> dict[str, str]:
-    from masklab.errors import UsageError
-
-    out = {}
-    for text in texts:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--tag {text}: expected KEY=VALUE, e.g. --tag paper=fig2")
-        out[key] = value
-    return out
+def has_tags(run, wanted: dict[str, str]) -> bool:
+    """The run carries every wanted tag with that value (a run without the key never matches)."""
+    tags = run.info.get("tags") or {}
+    return all(k in tags and str(tags[k]) == v for k, v in wanted.items())
 
 
 @cli_command
@@ -107,16 +101,17 @@ def runs(
       masklab runs --format jsonl | wc -l
     """
     from masklab.cli.tables import render
+    from masklab.keyvalue import parse_key_values
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
-    wanted = parse_tag_filters(tag or [])
+    wanted = parse_key_values(tag or [], "--tag", "--tag paper=fig2")
     selected = [
         r
         for r in store.all()
         if (name is None or r.info.get("name") == name)
         and (status is None or r.status == status)
-        and all(str((r.info.get("tags") or {}).get(k)) == v for k, v in wanted.items())
+        and has_tags(r, wanted)
     ]
     render([run_row(r) for r in selected], list_columns(), fmt.value, title=f"runs in {store.root}", header=header)
 

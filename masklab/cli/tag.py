@@ -51,12 +51,13 @@ def tag(
     """
     from masklab.cli.runs import tags_text
     from masklab.cli.tables import Column, render
+    from masklab.keyvalue import parse_key_values
     from masklab.store import housekeeping
     from masklab.store.runs import RunStore
 
     store = RunStore(runs_dir)
     runs = store.resolve_many(ref)
-    new = housekeeping.parse_tags(tags or [])
+    new = parse_key_values(tags or [], "", "method=static")
     if new or note is not None or remove:
         for run in runs:
             store.own(run)  # only run folders of this store are written

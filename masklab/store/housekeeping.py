@@ -27,7 +27,6 @@ from masklab.store.runs import Run, RunStore
 DEAD = ("failed", "interrupted", "stale")  # runs prune may remove
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass
@@ -144,18 +143,6 @@ def apply(store: RunStore, action: Action) -> None:
         return
     with action.run.lock():  # a run picked up meanwhile (--force) is not ours to change
         (action.run.path / "checkpoint.pt").unlink(missing_ok=True)
-
-
-def parse_tags(texts: list[str]) -> dict[str, str]:
-    tags = {}
-    for text in texts:
-        key, sep, value = text.partition("=")
-        if not sep or not TAG_KEY.match(key):
-            raise UsageError(
-                f"{text}: expected KEY=VALUE with a key of letters, digits, '.', '_' or '-', e.g. method=static"
-            )
-        tags[key] = value
-    return tags
 
 
 def refuse_damaged(runs: list[Run], verb: str) -> None:
