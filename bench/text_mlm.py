@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from masklab.data.batches import DeviceSplit, epoch_shuffle_seed  # noqa: E402
+from masklab.data.registry import load_corpus  # noqa: E402
 from masklab.data.splits import vocabulary  # noqa: E402
-from masklab.data.text import load_corpus  # noqa: E402
 from masklab.data.tokenize import tokenize_corpus  # noqa: E402
 from masklab.ops import registry  # noqa: E402
 from masklab.ops.pipeline import TextOpPipeline  # noqa: E402

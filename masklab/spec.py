@@ -38,7 +38,7 @@ def _dataset_name(value: Any, path: str) -> str:
     value = sc.as_str(value, path)
     if datasets.source(value) is not None:
         return value
-    allowed = ", ".join(DATASET_NAMES) + ", idx:DIR, npz:FILE, text:DIR, text:FILE.jsonl"
+    allowed = ", ".join(datasets.allowed())
     hint = sc.suggest(value, DATASET_NAMES)
     raise SpecError(f"{path}: unknown dataset {sc.show(value)}{hint} (allowed: {allowed})")
 
@@ -88,7 +88,7 @@ class DataSpec:
 
     dataset: str = sc.opt(
         "mnist-mini",
-        "mnist-mini | mnist | fashion-mnist | digits | idx:DIR | npz:FILE; text: kjv-mini | fortunes | text:DIR | text:FILE.jsonl",
+        " | ".join(datasets.forms("images")) + "; text: " + " | ".join(datasets.forms("text")),
         _dataset_name,
     )
     root: str | None = sc.opt(

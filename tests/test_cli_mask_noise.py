@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from masklab.data.dataset import limit
 from masklab.data.npz import read
 
 from conftest import cli, run_dirs, tiny_spec
@@ -163,7 +164,7 @@ def test_mask_split_test_takes_the_specs_test_limit(workdir, write_spec):
     result = cli("mask", path, "--split", "test", "--out", out, "-f", "json")
     assert result.exit_code == 0, result.stderr
     arrays, manifest = read(out)
-    expected = registry.limit(registry.load("mnist-mini"), None, 200)
+    expected = limit(registry.load("mnist-mini"), None, 200)
     assert manifest["split"] == "test" and np.array_equal(arrays["labels"], expected.test_y)
     kept = ~arrays["masks"]
     originals = to_float(torch.from_numpy(expected.test_x))[:, 0].numpy()

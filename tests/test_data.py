@@ -14,6 +14,7 @@ import pytest
 
 from masklab.data import download, registry
 from masklab.data.idx import read_idx, read_idx_pair, write_idx
+from masklab.data.stratified import stratified_subset, validation_split
 from masklab.errors import DataError
 
 
@@ -111,14 +112,14 @@ def test_missing_public_data_says_how_to_get_it(workdir):
 
 def test_stratified_limit_and_validation_split():
     labels = np.repeat(np.arange(10), 50)
-    keep = registry.stratified_subset(labels, 100)
+    keep = stratified_subset(labels, 100)
     assert len(keep) == 100 and np.bincount(labels[keep]).tolist() == [10] * 10
-    tr, va = registry.validation_split(labels, 0.2, seed=3)
+    tr, va = validation_split(labels, 0.2, seed=3)
     assert len(va) == 100 and np.bincount(labels[va]).tolist() == [10] * 10
     assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 500
-    tr2, va2 = registry.validation_split(labels, 0.2, seed=4)
+    tr2, va2 = validation_split(labels, 0.2, seed=4)
     assert not np.array_equal(va, va2)
-    assert np.array_equal(registry.validation_split(labels, 0.2, seed=3)[1], va)
+    assert np.array_equal(validation_split(labels, 0.2, seed=3)[1], va)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from test_data import write_idx_folder
 
-from masklab.data import cache, fingerprint, registry
+from masklab.data import cache, dataset as dataset_mod, fingerprint, idx_folders, registry
+from masklab.data.dataset import Dataset
+from masklab.data.fingerprint import fingerprint_arrays
 
 from conftest import cli, run_dirs, tiny_spec
 
@@ -26,7 +28,7 @@ def entries(root: Path) -> list[Path]:
     return sorted(folder.glob("*.npz")) if folder.is_dir() else []
 
 
-def same(a: registry.Dataset, b: registry.Dataset) -> bool:
+def same(a: Dataset, b: Dataset) -> bool:
     arrays = ("train_x", "train_y", "test_x", "test_y")
     return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in arrays) and a.classes == b.classes
 
@@ -37,13 +39,11 @@ def test_a_hit_serves_the_decoded_arrays_and_their_fingerprint(workdir, monkeypa
     assert len(entries(workdir)) == 1
     fresh = first.fingerprint()
     calls = []
-    monkeypatch.setattr(registry, "read_idx_pair", lambda *a: calls.append(a))  # a hit decodes nothing
+    monkeypatch.setattr(idx_folders, "read_idx_pair", lambda *a: calls.append(a))  # a hit decodes nothing
     again = registry.load("idx:digits-idx")
     assert calls == [] and same(first, again)
     assert (
-        again.known_fingerprint
-        == fresh
-        == registry.fingerprint_arrays(again.train_x, again.train_y, again.test_x, again.test_y)
+        again.known_fingerprint == fresh == fingerprint_arrays(again.train_x, again.train_y, again.test_x, again.test_y)
     )
 
 
@@ -91,7 +91,7 @@ def cache_files(folder: Path) -> list[Path]:
 
 
 PAYLOAD = {k: np.full(200_000, i, np.uint8) for i, k in enumerate(cache.ARRAYS)}
-PAYLOAD_FINGERPRINT = registry.fingerprint_arrays(*PAYLOAD.values())
+PAYLOAD_FINGERPRINT = fingerprint_arrays(*PAYLOAD.values())
 
 
 def _hammer(folder: str, rounds: int) -> tuple[int, int]:
@@ -125,9 +125,9 @@ def test_concurrent_writers_and_readers_never_see_a_partial_entry(workdir):
 def test_a_study_loads_and_fingerprints_its_data_once(workdir, write_spec, monkeypatch):
     """Two variants x two seeds, one data section: one decode, one hash, four runs."""
     loads, hashes = [], []
-    real_load, real_hash = registry.load, registry.fingerprint_arrays
+    real_load, real_hash = registry.load, fingerprint_arrays
     monkeypatch.setattr(registry, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
-    monkeypatch.setattr(registry, "fingerprint_arrays", lambda *a: hashes.append(1) or real_hash(*a))
+    monkeypatch.setattr(dataset_mod, "fingerprint_arrays", lambda *a: hashes.append(1) or real_hash(*a))
     body = tiny_spec(seeds=[0, 1], train={"epochs": 1})
     body["variants"] = {"a": {"train.lr": 0.01}, "b": {"train.lr": 0.02}}
     result = cli("train", write_spec(body), "-q")

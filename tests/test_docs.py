@@ -36,3 +36,12 @@ def test_readme_states_every_verdict_rule_word_for_word():
 
     for word, rule in stats.VERDICT_RULES.items():
         assert f"| `{word}` | {rule} |" in README, f"verdict {word!r}: README's rule differs from stats.VERDICT_RULES"
+
+
+def test_the_readme_lists_the_dataset_sources_from_their_table():
+    from masklab import datasets
+
+    assert "## Data\n\nThe sources, from their table" in README
+    assert "\n" + datasets.markdown_table() + "\n" in README, "README's Data table differs: python -m masklab.datasets"
+    listed = "images: " + ", ".join(f"`{f}`" for f in datasets.forms("images"))
+    assert f"| `data.dataset` | `mnist-mini` | {listed}; text: " in README

@@ -94,3 +94,41 @@ def test_imports_point_down(path: Path):
 def test_the_check_catches_an_upward_import(tmp_path):
     tree = ast.parse("def f():\n    from masklab.study import runner\n")
     assert [m for m in imported(tree, "masklab.evaluation.stored") if stage(m) > stage("masklab.evaluation.stored")]
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The modules on a cycle of `graph`, one list per cycle, by depth-first search."""
+    cycles, done = [], set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycles.append(path[path.index(node) :])
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, [*path, node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    return cycles
+
+
+def test_the_data_stage_has_no_import_circle():
+    """Every import counts, inside functions too: a reader never reaches back to the source
+    table (npz files load their source dataset through Lookup.load)."""
+    data = {module_name(p): p for p in MODULES if module_name(p).startswith("masklab.data")}
+    graph = {name: {m for m in imported(ast.parse(p.read_text()), name) if m in data} for name, p in data.items()}
+    assert import_cycles(graph) == []
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_dataset_source_names_a_reader_with_load_and_inputs():
+    import importlib
+
+    from masklab import datasets
+
+    for source in datasets.SOURCES:
+        module = importlib.import_module(f"masklab.data.{source.reader}")
+        assert callable(getattr(module, "load", None)) and callable(getattr(module, "inputs", None)), source.name

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from masklab.data.dataset import limit, pixel_stats
 from masklab.data.npz import read
 
 from conftest import cli, run_dirs, tiny_spec
@@ -30,8 +31,8 @@ def test_fill_options(workdir):
 
     from masklab.data import registry
 
-    subset = registry.limit(registry.load("mnist-mini"), 200, None)
-    mean, std = registry.pixel_stats(subset.train_x)
+    subset = limit(registry.load("mnist-mini"), 200, None)
+    mean, std = pixel_stats(subset.train_x)
     a, b = -mean / std, (1 - mean) / std  # N(mean, std) clipped to [0, 1]
     clipped_mean = mean * (norm.cdf(b) - norm.cdf(a)) + std * (norm.pdf(a) - norm.pdf(b)) + norm.sf(b)
     for fill, check in (

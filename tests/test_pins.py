@@ -18,7 +18,7 @@ from test_data_cache import edit_in_place_keeping_mtime
 from test_resume import InterruptAfterEpoch
 
 from masklab import spec as spec_mod
-from masklab.data import fingerprint
+from masklab.data import fingerprint, mnist_mini
 from masklab.errors import Interrupted, RunError
 from masklab.events import Events
 from masklab.store import weights
@@ -284,7 +284,7 @@ def test_a_run_records_the_files_of_each_kind_of_dataset(workdir, write_spec):
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz",
     ]
-    assert registry.input_paths("mnist-mini") == [registry.EMBEDDED / "mnist-mini.npz"]
+    assert registry.input_paths("mnist-mini") == [mnist_mini.EMBEDDED / "mnist-mini.npz"]
     assert [p.name for p in registry.input_paths("kjv-mini")] == ["kjv-mini.jsonl"]
     assert registry.input_paths("text:some/folder") == [Path("some/folder")]
     made = cli("mask", "--dataset", "idx:idx", "--op", "pixel", "--rate", "0.5", "--out", "m.npz")

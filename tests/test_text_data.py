@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from masklab.data import text as text_data, tokenize
-from masklab.data.text import FORTUNE_CATEGORIES, load_corpus
+from masklab.data import fortunes, tokenize
+from masklab.data.dataset import Lookup
+from masklab.data.fortunes import FORTUNE_CATEGORIES
+from masklab.data.registry import load_corpus
 from masklab.errors import DataError
 
 from conftest import cli, run_dirs
@@ -152,11 +154,11 @@ def test_fortunes_from_a_folder(tmp_path):
 
 
 def load_corpus_fortunes(root: Path):
-    return text_data.read_fortunes(str(root))
+    return fortunes.load("fortunes", Lookup(str(root)))
 
 
 def test_fortune_entries_split_on_percent_lines():
-    assert text_data.fortune_entries("one\n%\ntwo\nlines\n%\n\n%\nthree") == ["one", "two\nlines", "three"]
+    assert fortunes.fortune_entries("one\n%\ntwo\nlines\n%\n\n%\nthree") == ["one", "two\nlines", "three"]
 
 
 @needs_fortunes
@@ -187,7 +189,7 @@ def test_tokenizer_specials_cache_and_encoding(workdir, monkeypatch):
 def test_tokenizer_training_is_deterministic_across_processes(workdir):
     """The library's WordPiece trainer numbers pieces in hash-map order, which differs per process."""
     code = (
-        "from masklab.data.text import load_corpus; from masklab.data.tokenize import tokenize_corpus;"
+        "from masklab.data.registry import load_corpus; from masklab.data.tokenize import tokenize_corpus;"
         "print(tokenize_corpus(load_corpus('kjv-mini').limit(400, 50), 500, True, 32)[2].path)"
     )
     env = {"MASKLAB_CACHE": str(workdir / "other"), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "1"}

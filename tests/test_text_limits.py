@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from masklab import spec as spec_mod
-from masklab.data.text import MAX_TEXT_CHARS, load_corpus
+from masklab.data.registry import load_corpus
+from masklab.data.text import MAX_TEXT_CHARS
 from masklab.errors import DataError
 from masklab.evaluation.metrics import DENSE_CONFUSION_CLASSES, Predictions, classification_metrics, confusion_matrix
 from masklab.study import memory

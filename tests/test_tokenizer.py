@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from masklab.data import tokenize
+from masklab.data.registry import load_corpus
 from masklab.data.splits import vocabulary
-from masklab.data.text import load_corpus
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.model_selection import train_test_split
 
-from masklab.data import registry
+from masklab.data.stratified import stratified_subset, validation_split
 from masklab.evaluation.metrics import Predictions, classification_metrics
 
 from conftest import tiny_spec
@@ -40,7 +40,7 @@ def test_validation_split_matches_scikit_learn():
         tr, va = train_test_split(
             np.arange(len(labels)), test_size=fraction, stratify=labels if can else None, random_state=seed
         )
-        ours = registry.validation_split(labels, fraction, seed)
+        ours = validation_split(labels, fraction, seed)
         assert np.array_equal(ours[0], np.sort(tr)) and np.array_equal(ours[1], np.sort(va))
     assert stratified > 100 and plain > 20  # both paths were exercised
 
@@ -53,7 +53,7 @@ def test_stratified_subset_matches_scikit_learn():
             continue
         seed = int(rng.integers(0, 1000))
         keep, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
-        assert np.array_equal(registry.stratified_subset(labels, size, seed), np.sort(keep))
+        assert np.array_equal(stratified_subset(labels, size, seed), np.sort(keep))
 
 
 def test_clean_metrics_match_scikit_learn_exactly():

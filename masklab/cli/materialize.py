@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from masklab import datasets
 from masklab.cli.common import Format, FormatOption, HeaderOption, cli_command, say
 
 SpecArg = Annotated[
@@ -24,7 +25,7 @@ DatasetOption = Annotated[
     typer.Option(
         "--dataset",
         metavar="NAME",
-        help="Dataset name instead of a spec: mnist-mini, mnist, fashion-mnist, digits, idx:DIR, npz:FILE.",
+        help=f"Dataset name instead of a spec: {', '.join(datasets.forms('images'))}.",
     ),
 ]
 OpOption = Annotated[
@@ -210,6 +211,7 @@ def materialize(
     from masklab import spec as spec_mod
     from masklab.cli.tables import columns, render
     from masklab.data import materialize as corrupt, registry as data_registry
+    from masklab.data.dataset import limit as limit_dataset
     from masklab.devices import resolve_device
     from masklab.errors import UsageError
     from masklab.ops import registry as op_registry
@@ -238,7 +240,7 @@ def materialize(
         dataset = data_registry.load(dataset_name)
         limits = (limit, limit)
     source = dataset  # the file names the whole dataset, which is what `npz:FILE` reloads and checks
-    dataset = data_registry.limit(dataset, *(n if s == split else None for n, s in zip(limits, ("train", "test"))))
+    dataset = limit_dataset(dataset, *(n if s == split else None for n, s in zip(limits, ("train", "test"))))
     if spec is not None:  # fills and epoch schedules as a run with this seed has them
         fill, epochs = corrupt.training_fill(dataset, spec.data.val_fraction, seed), spec.train.epochs
     _, height, width = dataset.shape

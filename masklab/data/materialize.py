@@ -18,7 +18,8 @@ import torch
 import masklab
 from masklab.data import npz
 from masklab.data.batches import DeviceSplit
-from masklab.data.registry import Dataset, pixel_stats, validation_split
+from masklab.data.dataset import Dataset, pixel_stats
+from masklab.data.stratified import validation_split
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from masklab.data.dataset import MAX_CLASSES, Dataset, Lookup, class_names
 from masklab.data.memory import available_memory
-from masklab.data.registry import MAX_CLASSES
 from masklab.errors import DataError
 from masklab.files import readable
 
@@ -174,11 +174,12 @@ def manifest_source(path: Path, chain: tuple[str, ...] = ()) -> tuple[str, str |
     return name, root
 
 
-def load_dataset(path: Path, root: str | None = None, download: bool = False, chain: tuple[str, ...] = ()):
-    """A Dataset from an .npz: either train_/test_ arrays, or a masklab mask/noise file
-    (whose source dataset is loaded too; `chain` holds the files that led here)."""
-    from masklab.data.registry import Dataset, _classes, load
-
+def load(name: str, lookup: Lookup) -> Dataset:
+    """`npz:FILE`: either train_/test_ arrays, or a masklab mask/noise file (whose source
+    dataset is loaded too, through the source table; `lookup.chain` holds the files that
+    led here)."""
+    path = Path(name[4:])
+    root, download, chain = lookup.root, lookup.download, lookup.chain
     here = os.path.realpath(path)
     if here in chain:
         raise DataError(f"{path}: its manifest names a source that leads back to this file; the file is damaged")
@@ -192,7 +193,7 @@ def load_dataset(path: Path, root: str | None = None, download: bool = False, ch
         vx = _images(arrays["test_images"], path, "test_images")
         ty = _labels(arrays["train_labels"], len(tx), path, "train_labels")
         vy = _labels(arrays["test_labels"], len(vx), path, "test_labels")
-        return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), _classes(f"npz:{path}", np.concatenate([ty, vy])))
+        return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), class_names(f"npz:{path}", np.concatenate([ty, vy])))
     if not ("images" in arrays and "labels" in arrays and manifest):
         raise DataError(
             f"{path}: expected arrays {', '.join(SPLIT_KEYS)}, or images/labels/manifest as masklab mask/noise writes them"
@@ -207,7 +208,7 @@ def load_dataset(path: Path, root: str | None = None, download: bool = False, ch
         arrays["labels"] = np.tile(arrays["labels"], copies)
     images = _images(raw, path, "images")
     labels = _labels(arrays["labels"], len(images), path, "labels")
-    source = load(source_name, root or source_root, download, (*chain, here))
+    source = lookup.load(source_name, Lookup(root or source_root, download, (*chain, here), lookup.load, lookup.inputs))
     if source.fingerprint() != fingerprint:
         raise DataError(
             f"{path}: its source dataset {source_name} has changed since the file was written; write it again"
@@ -220,3 +221,15 @@ def load_dataset(path: Path, root: str | None = None, download: bool = False, ch
         tx, ty, vx, vy = source.train_x, source.train_y, images, labels
     copied = copies if manifest["split"] == "train" else 1
     return Dataset(f"npz:{path}", tx, ty, vx, vy, str(path), source.classes, copies=copied)
+
+
+def inputs(name: str, lookup: Lookup) -> list[Path]:
+    """The file, then the inputs of the dataset a mask/noise file was made from."""
+    path = Path(name[4:])
+    source = manifest_source(path, lookup.chain)
+    if not source:
+        return [path]
+    chain = (*lookup.chain, os.path.realpath(path))
+    return [path] + lookup.inputs(
+        source[0], Lookup(lookup.root or source[1], lookup.download, chain, lookup.load, lookup.inputs)
+    )

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from masklab.data.batches import DeviceSplit
-from masklab.data.registry import Dataset, pixel_stats, validation_split
+from masklab.data.dataset import Dataset, pixel_stats
+from masklab.data.stratified import validation_split
 from masklab.ops.text import Vocabulary
 
 

@@ -57,3 +57,28 @@ def shuffled_split(n: int, n_first: int, n_second: int, seed: int) -> tuple[np.n
     second part is drawn first, as scikit-learn's ShuffleSplit draws its test part."""
     order = np.random.RandomState(seed).permutation(n)
     return np.sort(order[n_second : n_second + n_first]), np.sort(order[:n_second])
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a class-stratified subset of `size` labels, keyed by seed."""
+    if size >= len(labels):
+        return np.arange(len(labels))
+    counts = np.bincount(labels)
+    classes = int((counts > 0).sum())
+    if counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes:
+        keep, _ = stratified_split(labels, size, len(labels) - size, seed)
+    else:  # a class too small to stratify: a plain random subset, as scikit-learn draws it
+        keep, _ = shuffled_split(len(labels), size, len(labels) - size, seed)
+    return keep
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): a stratified split keyed by the run seed."""
+    if fraction <= 0:
+        return np.arange(len(labels)), np.arange(0)
+    n_val = int(np.ceil(fraction * len(labels)))
+    classes = len(np.unique(labels))
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() >= 2 and classes <= n_val <= len(labels) - classes:
+        return stratified_split(labels, len(labels) - n_val, n_val, seed)
+    return shuffled_split(len(labels), len(labels) - n_val, n_val, seed)

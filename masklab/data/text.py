@@ -1,9 +1,8 @@
-"""Text datasets: labelled texts read from files, checked, and split into train and test.
+"""Text datasets: labelled texts read from files, checked, and split into train and test
+(the readers `kjv-mini` and `fortunes` use too), and the `text:` source itself.
 
 | name | where it comes from |
 |------|---------------------|
-| kjv-mini | `data/kjv-mini.jsonl`, 2,000 King James Bible verses in 5 groups of books, shipped with masklab |
-| fortunes | Debian's `fortunes` package (`/usr/share/games/fortunes`): 8 topical categories, one entry per text |
 | text:DIR | one sub-folder per class holding `.txt` files (scikit-learn's `load_files` layout), or `train/` and `test/` folders that each hold such sub-folders |
 | text:FILE.jsonl | one JSON object per line: `{"text": ..., "label": ...}`, optionally `"split": "train" \\| "test"` |
 
@@ -30,18 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from masklab import datasets
+from masklab.data.dataset import Lookup
+from masklab.data.stratified import stratified_subset
 from masklab.errors import DataError
 
-EMBEDDED = Path(__file__).resolve().parents[2] / "data"
 TEST_FRACTION = 0.2
-FORTUNES_DIR = Path("/usr/share/games/fortunes")
-# The topical categories with at least 500 entries. Left out: the grab-bags (cookie,
-# miscellaneous, fortunes, platitudes, wisdom), whose names say nothing about their
-# content, and the single-voice collections (zippy, knghtbrd), which a classifier
-# would tell apart by style; the smaller files give too few texts per class.
-FORTUNE_CATEGORIES = ("computers", "definitions", "men-women", "people", "politics", "science", "songs-poems", "work")
-is_text_dataset = datasets.is_text
 # Characters kept of one text: 24 per token at the largest model.max_len (4,096 tokens),
 # so a cut text still fills any sequence masklab encodes, while one huge line (a book on
 # one line, a 50 MB field) costs what 100,000 characters cost and no more.
@@ -63,8 +55,6 @@ class TextCorpus:
 
     def limit(self, train_limit: int | None, test_limit: int | None) -> TextCorpus:
         """The same corpus cut to stratified subsets (fixed, independent of the run seed)."""
-        from masklab.data.registry import stratified_subset
-
         out = self
         if train_limit:
             keep = stratified_subset(out.train_y, train_limit)
@@ -78,7 +68,7 @@ class TextCorpus:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _decode(data: bytes, where: str, final: bool = True) -> str:
+def decode(data: bytes, where: str, final: bool = True) -> str:
     """UTF-8 text; with `final=False` a character cut in half at the end is dropped."""
     try:
         return codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
@@ -128,7 +118,7 @@ def read_regular(path: Path, limit: int | None = None) -> tuple[bytes, bool]:
 def _text_file(path: Path) -> str:
     """A .txt file's text, read no further than MAX_TEXT_CHARS characters."""
     data, more = read_regular(path, 4 * MAX_TEXT_CHARS)  # UTF-8 takes at most 4 bytes a character
-    return _decode(data, str(path), final=not more)[:MAX_TEXT_CHARS]
+    return decode(data, str(path), final=not more)[:MAX_TEXT_CHARS]
 
 
 def _lone_surrogate(value: str, field: str, where: str) -> None:
@@ -148,7 +138,9 @@ def _label_names(labels: list) -> list[str]:
     return sorted(str(v) for v in unique)
 
 
-def _split(name: str, texts: list[str], labels: list, splits: list[str | None], source: str, where: str) -> TextCorpus:
+def split_corpus(
+    name: str, texts: list[str], labels: list, splits: list[str | None], source: str, where: str
+) -> TextCorpus:
     """A corpus from labelled texts: the given split, or a fixed stratified 80/20 one."""
     classes = _label_names(labels)
     if len(classes) < 2:
@@ -182,7 +174,7 @@ def read_jsonl(path: Path, name: str) -> TextCorpus:
         raise DataError(f'{path}: no such file; text:FILE.jsonl names a file of {{"text": ..., "label": ...}} lines')
     texts, labels, splits = [], [], []
     first: tuple[int, object] | None = None  # (line, label) of the first label: every label has its type
-    for number, line in enumerate(_decode(read_regular(path)[0], str(path)).splitlines(), 1):
+    for number, line in enumerate(decode(read_regular(path)[0], str(path)).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -198,7 +190,7 @@ def read_jsonl(path: Path, name: str) -> TextCorpus:
         splits.append(split)
     if not texts:
         raise DataError(f"{path}: no texts (the file is empty); write one JSON object per line")
-    return _split(name, texts, labels, splits, str(path), str(path))
+    return split_corpus(name, texts, labels, splits, str(path), str(path))
 
 
 def _jsonl_row(line: str, where: str) -> tuple[str, str | int, str | None]:
@@ -255,98 +247,21 @@ def read_folder(folder: Path, name: str) -> TextCorpus:
         if unknown:
             raise DataError(f"{folder}/test: class {unknown[0]!r} has no training texts in {folder}/train")
         splits = ["train"] * len(tr_texts) + ["test"] * len(te_texts)
-        return _split(name, tr_texts + te_texts, tr_labels + te_labels, splits, str(folder), str(folder))
+        return split_corpus(name, tr_texts + te_texts, tr_labels + te_labels, splits, str(folder), str(folder))
     texts, labels = _read_class_folders(folder)
     if not texts:
         raise DataError(f"{folder}: no class sub-folders; put each class's .txt files in a folder named after it")
-    return _split(name, texts, labels, [None] * len(texts), str(folder), str(folder))
+    return split_corpus(name, texts, labels, [None] * len(texts), str(folder), str(folder))
 
 
-def fortune_entries(text: str) -> list[str]:
-    """The entries of one fortune file: blocks separated by lines holding only `%`."""
-    entries, current = [], []
-    for line in text.splitlines():
-        if line.strip() == "%":
-            entries.append("\n".join(current).strip())
-            current = []
-        else:
-            current.append(line)
-    entries.append("\n".join(current).strip())
-    return [e for e in entries if e]
-
-
-def _fortunes_folder(root: str | None) -> Path:
-    """data.root when given (it must hold every category), else the usual places."""
-    if root:
-        if not Path(root).is_dir():
-            raise DataError(
-                f"data.root {root}: no such folder; fix the path, or remove data.root to search the usual places"
-            )
-        missing = [c for c in FORTUNE_CATEGORIES if not (Path(root) / c).is_file()]
-        if missing:
-            raise DataError(
-                f"data.root {root}: no fortune file {missing[0]!r}; it needs {', '.join(FORTUNE_CATEGORIES)}"
-            )
-        return Path(root)
-    folders = []
-    if os.environ.get("MASKLAB_DATA"):
-        folders.append(Path(os.environ["MASKLAB_DATA"]) / "fortunes")
-    folders.append(FORTUNES_DIR)
-    for folder in folders:
-        if all((folder / c).is_file() for c in FORTUNE_CATEGORIES):
-            return folder
-    raise DataError(
-        f"fortunes: not found in {', '.join(map(str, folders))}; apt-get install fortunes, or set data.root to a folder of fortune files"
-    )
-
-
-def read_fortunes(root: str | None) -> TextCorpus:
-    """The 8 categories of FORTUNE_CATEGORIES, one text per entry. An entry found in two
-    categories is left out (its label is ambiguous); a repeat within one is kept once."""
-    folder = _fortunes_folder(root)
-    by_text: dict[str, set[str]] = {}
-    for category in FORTUNE_CATEGORIES:
-        path = folder / category
-        for entry in fortune_entries(_decode(read_regular(path)[0], str(path))):
-            by_text.setdefault(entry[:MAX_TEXT_CHARS], set()).add(category)
-    texts = [t for t, cats in by_text.items() if len(cats) == 1]
-    labels = [next(iter(by_text[t])) for t in texts]
-    return _split("fortunes", texts, labels, [None] * len(texts), str(folder), f"fortunes ({folder})")
-
-
-def load_corpus(name: str, root: str | None = None) -> TextCorpus:
-    """A text dataset by its spec name. Raises DataError naming the problem and the fix."""
-    if name == "kjv-mini":
-        path = EMBEDDED / "kjv-mini.jsonl"
-        if not path.is_file():
-            raise DataError(f"{path}: the embedded dataset is missing; reinstall masklab from its source tree")
-        return read_jsonl(path, name)
-    if name == "fortunes":
-        return read_fortunes(root)
+def load(name: str, lookup: Lookup) -> TextCorpus:
+    """`text:FILE.jsonl` (or any file) or `text:DIR`."""
     target = Path(name[len("text:") :])
     if target.suffix == ".jsonl" or (target.exists() and not target.is_dir()):
         return read_jsonl(target, name)
     return read_folder(target, name)
 
 
-def corpus_inputs(name: str, root: str | None = None) -> list[Path]:
-    """The files (or, for text:DIR, the folder) `load_corpus` reads, without reading them."""
-    if name == "kjv-mini":
-        return [EMBEDDED / "kjv-mini.jsonl"]
-    if name == "fortunes":
-        folder = _fortunes_folder(root)
-        return [folder / c for c in FORTUNE_CATEGORIES]
+def inputs(name: str, lookup: Lookup) -> list[Path]:
+    """The file or folder `load` reads, without reading it."""
     return [Path(name[len("text:") :])]
-
-
-def load_text(spec) -> object:
-    """A spec's text dataset as a registry Dataset of token ids, tokenized by its model section."""
-    from masklab.data.registry import Dataset
-    from masklab.data.tokenize import tokenize_corpus
-
-    d, m = spec.data, spec.model
-    corpus = load_corpus(d.dataset, d.root).limit(d.train_limit, d.test_limit)
-    train_ids, test_ids, info = tokenize_corpus(corpus, m.vocab_size, m.lowercase, m.max_len)
-    return Dataset(
-        corpus.name, train_ids, corpus.train_y, test_ids, corpus.test_y, corpus.source, corpus.classes, text=info
-    )

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from masklab.data.dataset import Dataset
 from masklab.data.download import cache_dir
 from masklab.data.text import TextCorpus
 from masklab.errors import DataError
@@ -143,3 +144,11 @@ def tokenize_corpus(corpus: TextCorpus, vocab_size: int, lowercase: bool, max_le
         truncated=float(cut.mean()) if len(cut) else 0.0,
     )
     return train_ids, test_ids, info
+
+
+def tokenized_dataset(corpus: TextCorpus, model) -> Dataset:
+    """A text corpus as a Dataset of token ids, tokenized as the model section says."""
+    train_ids, test_ids, info = tokenize_corpus(corpus, model.vocab_size, model.lowercase, model.max_len)
+    return Dataset(
+        corpus.name, train_ids, corpus.train_y, test_ids, corpus.test_y, corpus.source, corpus.classes, text=info
+    )

@@ -25,6 +25,7 @@ import torch
 import masklab
 from masklab.data import fingerprint, registry as data_registry
 from masklab.data.checks import check_against_data, data_key, load_data
+from masklab.data.dataset import Dataset
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, Pruned, RunError, SpecError
@@ -55,9 +56,7 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_info(
-    spec: Spec, seed: int, dataset: data_registry.Dataset, device: torch.device, init: Run | None = None
-) -> dict:
+def run_info(spec: Spec, seed: int, dataset: Dataset, device: torch.device, init: Run | None = None) -> dict:
     """A new run's run.json: what it is, where it runs, and the inputs it is pinned to
     (data fingerprint and input files, the init source by id and content: `study.pins`)."""
     return {
@@ -336,7 +335,7 @@ class Prepared:
     """A spec checked against its data, with what training it needs."""
 
     spec: Spec
-    dataset: data_registry.Dataset
+    dataset: Dataset
     device: torch.device
     inits: dict[int, Run | None]
 
@@ -387,7 +386,7 @@ def train_specs(
     return outcomes
 
 
-def copies_note(dataset: data_registry.Dataset) -> str:
+def copies_note(dataset: Dataset) -> str:
     k, n = dataset.copies, len(dataset.train_y)
     return (
         f"note: {dataset.name} holds {k} masked copies of each training image ({n // k} images, {n} samples): "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from masklab.data.registry import Dataset
+from masklab.data.dataset import Dataset
 from masklab.errors import SpecError
 from masklab.store.runs import Run
 
