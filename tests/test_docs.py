@@ -45,3 +45,15 @@ def test_the_readme_lists_the_dataset_sources_from_their_table():
     assert "\n" + datasets.markdown_table() + "\n" in README, "README's Data table differs: python -m masklab.datasets"
     listed = "images: " + ", ".join(f"`{f}`" for f in datasets.forms("images"))
     assert f"| `data.dataset` | `mnist-mini` | {listed}; text: " in README
+
+
+def test_where_things_are_names_only_paths_that_exist():
+    """Every module the README's map names exists, but in the 'before' column of what moved."""
+    section = README[README.index("## Where things are\n") : README.index("## Development\n")]
+    maps, moved = section.split("What issue 23 moved")
+    named = re.findall(r"`([a-z_/*]+\.py|[a-z_]+/)`", maps)
+    named += [p for line in moved.splitlines()[4:] for p in re.findall(r"`([a-z_/]+\.py)`", line.split(" | ")[-1])]
+    assert len(named) > 50
+    for path in named:
+        found = [*(ROOT / "masklab").glob(path), *(ROOT / "masklab").glob(f"*/{path}"), *ROOT.glob(path)]
+        assert found, f"README's 'Where things are' names {path}, which does not exist"
