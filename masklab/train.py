@@ -189,8 +189,8 @@ class SeedGroup:
     def load_checkpoints(self) -> int:
         """Every seed's checkpoint into the network and optimizer; returns the epochs done."""
         if self.stacked is None:
-            return checkpoints.load(self.seeds[0].run, self.net, self.optimizer, self.device, self.adapt)
-        return checkpoints.load_stacked([s.run for s in self.seeds], self.stacked, self.optimizer, self.device)
+            return checkpoints.resume_into(self.seeds[0].run, self.net, self.optimizer, self.device, self.adapt)
+        return checkpoints.resume_stacked_into([s.run for s in self.seeds], self.stacked, self.optimizer, self.device)
 
     def trained_models(self) -> list[torch.nn.Module]:
         """Each seed's network with its trained weights (a stacked group's slices loaded back)."""

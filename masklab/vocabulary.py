@@ -1,5 +1,5 @@
 """The ids every part of masklab agrees on, in one leaf: the tokenizer's special tokens
-(data/tokenize.py writes them, ops/text.py and models/bert.py read them) and the kinds
+(data/tokenize.py writes them, ops/word_pieces.py and models/bert.py read them) and the kinds
 of a masked-modeling token (ops/tokens.py draws them, models/vit.py acts on them)."""
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # the first ids of every vocabulary, in this order

@@ -13,7 +13,7 @@ from masklab import spec as spec_mod
 from masklab.models.build import build_model, load_matching
 from masklab.ops import keyed, registry
 from masklab.ops.pipeline import TextOpPipeline
-from masklab.ops.text import Vocabulary, candidates, span_lengths, words
+from masklab.ops.word_pieces import Vocabulary, candidates, span_lengths, words
 from masklab.vocabulary import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
 
 V = 64  # a synthetic vocabulary: ids 5..63, every third piece continues a word

@@ -17,7 +17,7 @@ from masklab.data.registry import load_corpus
 from masklab.data.text import MAX_TEXT_CHARS
 from masklab.errors import DataError
 from masklab.evaluation.metrics import DENSE_CONFUSION_CLASSES, Predictions, classification_metrics, confusion_matrix
-from masklab.study import memory
+from masklab.study import model_memory as memory
 
 from conftest import cli, run_dirs
 

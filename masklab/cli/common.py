@@ -196,6 +196,6 @@ def cli_command(fn):
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    from masklab.study.memory import is_out_of_memory  # torch is loaded already if torch ran out
+    from masklab.study.model_memory import is_out_of_memory  # torch is loaded already if torch ran out
 
     return is_out_of_memory(exc)

@@ -210,7 +210,7 @@ def materialize(
     params = params | {"p": p, "mode": mode}
     from masklab import spec as spec_mod
     from masklab.cli.tables import columns, render
-    from masklab.data import materialize as corrupt, registry as data_registry
+    from masklab.data import materialize, registry as data_registry
     from masklab.data.dataset import limit as limit_dataset
     from masklab.devices import resolve_device
     from masklab.errors import UsageError
@@ -242,13 +242,13 @@ def materialize(
     source = dataset  # the file names the whole dataset, which is what `npz:FILE` reloads and checks
     dataset = limit_dataset(dataset, *(n if s == split else None for n, s in zip(limits, ("train", "test"))))
     if spec is not None:  # fills and epoch schedules as a run with this seed has them
-        fill, epochs = corrupt.training_fill(dataset, spec.data.val_fraction, seed), spec.train.epochs
+        fill, epochs = materialize.training_fill(dataset, spec.data.val_fraction, seed), spec.train.epochs
     _, height, width = dataset.shape
     op_registry.check_image_shape(ops, height, width, "ops")
-    result = corrupt.corrupt_split(
+    result = materialize.corrupt_split(
         dataset, split, ops, seed, copies, batch_size, resolve_device(device), fill=fill, epochs=epochs
     )
-    corrupt.write(out, result, ops, seed, split, source)
+    materialize.write(out, result, ops, seed, split, source)
     say(
         f"wrote {out}: {result.images.shape[1]} images x {copies} cop{'y' if copies == 1 else 'ies'} of {dataset.name} ({split})"
     )
@@ -257,7 +257,7 @@ def materialize(
 
         preview_png(preview_of(result, ops, dataset, split, seed), preview)
         say(f"wrote {preview}")
-    rows = corrupt.realized_rows(result, ops, dataset.classes)
+    rows = materialize.realized_rows(result, ops, dataset.classes)
     render(
         rows,
         columns("op", "measure", "class", "n", "requested", "realized", "min", "max"),

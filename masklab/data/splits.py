@@ -10,7 +10,7 @@ import torch
 from masklab.data.batches import DeviceSplit
 from masklab.data.dataset import Dataset, pixel_stats
 from masklab.data.stratified import validation_split
-from masklab.ops.text import Vocabulary
+from masklab.ops.word_pieces import Vocabulary
 
 
 @dataclass

@@ -18,7 +18,7 @@ from masklab.errors import SpecError
 from masklab.evaluation.metrics import classification_metrics, predict
 from masklab.ops import registry
 from masklab.ops.pipeline import OpPipeline, TextOpPipeline
-from masklab.ops.text import Vocabulary
+from masklab.ops.word_pieces import Vocabulary
 
 
 def _is_axis(value: object, kind: str) -> bool:

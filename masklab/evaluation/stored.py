@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from masklab.errors import UsageError
-from masklab.evaluation import metrics as eval_metrics, predictions as stored_predictions, robustness as eval_grid
+from masklab.evaluation import metrics as eval_metrics, predictions as stored_predictions, robustness
 from masklab.store.reload import load_trained
 from masklab.store.runs import Run, now
 
@@ -17,7 +17,7 @@ def eval_name(ops: list[dict], suite: str | None, seed: int) -> str:
     """A stable file name for one evaluation: clean, a suite, or a hash of the grid."""
     if not ops and not suite:
         return "clean"
-    return eval_grid.grid_name(ops, suite, seed)
+    return robustness.grid_name(ops, suite, seed)
 
 
 def corruption_errors(cells: list[dict], clean_acc: float, base_cells: list[dict], base_clean: float) -> dict:
@@ -68,7 +68,7 @@ def evaluate_run(
 
         grid_ops += suite_ops(suite, data.shape)
     correct: dict[str, np.ndarray] = {}
-    cells = eval_grid.robustness_grid(
+    cells = robustness.robustness_grid(
         model,
         data.test,
         grid_ops,
@@ -85,7 +85,7 @@ def evaluate_run(
         "test_acc": clean["acc"],
         "test_macro_f1": clean["macro_f1"],
         "test_loss": clean["loss"],
-        **eval_grid.grid_summary(cells, seed, f"robust_acc@{name}"),
+        **robustness.grid_summary(cells, seed, f"robust_acc@{name}"),
     }
     body = {
         "schema_version": 1,

@@ -6,7 +6,7 @@ projection is the token embedding matrix (tied, as in BERT).
 Inputs are token ids (B, L), padded on the right with [PAD] (id 0). The padding mask is
 read off the ids, every block removes padding keys from attention, and a batch is cut
 to its longest real sequence first: a sequence's outputs do not depend on how much
-padding it carries. The token ops (masklab/ops/text.py) have already written [MASK] and
+padding it carries. The token ops (masklab/ops/word_pieces.py) have already written [MASK] and
 random word pieces into the ids; the model only reads them.
 """
 

@@ -215,7 +215,7 @@ class OpPipeline:
 
 class TextOpPipeline(OpPipeline):
     """The ops of one spec section on token ids (B, L): `tokens` and `attention`, with
-    the table's text apply functions (ops/text.py).
+    the table's text apply functions (ops/word_pieces.py).
 
     The result's `images` are the ids after the ops (what the model reads), and its
     model inputs carry the chosen positions and the original ids (`targets`) for the
@@ -232,7 +232,7 @@ class TextOpPipeline(OpPipeline):
         steps_per_epoch: int = 1,
         compile: bool = False,
     ) -> None:
-        self.vocab = vocab  # ops/text.py Vocabulary
+        self.vocab = vocab  # ops/word_pieces.py Vocabulary
         self.heads = heads
         super().__init__(ops, seed, (0, 0, 0), epochs=epochs, steps_per_epoch=steps_per_epoch, compile=compile)
 

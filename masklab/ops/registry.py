@@ -373,7 +373,7 @@ OPS: dict[str, OpDef] = {
             },
             example="{op: tokens, rate: 0.75, action: drop}",
             apply="tokens.tokens",
-            text_apply="text.tokens",
+            text_apply="word_pieces.tokens",
         ),
         OpDef(
             "attention",
@@ -385,7 +385,7 @@ OPS: dict[str, OpDef] = {
             },
             example="{op: attention, rate: 0.1}",
             apply="tokens.attention",
-            text_apply="text.attention",
+            text_apply="word_pieces.attention",
         ),
     ]
 }

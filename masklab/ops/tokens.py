@@ -1,7 +1,7 @@
 """Token and attention ops on a ViT's patch tokens: which tokens a `tokens` op chooses
 (and how the model treats them: [MASK], dropped, or BERT's 80/10/10), and which
 query-key links an `attention` op removes. The image stays as it is; what the model
-needs goes into the call's result as model inputs. (Text has its own: ops/text.py.)"""
+needs goes into the call's result as model inputs. (Text has its own: ops/word_pieces.py.)"""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def restore_rng(run: Run, state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
 
 
-def load(run: Run, model: torch.nn.Module, optimizer, device: torch.device, adapt=None) -> int:
+def resume_into(run: Run, model: torch.nn.Module, optimizer, device: torch.device, adapt=None) -> int:
     """Restore model, optimizer, RNG and adaptive state (ops/adaptive.py Adaptation);
     returns the number of completed epochs."""
     path = run.path / FILE
@@ -76,7 +76,7 @@ def load(run: Run, model: torch.nn.Module, optimizer, device: torch.device, adap
     return int(state["epochs_done"])
 
 
-def load_stacked(runs: list[Run], stacked, optimizer, device: torch.device) -> int:
+def resume_stacked_into(runs: list[Run], stacked, optimizer, device: torch.device) -> int:
     """Every seed's checkpoint into a stacked group's tensors and optimizer; the seeds must
     be at the same epoch. The RNG continues from the last seed's (as the group saved it)."""
     states = [read(run, device) for run in runs]

@@ -24,7 +24,7 @@ from masklab.spec import Spec
 from masklab.store import files
 from masklab.store.files import DamagedFile, StoreWriteError
 from masklab.store.runs import Run, RunLock, RunStore, now, run_id
-from masklab.study import memory, pins
+from masklab.study import model_memory, pins
 
 
 class StopFlag:
@@ -262,8 +262,8 @@ def _group_error(
         )
     if isinstance(exc, SeedFailed):
         return SeedFailed(f"seed {exc.seed}: {exc}", exc.seed)
-    if memory.is_out_of_memory(exc):
-        return memory.out_of_memory(spec, device, f"while training seeds batched ({len(claims)} at once)")
+    if model_memory.is_out_of_memory(exc):
+        return model_memory.out_of_memory(spec, device, f"while training seeds batched ({len(claims)} at once)")
     return exc
 
 
@@ -275,8 +275,8 @@ def _ended(store: RunStore, claim: Claim, exc: BaseException, spec: Spec, device
         kept = f"run {run.id} is unchanged ({claim.old.info.get('status', 'damaged')})"
         if isinstance(exc, (Interrupted, KeyboardInterrupt)):
             return Interrupted(f"interrupted before the new run was complete; {kept}")
-        if memory.is_out_of_memory(exc):
-            return memory.out_of_memory(spec, device, f"while training run {run.id}; {kept}")
+        if model_memory.is_out_of_memory(exc):
+            return model_memory.out_of_memory(spec, device, f"while training run {run.id}; {kept}")
         return type(exc)(f"{exc}; {kept}") if isinstance(exc, MasklabError) else exc
     if isinstance(exc, Pruned):  # a search's pruner stopped it: resumable, never reused as finished
         run.record_status(status="pruned", finished=now(), error=str(exc))
@@ -290,13 +290,13 @@ def _ended(store: RunStore, claim: Claim, exc: BaseException, spec: Spec, device
     if isinstance(exc, DamagedFile) and claim.mode == "resume":
         run.record_status(**claim.previous)
         return exc  # a file of the run is unreadable: its status tells what it was
-    oom = memory.is_out_of_memory(exc)
+    oom = model_memory.is_out_of_memory(exc)
     if oom and claim.mode == "new" and not run.info.get("epochs_done"):
         with contextlib.suppress(StoreWriteError):  # it never started: no folder (or, failing that, a failed one)
             store.discard(run, held=claim.lock)
-            return memory.out_of_memory(spec, device, f"while starting run {run.id}")
+            return model_memory.out_of_memory(spec, device, f"while starting run {run.id}")
     if oom:
-        exc = memory.out_of_memory(spec, device, f"while training run {run.id}")
+        exc = model_memory.out_of_memory(spec, device, f"while training run {run.id}")
     error = str(exc) if isinstance(exc, MasklabError) else f"{type(exc).__name__}: {exc}"
     run.record_status(status="failed", finished=now(), error=error)
     return exc

@@ -29,7 +29,7 @@ from masklab.data.dataset import Dataset
 from masklab.data.splits import TrainData, build_data
 from masklab.devices import resolve_device, use_compile
 from masklab.errors import Interrupted, Pruned, RunError, SpecError
-from masklab.evaluation import predictions as stored_predictions, robustness as eval_grid
+from masklab.evaluation import predictions as stored_predictions, robustness
 from masklab.events import Events
 from masklab.models.build import build_model, count_parameters, freeze_all_but_head, load_matching
 from masklab.models.stacked import can_stack
@@ -37,12 +37,12 @@ from masklab.ops.pipeline import OpPipeline
 from masklab.spec import Spec
 from masklab.store import checkpoints, weights
 from masklab.store.runs import Run, RunStore, now, run_id
-from masklab.study import lifecycle, memory, pins, sources
+from masklab.study import lifecycle, model_memory, pins, sources
 from masklab.study.lifecycle import StopFlag
 from masklab.study.plan import seeds_per_batch
 from masklab.study.result import Result
 from masklab.study.run_figures import write_figures
-from masklab.study.text import check_same_tokenizer, text_info
+from masklab.study.tokenizer_info import check_same_tokenizer, text_info
 from masklab.train import Seed, SeedGroup, fit, test_metrics, train_pipeline
 
 
@@ -308,7 +308,7 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
 
         grid += suite_ops(spec.eval.suite, data.shape)
     if grid:
-        cells = eval_grid.robustness_grid(
+        cells = robustness.robustness_grid(
             model,
             data.test,
             grid,
@@ -321,8 +321,8 @@ def finish_summary(spec: Spec, run: Run, model: torch.nn.Module, data: TrainData
             keep=correct,
         )
         summary["robustness"] = cells
-        summary["robust_grid"] = eval_grid.grid_name(list(spec.eval.ops), spec.eval.suite, spec.eval.seed)
-        summary.update(eval_grid.grid_summary(cells, spec.eval.seed))
+        summary["robust_grid"] = robustness.grid_name(list(spec.eval.ops), spec.eval.suite, spec.eval.seed)
+        summary.update(robustness.grid_summary(cells, spec.eval.seed))
     stored_predictions.save(
         run.path / stored_predictions.FILE, metrics["predictions"], correct, summary.get("robustness")
     )
@@ -360,7 +360,7 @@ def prepare(
         check_against_data(spec, datasets[key])
         device = resolve_device(spec.train.device)
         use_compile(spec.train.compile, device)  # refuse an impossible setting before any folder exists
-        memory.check_fits(spec, datasets[key], device)  # and a model that cannot fit
+        model_memory.check_fits(spec, datasets[key], device)  # and a model that cannot fit
         inits = {seed: init_source(store, spec, seed) for seed in seeds or spec.seeds}
         check_same_tokenizer(inits.values(), datasets[key])
         prepared.append(Prepared(spec, datasets[key], device, inits))
