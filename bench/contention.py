@@ -1,7 +1,9 @@
 """Training time of one masklab run alone, next to a CPU-bound neighbour process, and
-two masklab runs side by side, in one invocation; with masklab's thread settings and
-with the spinning OpenMP wait that torch uses by default (what masklab did before).
-Last line: `ratio: X` (the worst slowdown against alone, masklab's settings).
+two masklab runs side by side (started together, or the second LATE_S seconds after the
+first), in one invocation; with masklab's own choice of wait policy (spin when alone,
+sleep when shared), with PASSIVE always (masklab before issue 24) and with the spinning
+OpenMP wait that torch uses by default. Last line: `ratio: X` (the worst slowdown against
+alone, masklab's settings); the line before it compares masklab alone with spinning alone.
 
     python bench/contention.py [--spec experiments/quickstart.yaml] [--epochs 3] [--repeat 3] [--mode LABEL:VAR=VALUE]
 
@@ -26,8 +28,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = {"masklab": {}, "spinning": {"GOMP_SPINCOUNT": "300000"}}
-WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+MODES = {"masklab": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "spinning": {"GOMP_SPINCOUNT": "300000"}}
+PHASES = ("alone", "neighbour", "pair", "late-neighbour", "late-pair")
+LATE_S = 3.0  # the late phases start the neighbour or second run this long after the first run
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MASKLAB_WAIT_CHOSEN")
 
 
 def cpu_busy_seconds() -> float:
@@ -69,13 +73,22 @@ def train_seconds(proc: subprocess.Popen) -> float:
 
 
 def phase(kind: str, spec: Path, epochs: int, env: dict, tmp: Path) -> tuple[float, float]:
-    """(train seconds, other processes' cores) of one phase: alone, neighbour or pair."""
+    """(train seconds, other processes' cores) of one phase: alone, a neighbour or a second
+    run started before the run (neighbour, pair: both start together), or LATE_S after it
+    (late-neighbour, late-pair: the first run has already chosen how its threads wait)."""
     neighbour = None
+    late = kind.startswith("late-")
     with LoadMeter() as load:
         if kind == "neighbour":
             neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             time.sleep(0.5)  # let it get going
-        procs = [start_training(spec, epochs, env, tmp / f"{kind}-{i}", i) for i in range(2 if kind == "pair" else 1)]
+        procs = [start_training(spec, epochs, env, tmp / f"{kind}-0", 0)]
+        if kind in ("pair", "late-pair"):
+            time.sleep(LATE_S if late else 0.0)
+            procs.append(start_training(spec, epochs, env, tmp / f"{kind}-1", 1))
+        if kind == "late-neighbour":
+            time.sleep(LATE_S)
+            neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         seconds = max(train_seconds(p) for p in procs)
         if neighbour is not None:  # waited for inside the meter, so its CPU time counts as ours
             neighbour.kill()
@@ -109,19 +122,20 @@ def main() -> None:
             for mode, extra in MODES.items():
                 env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}
                 env.update(extra)
-                for kind in ("alone", "neighbour", "pair"):
+                for kind in PHASES:
                     seconds, cores = phase(kind, args.spec, args.epochs, env, Path(tmp) / f"{rep}-{mode}")
                     results.setdefault((mode, kind), []).append(seconds)
                     other.append(cores)
                     print(f"  {mode:9s} {kind:9s} {seconds:6.2f} s  (others kept {cores:.2f} cores busy)", flush=True)
     median = {key: statistics.median(v) for key, v in results.items()}
     print(f"machine: other processes kept {statistics.mean(other):.2f} cores busy on average (max {max(other):.2f})")
-    print(f"{'':9s} {'alone':>8s} {'neighbour':>10s} {'pair':>8s} {'neighbour/alone':>16s} {'pair/alone':>11s}")
-    for mode in MODES:
-        a, n, p = (median[(mode, k)] for k in ("alone", "neighbour", "pair"))
-        print(f"{mode:9s} {a:8.2f} {n:10.2f} {p:8.2f} {n / a:16.2f} {p / a:11.2f}")
+    print(f"{'':9s} " + " ".join(f"{k:>14s}" for k in PHASES) + "   (train seconds; x: against masklab alone)")
     a = median[("masklab", "alone")]
-    worst = max(median[("masklab", "neighbour")], median[("masklab", "pair")]) / a
+    for mode in MODES:
+        cells = [f"{median[(mode, k)]:6.2f} {median[(mode, k)] / a:5.2f}x" for k in PHASES]
+        print(f"{mode:9s} " + " ".join(f"{c:>14s}" for c in cells))
+    print(f"masklab alone / spinning alone: {a / median[('spinning', 'alone')]:.2f}")
+    worst = max(median[("masklab", k)] for k in PHASES if k != "alone") / a
     print(f"ratio: {worst:.2f}")
 
 

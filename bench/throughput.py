@@ -22,7 +22,7 @@ from pathlib import Path
 
 from masklab import threads
 
-threads.configure()  # before torch is imported, as every masklab command does (both sides run under it)
+PLAN = threads.configure()  # before torch is imported, as every masklab command does (both sides run under it)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -100,7 +100,7 @@ def main() -> None:
     peer_samples = 4_000 if args.quick else 30_000
     ours_samples = 40_000 if args.quick else 300_000
     print(
-        f"data: {name} train {images.shape}; device {device}; torch {torch.__version__}; threads {torch.get_num_threads()}; cores {os.cpu_count()}"
+        f"data: {name} train {images.shape}; device {device}; torch {torch.__version__}; threads {torch.get_num_threads()}, wait {PLAN.wait_policy}; cores {os.cpu_count()}"
     )
     # the median of 3 repeats per side: this machine's speed drifts between runs
     peers = {w: statistics.median(peer_rate(images, labels, peer_samples, w) for _ in range(3)) for w in (0, 2)}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from masklab import threads
 
-threads.configure()  # before torch is imported, as every masklab command does (both sides run under it)
+PLAN = threads.configure()  # before torch is imported, as every masklab command does (both sides run under it)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> None:
     ds = load("fashion-mnist")
     gpu = f"; {torch.cuda.get_device_name()}" if device.type == "cuda" else ""
     print(
-        f"Fashion-MNIST {ds.train_x.shape[0]}/{ds.test_x.shape[0]}; torch {torch.__version__}; threads {torch.get_num_threads()}; device {device}{gpu}"
+        f"Fashion-MNIST {ds.train_x.shape[0]}/{ds.test_x.shape[0]}; torch {torch.__version__}; threads {torch.get_num_threads()}, wait {PLAN.wait_policy}; device {device}{gpu}"
     )
     print(f"masklab: {args.spec.name}")
     ours, summary = run_masklab(args.spec, args.seed, device)

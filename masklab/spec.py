@@ -134,7 +134,7 @@ class TrainSpec:
     device: str = sc.opt("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps", _device)
     precision: str = sc.opt(
         "auto",
-        "auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32",
+        "auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on CUDA or CPU) | fp32",
         lambda v, p: sc.as_choice(v, p, ("auto", "bf16", "fp32")),
     )
     compile: bool | str = sc.opt(

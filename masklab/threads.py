@@ -5,16 +5,20 @@ Two things make small PyTorch trainings collapse on a shared machine:
 - **Spinning.** torch's OpenMP runtime keeps its worker threads busy-waiting between
   parallel regions (libgomp spins about 300,000 times; Intel's runtime 200 ms). Two
   such processes on two cores steal each other's cores to spin; the issue measured
-  up to 25x slowdowns. `OMP_WAIT_POLICY=PASSIVE` makes idle workers sleep instead.
-  It must be in the environment before torch is imported: the runtime reads it once,
-  when its library loads.
+  up to 25x slowdowns. `OMP_WAIT_POLICY=PASSIVE` makes idle workers sleep instead,
+  but a process alone on its cores pays for it: every parallel region wakes its
+  workers again. So masklab decides when it starts to train (`choose_wait`): spin
+  when the machine's other processes leave this run's cores free (measured from
+  /proc/stat between the command's start and its first torch import), sleep with
+  --jobs, one thread, or a busy machine. The choice must be in the environment before
+  torch is imported: the runtime reads it once, when its library loads.
 - **More threads than cores.** `os.cpu_count()` counts the machine's cores, not the
   ones this process may run on: a CPU affinity mask (taskset, cpusets) or a cgroup
   CPU quota (containers, CI runners) can allow fewer, and a study running `--jobs N`
   workers must split the cores between them.
 
-`configure()` does both, at the start of every command that trains or evaluates,
-before the first torch import. Anything the user set wins: `--threads N`, then
+`begin()` (every command) and `configure()` (every command that trains or evaluates,
+before the first torch import) do both; run.json records the wait chosen and why. Anything the user set wins: `--threads N`, then
 `OMP_NUM_THREADS`, then the usable cores divided by the jobs; an `OMP_WAIT_POLICY`,
 `GOMP_SPINCOUNT` or `KMP_BLOCKTIME` already in the environment is left alone.
 
@@ -25,12 +29,21 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 # A wait variable the user set means they chose how threads wait: masklab keeps out.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+SPIN_COUNT = "300000"  # libgomp's own default spin, used when this process has the cores to itself
+SHARED_CORES = 0.5  # other processes busier than this beyond the cores we leave free: sleep
+WINDOW_S = 0.1  # the shortest look at the machine's CPU counters (10 ms ticks) before deciding
+CHOSEN_BY_MASKLAB = (
+    "MASKLAB_WAIT_CHOSEN"  # the wait variables masklab set, so that its children tell them from the user's
+)
+PLAN: dict = {}  # what configure() decided in this process ("wait"), recorded in run.json
 
 
 @dataclass(frozen=True)
@@ -144,15 +157,107 @@ def choose_threads(requested: int | None, jobs: int = 1, environ: dict | None = 
     return max(1, cores // max(1, jobs)), cores, "cores"
 
 
-def set_wait_policy(environ: dict | None = None) -> str:
-    """Make idle OpenMP threads sleep (PASSIVE) unless the user chose a wait setting.
-    Returns the setting in effect. Only works before torch is imported."""
+@dataclass(frozen=True)
+class CpuSample:
+    """The machine's busy CPU seconds (all processes, /proc/stat) and this process's own, at a moment."""
+
+    at: float  # time.monotonic()
+    busy: float
+    ours: float
+
+
+def cpu_sample(stat: Path = Path("/proc/stat")) -> CpuSample | None:
+    """None where the platform has no /proc/stat."""
+    try:
+        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    ticks = os.sysconf("SC_CLK_TCK")
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    return CpuSample(time.monotonic(), (user + nice + system + irq + softirq + steal) / ticks, ours)
+
+
+def others_busy(since: CpuSample | None, until: CpuSample | None) -> float | None:
+    """Cores other processes kept busy between two samples (steal counts: a VM's neighbours)."""
+    if since is None or until is None or until.at - since.at <= 0:
+        return None
+    return max(0.0, ((until.busy - since.busy) - (until.ours - since.ours)) / (until.at - since.at))
+
+
+@dataclass(frozen=True)
+class WaitChoice:
+    """How idle OpenMP threads wait, and why: the environment variables to set."""
+
+    variables: dict
+    why: str
+
+    def __str__(self) -> str:
+        setting = ", ".join(f"{k}={v}" for k, v in self.variables.items()) or "default"
+        return f"{setting} ({self.why})"
+
+
+def choose_wait(user: dict, threads: int, cores: int, jobs: int, others: float | None) -> WaitChoice:
+    """Spin briefly when this process has the cores to itself, sleep when it shares them.
+
+    A spinning wait saves the wake-up between a training step's parallel regions, which
+    alone is worth 20-40% of a small model's step (bench/contention.py); on a shared core
+    the spinning threads take the time the other process needs, and both collapse. So:
+    the user's setting first; sleep with --jobs (the workers share the cores), one thread
+    (no pool to wait in) or when other processes used more of the machine than this run
+    leaves free; spin otherwise."""
+    if user:
+        return WaitChoice(dict(user), "set by you")
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+    if jobs > 1:
+        return WaitChoice(passive, f"--jobs {jobs}: the workers share the cores")
+    if threads <= 1:
+        return WaitChoice(passive, "one thread")
+    if others is None:
+        return WaitChoice(passive, "the machine's load cannot be read here")
+    if others >= cores - threads + SHARED_CORES:
+        return WaitChoice(passive, f"shared: other processes kept {others:.1f} cores busy")
+    return WaitChoice({"GOMP_SPINCOUNT": SPIN_COUNT}, f"alone: other processes kept {others:.1f} cores busy")
+
+
+_started: dict = {}  # what begin() saw: the user's wait variables and the first CPU sample
+
+
+def begin(environ: dict | None = None) -> None:
+    """At the start of every command: note the user's wait variables and the machine's
+    CPU counters, and let idle threads sleep until configure() decides (a command that
+    never trains keeps PASSIVE). Only works before torch is imported."""
     environ = os.environ if environ is None else environ
-    chosen = [f"{k}={environ[k]}" for k in WAIT_VARIABLES if environ.get(k)]
-    if chosen:
-        return ", ".join(chosen)
-    environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return "OMP_WAIT_POLICY=PASSIVE"
+    found = {k: environ[k] for k in WAIT_VARIABLES if environ.get(k)}
+    ours = environ.get(CHOSEN_BY_MASKLAB) == _as_text(found)  # inherited from a masklab parent (--jobs workers)
+    _started["user"] = {} if ours else found
+    _started["sample"] = cpu_sample()
+    if not _started["user"]:
+        environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        environ[CHOSEN_BY_MASKLAB] = "OMP_WAIT_POLICY=PASSIVE"
+
+
+def settle_wait(threads: int, cores: int, jobs: int, environ: dict | None = None) -> WaitChoice:
+    """Decide the wait policy from the CPU the machine's other processes used since
+    begin() (at least WINDOW_S of it) and set it in the environment."""
+    environ = os.environ if environ is None else environ
+    if "user" not in _started:
+        begin(environ)
+    since = _started["sample"]
+    if since is not None and time.monotonic() - since.at < WINDOW_S:
+        time.sleep(WINDOW_S - (time.monotonic() - since.at))
+    choice = choose_wait(_started["user"], threads, cores, jobs, others_busy(since, cpu_sample()))
+    if not _started["user"]:
+        for k in WAIT_VARIABLES:
+            environ.pop(k, None)
+        environ.update(choice.variables)
+        environ[CHOSEN_BY_MASKLAB] = _as_text(choice.variables)
+    return choice
+
+
+def _as_text(variables: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(variables.items()))
 
 
 def configure(threads: int | None = None, jobs: int = 1) -> ThreadPlan:
@@ -160,13 +265,14 @@ def configure(threads: int | None = None, jobs: int = 1) -> ThreadPlan:
 
     Call it before anything imports torch; if torch is already imported (a test, a
     notebook) the thread count still applies, the wait policy only if it was set before."""
+    count, cores, source = choose_threads(threads, jobs)
     if "torch" not in sys.modules:
-        wait = set_wait_policy()
+        wait = str(settle_wait(count, cores, max(1, jobs)))
     else:
         wait = ", ".join(f"{k}={os.environ[k]}" for k in WAIT_VARIABLES if os.environ.get(k)) or "default"
-    count, cores, source = choose_threads(threads, jobs)
     import torch
 
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
+    PLAN["wait"] = wait
     return ThreadPlan(count, cores, max(1, jobs), source, wait)

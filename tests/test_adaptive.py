@@ -128,8 +128,9 @@ def test_an_adaptive_form_resolves_complete_and_random_placement_keeps_old_ids()
 def test_seed_batch_auto_trains_adaptive_specs_one_run_at_a_time():
     from masklab.study.plan import seeds_per_batch as batch_size  # the planner decides seed groups
 
-    spec = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": CLASS_RATE}], train={"seed_batch": "auto"}))
-    plain = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": 0.25}], train={"seed_batch": "auto"}))
+    on_gpu = {"seed_batch": "auto", "device": "cuda"}  # where auto batches (planning needs no GPU)
+    spec = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": CLASS_RATE}], train=on_gpu))
+    plain = spec_mod.resolve(tiny_spec(train_ops=[{"op": "patch", "rate": 0.25}], train=on_gpu))
     assert batch_size(spec, 5) == 1 and batch_size(plain, 5) == 5
 
 

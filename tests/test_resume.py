@@ -38,8 +38,11 @@ def without_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
-def test_interrupt_then_resume_matches_an_uninterrupted_run(workdir):
-    spec = spec_mod.resolve(tiny_spec(train={"epochs": 3}, train_ops=[{"op": "patch", "rate": 0.3, "size": 7}]))
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_interrupt_then_resume_matches_an_uninterrupted_run(workdir, precision):
+    """Also under bf16 autocast on CPU: its rounding is as deterministic as fp32's."""
+    train = {"epochs": 3, "precision": precision}
+    spec = spec_mod.resolve(tiny_spec(train=train, train_ops=[{"op": "patch", "rate": 0.3, "size": 7}]))
     reference = experiment.train_spec(spec, [0], RunStore(workdir / "reference"), Events())[0].run
 
     store = RunStore(workdir / "runs")
@@ -56,6 +59,22 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(workdir):
     mine = torch.load(run.path / "model.pt", weights_only=True)
     theirs = torch.load(reference.path / "model.pt", weights_only=True)
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def test_bf16_on_cpu_autocasts_and_auto_stays_fp32(workdir):
+    """`precision: bf16` trains under bf16 autocast on CPU (it was silently fp32 there);
+    auto keeps CPU runs in fp32, so their numbers do not change with the CPU's bf16 support."""
+    from masklab.evaluation.metrics import autocast
+
+    a = torch.randn(4, 4)
+    for precision, dtype in (("bf16", torch.bfloat16), ("auto", torch.float32), ("fp32", torch.float32)):
+        with autocast(torch.device("cpu"), precision):
+            assert (a @ a).dtype == dtype, precision
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        spec = spec_mod.resolve(tiny_spec(train={"epochs": 1, "precision": precision}))
+        runs[precision] = experiment.train_spec(spec, [0], RunStore(workdir / precision), Events())[0].run
+    assert runs["fp32"].metrics()[0]["train_loss"] != runs["bf16"].metrics()[0]["train_loss"]
 
 
 def test_resume_refuses_a_changed_spec_and_names_the_keys(workdir):

@@ -119,7 +119,7 @@ def test_a_batched_seed_trains_as_its_separate_run(three_seeds):
 def test_batched_runs_have_the_same_ids_files_and_spec(workdir, write_spec):
     body = tiny_spec(model=CNN, train_ops=OPS, seeds=[0, 1], train={"epochs": 1})
     assert cli("train", write_spec(body, "one.yaml"), "--runs-dir", "separate", "-q").exit_code == 0
-    body["train"]["seed_batch"] = "auto"
+    body["train"]["seed_batch"] = 2
     result = cli("train", write_spec(body, "two.yaml"), "--runs-dir", "batched", "-q", "--format", "json")
     assert result.exit_code == 0, result.stderr
     ids = [row["run"] for row in json.loads(result.stdout)["rows"]]
@@ -198,5 +198,25 @@ def test_seed_batch_values_and_unsupported_models_are_spec_errors(workdir, write
     )
     vit["train"]["seed_batch"] = "auto"  # auto falls back to one run at a time
     assert plan.seeds_per_batch(spec_mod.resolve(vit), 5) == 1
-    assert plan.seeds_per_batch(group_spec("auto"), 20) == plan.AUTO_LIMIT
-    assert plan.seeds_per_batch(group_spec("auto"), 3) == 3
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda", "size"),
+    [
+        ("cpu", False, 1),
+        ("cpu", True, 1),
+        ("auto", False, 1),
+        ("auto", True, 5),
+        ("cuda", True, 5),
+        ("cuda:1", True, 5),
+    ],
+)
+def test_auto_batches_seeds_on_cuda_only(monkeypatch, device, cuda, size):
+    """On a CPU a batched group did not pay for itself (bench/seed_batch.py): auto trains
+    the seeds one after another there, and batches them (up to AUTO_LIMIT) on CUDA."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    spec = spec_mod.resolve(tiny_spec(model=CNN, train={"seed_batch": "auto", "device": device}))
+    assert plan.seeds_per_batch(spec, 5) == size
+    assert plan.seeds_per_batch(spec, 20) == (plan.AUTO_LIMIT if size > 1 else 1)
+    explicit = spec_mod.resolve(tiny_spec(model=CNN, train={"seed_batch": 3, "device": device}))
+    assert plan.seeds_per_batch(explicit, 5) == 3  # a number is always taken as it is

@@ -566,7 +566,7 @@ def test_jobs_2_and_seed_groups_give_the_in_process_sequence(seq, tmp_path):
     out, body = train_json(seq["spec"], "--jobs", "2", runs=tmp_path / "jobs")
     assert out.exit_code == 0, out.stderr
     assert decisions(body) == decisions(seq["body"])
-    batched, body = train_json(seq["spec"], "--set", "train.seed_batch=auto", runs=tmp_path / "batched")
+    batched, body = train_json(seq["spec"], "--set", "train.seed_batch=2", runs=tmp_path / "batched")
     assert batched.exit_code == 0, batched.stderr
     assert [(c["verdict"], c["decided_at"]) for c in body["comparisons"]] == [
         (c["verdict"], c["decided_at"]) for c in seq["body"]["comparisons"]

@@ -84,9 +84,9 @@ def _root(
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
 ) -> None:
-    from masklab.threads import set_wait_policy
+    from masklab import threads
 
-    set_wait_policy()  # every command: idle OpenMP threads sleep instead of spinning (set before torch loads)
+    threads.begin()  # every command: threads sleep until a training decides (before torch loads)
 
 
 for _name, _fn in {

@@ -28,9 +28,11 @@ class Predictions:
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA when asked (auto or bf16); a no-op context elsewhere."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where asked: `bf16` on CUDA and CPU, `auto` on CUDA only (on CPU
+    auto stays fp32: bf16 changes a run's numbers with the CPU's instruction set, see
+    bench/README.md); fp32 and other devices: a no-op context."""
+    if device.type in ("cuda", "cpu") and (precision == "bf16" or (precision == "auto" and device.type == "cuda")):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

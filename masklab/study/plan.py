@@ -234,14 +234,30 @@ def plan_study(
 
 def seeds_per_batch(spec: Spec, pending: int) -> int:
     """How many seeds of one spec train together as one batched model: `train.seed_batch`
-    N, or with auto all `pending` seeds up to AUTO_LIMIT where batching is supported (1
-    where it is not)."""
+    N, or with auto all `pending` seeds up to AUTO_LIMIT where batching is supported and
+    pays (1 otherwise)."""
     setting = spec.train.seed_batch
     if setting == "auto":
-        if spec_mod.seed_batch_unsupported(spec):
+        if spec_mod.seed_batch_unsupported(spec) or not batching_pays(spec.train.device):
             return 1
         return max(1, min(pending, AUTO_LIMIT))
     return int(setting)
+
+
+def batching_pays(device: str) -> bool:
+    """auto batches seeds on CUDA only. A small model's GPU step is bound by kernel
+    launches, which a seed axis shares; a CPU step is bound by arithmetic, which it does
+    not: 5 quickstart seeds batched ran 0.93x-1.09x of one after another on a quiet
+    2-core Xeon and 1.20x on a loaded 2-core EPYC (bench/seed_batch.py, bench/README.md),
+    short of paying for itself, so on CPU auto trains them one after another
+    (`train.seed_batch: N` still batches where the benchmark shows it pays)."""
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch  # the planner runs after the thread settings are made (threads.configure)
+
+    return torch.cuda.is_available()
 
 
 def _named(spec: Spec, study: str, grid_label: str, position: int, gridded: bool) -> Spec:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import masklab
+from masklab import threads as threads_mod
 from masklab.data import fingerprint, registry as data_registry
 from masklab.data.checks import check_against_data, data_key, load_data
 from masklab.data.dataset import Dataset
@@ -72,6 +73,7 @@ def run_info(spec: Spec, seed: int, dataset: Dataset, device: torch.device, init
         "created": now(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "thread_wait": threads_mod.PLAN.get("wait"),
         "pid": os.getpid(),
         "host": platform.node(),
         "command": " ".join(sys.argv),
