@@ -144,6 +144,11 @@ def compare(
     Holm-adjusted value over every comparison of the call (a single run's McNemar p
     stays out), a verdict (better, worse, equivalent, inconclusive, too few seeds) and why.
 
+    Each name is one group, or the groups of one study: a name that stands for groups of
+    different specs (a spec trained again with other settings under its name, a study
+    trained again, a study and a spec name at once) is refused in one line listing them,
+    never pooled or added as an unseen group and test; name the group (<name>-<hash>).
+
     Over a sequential study (masklab train --until decided) it reports the study's own
     verdicts instead: each decision, where it was decided ("look 3 (8 seeds)") and the
     repeated confidence interval valid for the stopping rule, never a fixed-n p (which
