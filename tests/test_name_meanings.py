@@ -125,6 +125,10 @@ def test_several_runs_of_one_group_where_one_is_meant(two_versions):
         "Error: quickstart-static: matches 3 runs (seeds 0, 1, 2 of quickstart-static-cccccccc); name one, "
         "e.g. quickstart-static-s0\n"
     )
+    for seed, created in ((2, OLD), (0, NEW), (1, NEW)):  # seeds created out of order: listed by seed
+        fake_run(two_versions / "runs", name="late", seed=seed, group_hash="dddddddd", created=created)
+    late = cli("show", "late")
+    assert late.stderr == "Error: late: matches 3 runs (seeds 0, 1, 2 of late-dddddddd); name one, e.g. late-s0\n"
     prefix = cli("show", "quickstart-b")  # a prefix into the hash of one group: its runs, not one
     assert prefix.stderr == (
         "Error: quickstart-b: matches 3 runs (seeds 0, 1, 2 of quickstart-bbbbbbbb); name one, e.g. "

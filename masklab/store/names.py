@@ -113,9 +113,10 @@ def _one(store: RunStore, ref: str, found: Found) -> Run:
         newest = max(found.runs, key=_age)
         raise Ambiguous(f"{ref}: matches runs of {_groups_text(groups)}", f"name one run by its id, e.g. {newest.id}")
     (group, runs), *_ = groups.items()
+    runs = sorted(runs, key=lambda r: (not isinstance(r.info.get("seed"), int), r.info.get("seed") or 0, r.id))
     seeds = ", ".join(str(r.info.get("seed", "?")) for r in runs[:SHOWN]) + (", ..." if len(runs) > SHOWN else "")
     example = f"{names_of(runs[0])[0]}-s{runs[0].info.get('seed')}"
-    if len(lookup(store, example).runs) != 1:
+    if len(lookup(store, example).runs) != 1:  # another group has that name and seed, or it has no seed
         example = runs[0].id
     raise Ambiguous(f"{ref}: matches {len(runs)} runs (seeds {seeds} of {group})", f"name one, e.g. {example}")
 
