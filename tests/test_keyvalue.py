@@ -87,7 +87,7 @@ def test_compare_where_filters_by_the_rule(workdir):
         spec = tiny_spec(name="w", train_ops=[{"op": "patch", "rate": rate, "size": 4}])
         folder = fake_run(runs, "w", seed=seed, summary={"test_acc": acc}, group_hash=f"{int(rate * 100):08d}")
         folder.joinpath("spec.yaml").write_text(json.dumps({**spec, "seeds": [seed]}))
-    args = ("compare", "w", "--by", "train_ops[0].rate", "-f", "json")
+    args = ("compare", "w-00000025", "w-00000050", "--by", "train_ops[0].rate", "-f", "json")  # "w" names 2 groups
     picked = json.loads(cli(*args, "--where", " train_ops[0].size = 4 ").stdout)
     assert [c["n"] for c in picked["cells"]] == [2, 2]
     again = json.loads(cli(*args, "--where", "train_ops[0].size=8", "--where", "train_ops[0].size=4").stdout)

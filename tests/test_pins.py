@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -192,9 +193,13 @@ def test_a_fine_tune_waits_for_its_source_and_is_pinned_to_it(workdir, write_spe
     ambiguous = cli("train", ft, "-q")
     error = one_error(ambiguous)
     (newer,) = [p.name.rsplit("-s", 1)[0] for p in run_dirs(workdir) if p.name.startswith("pre-") and p != source]
-    assert ambiguous.exit_code == 2 and f"pre names runs of 2 groups ({', '.join(sorted([group, newer]))})" in error
-    by_seed = cli("train", ft, "-q", "--set", "train.init_from=pre-s0")
-    assert by_seed.exit_code == 2 and "matches 2 runs" in one_error(by_seed)
+    listed = re.escape(f"names 2 groups, different specs trained under the name pre: {group} (1 run, created ")
+    assert ambiguous.exit_code == 2 and re.search(f"^Error: train.init_from: pre: {listed}.*, {newer} \\(1 run", error)
+    assert error.endswith(f"; name the group you mean, e.g. {newer} (masklab runs --name pre lists their runs)")
+    by_seed = one_error(cli("train", ft, "-q", "--set", "train.init_from=pre-s0"))
+    assert (
+        by_seed.startswith("Error: train.init_from: pre-s0: matches runs of 2 groups") and f"e.g. {newer}-s0" in by_seed
+    )
     second = json.loads(cli("train", ft, "-f", "json", "--set", f"train.init_from={newer}").stdout)["rows"][0]
     assert second["status"] == "done" and second["run"] != first["run"]  # a new fine-tune beside the old one
     old = json.loads(cli("train", ft, "-f", "json", "--set", f"train.init_from={group}").stdout)["rows"][0]

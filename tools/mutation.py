@@ -5,7 +5,7 @@
     python tools/mutation.py stats keyed     # some of them
     python tools/mutation.py stats --max-children 2
     python tools/mutation.py masks noise --every 3      # a sample: every third mutant
-    python tools/mutation.py gates compare runs housekeeping lifecycle executors --max-children 2
+    python tools/mutation.py gates compare runs names housekeeping lifecycle executors --max-children 2
 
 Each module is mutated by mutmut in a scratch copy of the repository
 (.mutation/<module>/, git-ignored) against its own fast tests only, under `nice -n 10`.
@@ -84,6 +84,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "runs": ("masklab/store/runs.py", ["tests/test_store.py", "tests/test_run_names.py"]),
+    "names": (
+        "masklab/store/names.py",
+        ["tests/test_run_names.py", "tests/test_name_meanings.py", "tests/test_housekeeping.py"],
+    ),
     "housekeeping": ("masklab/store/housekeeping.py", ["tests/test_housekeeping.py", "tests/test_run_names.py"]),
     "lifecycle": (
         "masklab/study/lifecycle.py",

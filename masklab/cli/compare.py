@@ -24,7 +24,7 @@ def compare(
         list[str],
         typer.Argument(
             metavar="RUN_OR_GROUP...",
-            help="Runs (id, id prefix, a path in the runs folder), spec names or groups (name-hash). The first group is the reference.",
+            help="Runs (id, id prefix, <name>-s<seed>, a path in the runs folder), spec names, groups (name-hash) or studies. The first group is the reference; a name that stands for several groups of one name is refused: name the group.",
         ),
     ],
     metric: Annotated[
@@ -143,6 +143,11 @@ def compare(
     Welch otherwise; with stored predictions, seeds x test examples), p and its
     Holm-adjusted value over every comparison of the call (a single run's McNemar p
     stays out), a verdict (better, worse, equivalent, inconclusive, too few seeds) and why.
+
+    Each name is one group, or the groups of one study: a name that stands for groups of
+    different specs (a spec trained again with other settings under its name, a study
+    trained again, a study and a spec name at once) is refused in one line listing them,
+    never pooled or added as an unseen group and test; name the group (<name>-<hash>).
 
     Over a sequential study (masklab train --until decided) it reports the study's own
     verdicts instead: each decision, where it was decided ("look 3 (8 seeds)") and the
@@ -324,11 +329,19 @@ def _fail_gates(failures: list[str]) -> None:
 
 
 def _named(store, ref: str, study_only: bool) -> list:
-    """The runs a name stands for; with --by, a study's name stands for its runs only
-    (not older runs that happen to share the spec's name)."""
-    runs = store.resolve_many(ref)
-    in_study = [r for r in runs if r.info.get("study") == ref]
-    return in_study if study_only and in_study else runs
+    """The runs a name stands for, refused when it stands for several groups where one is
+    meant; with --by, a study's name stands for its runs only (not runs outside it that
+    share the spec's name: a note names them)."""
+    from masklab.store.names import group_of
+
+    runs = store.resolve_many(ref, study_only=study_only)
+    if study_only:
+        left_out = sorted({group_of(r) for r in store.lookup(ref).runs} - {group_of(r) for r in runs})
+        if left_out:
+            say(
+                f"note: {ref}: --by pivots the study {ref}; runs of the spec name {ref} outside it are left out ({', '.join(left_out)})"
+            )
+    return runs
 
 
 def _sorted(rows: list[dict], key: str) -> list[dict]:

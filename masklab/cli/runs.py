@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, cli_command
+from masklab.cli.common import Format, FormatOption, HeaderOption, RunsDirOption, cli_command, say
+from masklab.errors import RunError
 
 
 def run_row(run) -> dict:
@@ -66,7 +67,14 @@ def has_tags(run, wanted: dict[str, str]) -> bool:
 
 @cli_command
 def runs(
-    name: Annotated[str | None, typer.Option("--name", help="Only runs of this spec name.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Only the runs this name stands for, as compare, rm, tag and export read it: a spec name, group, "
+            "study, <name>-s<seed>, run id or id prefix (a note on stderr when they would refuse it).",
+        ),
+    ] = None,
     status: Annotated[
         str | None,
         typer.Option(
@@ -106,14 +114,27 @@ def runs(
 
     store = RunStore(runs_dir)
     wanted = parse_key_values(tag or [], "--tag", "--tag paper=fig2")
+    named = None if name is None else named_paths(store, name)
     selected = [
         r
         for r in store.all()
-        if (name is None or r.info.get("name") == name)
-        and (status is None or r.status == status)
-        and has_tags(r, wanted)
+        if (named is None or r.path in named) and (status is None or r.status == status) and has_tags(r, wanted)
     ]
     render([run_row(r) for r in selected], list_columns(), fmt.value, title=f"runs in {store.root}", header=header)
+
+
+def named_paths(store, name: str) -> set:
+    """The folders of every run `name` stands for, as compare, rm, tag and export read it;
+    when those refuse it (it stands for several groups where one is meant), a note says why."""
+    from masklab.store.names import Ambiguous
+
+    try:
+        store.resolve_many(name)
+    except Ambiguous as exc:
+        say(f"note: {exc.reason}; other commands refuse the name: name a group or a run id")
+    except RunError:  # names nothing: an empty list
+        pass
+    return {r.path for r in store.lookup(name).runs}
 
 
 @cli_command

@@ -97,6 +97,11 @@ def train(
     and batch size took on this machine (or says it cannot). --track also logs each run to
     MLflow or TensorBoard as it trains; a tracker that fails is a warning and never costs the run.
 
+    A spec trained again with other settings (an edited file, another --set) is a new
+    group beside the old one under the same name; commands that take the bare name then
+    refuse it, listing both groups, until told which (<name>-<hash>). To keep one name
+    per recipe, give the new one its own: --set name=quickstart-3ep.
+
     --until decided (or a spec with a sequential: section) trains a sequential study:
     seeds 0, 1, ... in looks (3, 5, 8, 12, 20 seeds per group for --max-seeds 20); after
     each look every variant or grid cell is compared with the first on --metric, under
@@ -111,7 +116,8 @@ def train(
 
       masklab train experiments/quickstart.yaml
 
-      masklab train experiments/quickstart.yaml --set train.epochs=3 --seeds 0-2
+      masklab train experiments/quickstart.yaml --set name=quickstart-3ep \\
+          --set train.epochs=3 --seeds 0-2
 
       masklab train experiments/quickstart.yaml --seeds 0-4 --dry-run \\
           --grid 'train_ops[0].rate=0.1,0.25,0.5'

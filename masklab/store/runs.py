@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import secrets
 import tempfile
 import time
@@ -51,7 +50,7 @@ from pathlib import Path
 
 from masklab.errors import RunError
 from masklab.files import umask
-from masklab.store import files
+from masklab.store import files, names
 from masklab.store.files import DamagedFile, StoreWriteError, readable  # noqa: F401 - re-exported
 from masklab.store.folder import (  # noqa: F401 - re-exported: the store's public names
     STATUSES,
@@ -67,9 +66,9 @@ from masklab.store.folder import (  # noqa: F401 - re-exported: the store's publ
     write_atomic,
     write_json,
 )
+from masklab.store.names import Ambiguous, names_of  # noqa: F401 - re-exported
 
 SWEEP_AFTER_S = 60.0  # a hidden temporary folder unlocked for this long belongs to a dead process
-_ID = re.compile(r"(?P<name>.+)-(?P<hash>[0-9a-f]{8})-s(?P<seed>\d+)")
 
 
 class RunStore:
@@ -184,8 +183,8 @@ class RunStore:
             raise RunError(f"cannot commit {folder}: {problem}")
         if run.info.get("status") != "done":
             raise RunError(f"cannot commit {folder}: its status is {run.info.get('status')}, not done")
-        for base, dirs, names in os.walk(folder):
-            links = [n for n in dirs + names if os.path.islink(os.path.join(base, n))]
+        for base, dirs, entries in os.walk(folder):
+            links = [n for n in dirs + entries if os.path.islink(os.path.join(base, n))]
             if links:
                 raise RunError(f"cannot commit {folder}: {links[0]} is a symbolic link; a run folder holds only files")
 
@@ -245,63 +244,20 @@ class RunStore:
                     continue
                 files.remove_tree(path)
 
-    # --- naming -------------------------------------------------------------------------
-    #
-    # Names resolve to folders directly inside the runs folder and nowhere else: a run id,
-    # `<name>-s<seed>`, a unique prefix of an id that reaches into its hash, a spec name,
-    # group or study (`resolve_many`), or a path whose folder is the runs folder. A name
-    # that matches nothing is an error; it never falls through to a path relative to the
-    # working folder. Hidden folders (a store's own temporary ones) are never runs.
+    # --- naming (store.names: what a name stands for, one meaning or a refusal) ----------
+
+    def lookup(self, ref: str) -> names.Found:
+        """Every run `ref` could mean, and how it names them ([] when none)."""
+        return names.lookup(self, ref)
 
     def resolve(self, ref: str) -> Run:
-        """A run named by id, `<name>-s<seed>`, unique id prefix, or a path inside the store."""
-        if _is_path(ref):
-            return self._by_path(ref)
-        exact = self.get(ref) if ref and not ref.startswith(".") else None
-        if exact:
-            return exact
-        runs = self.all()
-        matches = (
-            [r for r in runs if _prefix_of(ref, r.id)]
-            or self._by_name_and_seed(ref)
-            or [r for r in runs if ref in names_of(r)]  # a spec name or group of one run names it
-        )
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            shown = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
-            raise Ambiguous(f"{ref}: matches {len(matches)} runs ({shown}); give more of the id")
-        raise RunError(f"{ref}: no such run in {self.root}; `masklab runs` lists them (or pass --runs-dir)")
+        """The one run named by id, `<name>-s<seed>`, unique id prefix, a name of one run or a path in the store."""
+        return names.resolve(self, ref)
 
-    def _by_path(self, ref: str) -> Run:
-        """A path naming a folder directly inside the store (the store's own path may be a link)."""
-        path = Path(ref)
-        inside = os.path.realpath(path.parent) == os.path.realpath(self.root)
-        if not inside or path.name in ("", ".", "..") or path.name.startswith("."):
-            raise RunError(
-                f"{ref}: not a run folder in the runs folder {self.root}; masklab names runs by id, name or a "
-                "path inside it (pass --runs-dir for another runs folder)"
-            )
-        run = self.get(path.name)
-        if run is None:
-            raise RunError(f"{ref}: no such run in {self.root}; `masklab runs` lists them (or pass --runs-dir)")
-        return run
-
-    def _by_name_and_seed(self, ref: str) -> list[Run]:
-        """`<name>-s<seed>` (an id without its spec hash): the runs of that name and seed."""
-        name, sep, seed = ref.rpartition("-s")
-        if not sep or not seed.isdigit():
-            return []
-        return [r for r in self.all() if r.info.get("name") == name and r.info.get("seed") == int(seed)]
-
-    def resolve_many(self, ref: str) -> list[Run]:
-        """A study (a spec file with variants), spec name or group (name-hash) names all
-        its runs; anything else names one run. A damaged run is matched by its folder
-        name, so a group never silently loses one."""
-        by_name = [r for r in self.all() if ref in names_of(r)]
-        if any(r.info.get("study") == ref for r in by_name):  # a study: its variants in the file's order
-            by_name.sort(key=lambda r: r.info.get("variant") if isinstance(r.info.get("variant"), int) else 0)
-        return by_name or [self.resolve(ref)]
+    def resolve_many(self, ref: str, study_only: bool = False) -> list[Run]:
+        """The runs of a study, spec name or group, else the one run `ref` names; never
+        several groups where one is meant (`names.Ambiguous`)."""
+        return names.resolve_many(self, ref, study_only)
 
     def own(self, run: Run) -> Run:
         """`run`, if it is a run folder of this store: a real folder (not a link) directly
@@ -315,7 +271,7 @@ class RunStore:
                 f"{path} is a symbolic link (to {os.readlink(path)}), not a run folder; masklab never acts "
                 f"through a link in the runs folder: `masklab rm --unlink {path.name}` removes the link alone"
             )
-        if not path.is_dir() or not _ID.fullmatch(path.name):
+        if not path.is_dir() or not names.RUN_ID.fullmatch(path.name):
             raise RunError(
                 f"{path}: not a run folder (masklab names them <name>-<hash>-s<seed>); masklab leaves it alone"
             )
@@ -323,34 +279,9 @@ class RunStore:
 
     def link_name(self, ref: str) -> str:
         """The name in the runs folder of an entry named by its name or a path to it there."""
-        if not _is_path(ref):
+        if not names.is_path(ref):
             return ref
         path = Path(ref)
         if os.path.realpath(path.parent) != os.path.realpath(self.root) or path.name.startswith("."):
             raise RunError(f"{ref}: not in the runs folder {self.root}; masklab touches only its own runs")
         return path.name
-
-
-class Ambiguous(RunError):
-    """A name that matches several runs."""
-
-
-def _is_path(ref: str) -> bool:
-    return os.sep in ref or (os.altsep is not None and os.altsep in ref)
-
-
-def _prefix_of(ref: str, rid: str) -> bool:
-    """`ref` is a prefix of the run id that covers its whole name and part of its hash:
-    `ref` names `ref-1a2b3c4d-s0` only exactly, never `ref2-...`."""
-    m = _ID.fullmatch(rid)
-    return bool(m) and rid.startswith(ref) and len(ref) > len(m["name"]) + 1
-
-
-def names_of(run: Run) -> tuple:
-    """The names a run answers to: its spec name, group and study (from its folder name
-    when run.json cannot tell)."""
-    info = run.info
-    if info.get("name"):
-        return (info.get("name"), info.get("group"), info.get("study"))
-    m = _ID.fullmatch(run.id)
-    return (m["name"], f"{m['name']}-{m['hash']}") if m else ()

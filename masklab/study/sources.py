@@ -22,7 +22,8 @@ import dataclasses
 from masklab.data import fingerprint
 from masklab.errors import RunError, SpecError
 from masklab.spec import Spec
-from masklab.store.runs import Ambiguous, Run, RunStore, names_of
+from masklab.store.names import Ambiguous, group_of, names_of
+from masklab.store.runs import Run, RunStore
 from masklab.study.plan import PlannedRun, Study
 
 
@@ -41,11 +42,6 @@ def named_runs(store: RunStore, ref: str) -> tuple[list[Run], str]:
         )
     single = len(runs) == 1 and ref not in names_of(runs[0])
     return runs, runs[0].id if single else groups[0]
-
-
-def group_of(run: Run) -> str:
-    names = names_of(run)
-    return str(names[1]) if len(names) > 1 and names[1] else run.id.rsplit("-s", 1)[0]
 
 
 def pin_spec(store: RunStore, spec: Spec) -> Spec:
