@@ -1,6 +1,6 @@
 """Training time of one masklab run alone, next to a CPU-bound neighbour process, and
-two masklab runs side by side (started together, or the second LATE_S seconds after the
-first), in one invocation; with masklab's own choice of wait policy (spin when alone,
+two masklab runs side by side (started together, or the second once the first has
+trained an epoch: its threads' wait is chosen by then), in one invocation; with masklab's own choice of wait policy (spin when alone,
 sleep when shared), with PASSIVE always (masklab before issue 24) and with the spinning
 OpenMP wait that torch uses by default. Last line: `ratio: X` (the worst slowdown against
 alone, masklab's settings); the line before it compares masklab alone with spinning alone.
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"masklab": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "spinning": {"GOMP_SPINCOUNT": "300000"}}
 PHASES = ("alone", "neighbour", "pair", "late-neighbour", "late-pair")
-LATE_S = 3.0  # the late phases start the neighbour or second run this long after the first run
+LATE_S = 0.5  # the late phases start the neighbour or second run this long after the first run's first epoch
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MASKLAB_WAIT_CHOSEN")
 
 
@@ -72,10 +72,17 @@ def train_seconds(proc: subprocess.Popen) -> float:
     return float(json.loads(out)["rows"][0]["train_seconds"])
 
 
+def wait_for_first_epoch(runs: Path, proc: subprocess.Popen) -> None:
+    """Until the run has written its first epoch (it is training, its threads' wait chosen), then LATE_S."""
+    while proc.poll() is None and not any(p.stat().st_size for p in runs.glob("*/metrics.jsonl")):
+        time.sleep(0.05)
+    time.sleep(LATE_S)
+
+
 def phase(kind: str, spec: Path, epochs: int, env: dict, tmp: Path) -> tuple[float, float]:
     """(train seconds, other processes' cores) of one phase: alone, a neighbour or a second
-    run started before the run (neighbour, pair: both start together), or LATE_S after it
-    (late-neighbour, late-pair: the first run has already chosen how its threads wait)."""
+    run started before the run (neighbour, pair: both start together), or after its first
+    epoch (late-neighbour, late-pair: the first run has already chosen how its threads wait)."""
     neighbour = None
     late = kind.startswith("late-")
     with LoadMeter() as load:
@@ -83,11 +90,11 @@ def phase(kind: str, spec: Path, epochs: int, env: dict, tmp: Path) -> tuple[flo
             neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             time.sleep(0.5)  # let it get going
         procs = [start_training(spec, epochs, env, tmp / f"{kind}-0", 0)]
+        if late:
+            wait_for_first_epoch(tmp / f"{kind}-0", procs[0])
         if kind in ("pair", "late-pair"):
-            time.sleep(LATE_S if late else 0.0)
             procs.append(start_training(spec, epochs, env, tmp / f"{kind}-1", 1))
         if kind == "late-neighbour":
-            time.sleep(LATE_S)
             neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         seconds = max(train_seconds(p) for p in procs)
         if neighbour is not None:  # waited for inside the meter, so its CPU time counts as ours
