@@ -37,7 +37,11 @@ from pathlib import Path
 
 # A wait variable the user set means they chose how threads wait: masklab keeps out.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-SPIN_COUNT = "300000"  # libgomp's own default spin, used when this process has the cores to itself
+# A brief spin when this process has the cores to itself: 1,000 spins keep nearly all of
+# libgomp's default 300,000 spins' gain alone (16-epoch quickstart 3.8-3.9 s vs 3.4-3.9 s;
+# PASSIVE ~1.6x slower) and bound the loss when a neighbour arrives after the choice
+# (8.7 s vs 27.9 s with the default spin): bench/README.md, "Speed III".
+SPIN_COUNT = "1000"
 SHARED_CORES = 0.5  # other processes busier than this beyond the cores we leave free: sleep
 WINDOW_S = 0.1  # the shortest look at the machine's CPU counters (10 ms ticks) before deciding
 CHOSEN_BY_MASKLAB = (
@@ -201,9 +205,9 @@ class WaitChoice:
 def choose_wait(user: dict, threads: int, cores: int, jobs: int, others: float | None) -> WaitChoice:
     """Spin briefly when this process has the cores to itself, sleep when it shares them.
 
-    A spinning wait saves the wake-up between a training step's parallel regions, which
-    alone is worth 20-40% of a small model's step (bench/contention.py); on a shared core
-    the spinning threads take the time the other process needs, and both collapse. So:
+    A brief spinning wait saves the wake-up between a training step's parallel regions,
+    which alone is worth about 1.6x on a small model (bench/contention.py); on a shared
+    core long spins take the time the other process needs, and both collapse. So:
     the user's setting first; sleep with --jobs (the workers share the cores), one thread
     (no pool to wait in) or when other processes used more of the machine than this run
     leaves free; spin otherwise."""
