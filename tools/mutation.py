@@ -83,7 +83,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             )
         ],
     ),
-    "runs": ("masklab/store/runs.py", ["tests/test_store.py", "tests/test_run_names.py"]),
+    "runs": (
+        "masklab/store/runs.py",
+        [
+            "tests/test_store.py",
+            "tests/test_run_names.py",
+            "tests/test_housekeeping.py",
+            "tests/test_run_lifecycle.py",
+            "tests/test_disk_full.py",
+        ],
+    ),
     "housekeeping": ("masklab/store/housekeeping.py", ["tests/test_housekeeping.py", "tests/test_run_names.py"]),
     "lifecycle": (
         "masklab/study/lifecycle.py",
