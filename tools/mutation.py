@@ -93,7 +93,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_disk_full.py",
         ],
     ),
-    "housekeeping": ("masklab/store/housekeeping.py", ["tests/test_housekeeping.py", "tests/test_run_names.py"]),
+    "housekeeping": (
+        "masklab/store/housekeeping.py",
+        ["tests/test_housekeeping.py", "tests/test_housekeeping_plans.py", "tests/test_run_names.py"],
+    ),
     "lifecycle": (
         "masklab/study/lifecycle.py",
         ["tests/test_resume.py", "tests/test_run_lifecycle.py", "tests/test_cli_train.py"]
