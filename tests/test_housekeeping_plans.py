@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 
 import pytest
 
@@ -61,6 +62,7 @@ def test_prune_dates_a_dead_run_by_its_last_recorded_time(workdir):
     outside = fake_run(workdir / "elsewhere", name="outside", status="failed", created=days_ago(30))
     (runs / "outside-0123abcd-s0").symlink_to(outside)  # a planted link: warned of, never followed
     (runs / ".hidden").symlink_to(outside)  # hidden: the store's own business, no warning
+    shutil.copytree(created, runs / "backup")  # a dead run's copy under a name that is not a run id: not ours
     result = cli("prune", "--older-than", "7d", "--dry-run", "-f", "json")
     assert sorted(r[0] for r in rows_of(result)) == [created.name, garbled.name, untimed.name]
     assert result.stderr == (
@@ -68,7 +70,7 @@ def test_prune_dates_a_dead_run_by_its_last_recorded_time(workdir):
         "(masklab rm --unlink outside-0123abcd-s0 removes it)\nwould free 0.0 MB in 3 action(s)\n"
     )
     assert cli("prune", "--older-than", "7d").exit_code == 0
-    assert [p.name for p in run_dirs(workdir)] == ["notes", "outside-0123abcd-s0", recent.name]
+    assert [p.name for p in run_dirs(workdir)] == ["backup", "notes", "outside-0123abcd-s0", recent.name]
     assert outside.is_dir()
 
 
