@@ -119,7 +119,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "compare": (
         "masklab/analysis/compare.py",
-        ["tests/test_compare_pairing.py", "tests/test_gates.py", "tests/test_compare.py", "tests/test_run_names.py"],
+        [
+            "tests/test_compare_pairing.py",
+            "tests/test_compare_metrics.py",
+            "tests/test_gates.py",
+            "tests/test_compare.py",
+            "tests/test_run_names.py",
+        ],
     ),
     "executors": (
         "masklab/study/executors/*",
