@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 
+from masklab.store.runs import RunStore
+
 from conftest import cli, fake_run, run_dirs
 
 NAMES = {"ref": "aaaaaaaa", "ref2": "bbbbbbbb", "xref": "cccccccc"}
@@ -163,3 +165,21 @@ def test_a_study_name_gives_its_variants_in_the_files_order(workdir):
     assert [g["group"] for g in body["groups"]] == ["st-b-11111111", "st-a-22222222", "st-c-33333333"]
     tagged = json.loads(cli("tag", "st", "k=v", "-f", "json").stdout)["rows"]
     assert [r["run"] for r in tagged] == ["st-b-11111111-s0", "st-a-22222222-s0", "st-c-33333333-s0"]
+
+
+def test_a_path_outside_the_store_or_to_nothing_in_it_is_one_line(near_names):
+    root = RunStore(near_names / "runs").root
+    assert error_of("show", str(near_names)) == (
+        f"Error: {near_names}: not a run folder in the runs folder {root}; masklab names runs by id, name or a path "
+        "inside it (pass --runs-dir for another runs folder)\n"
+    )
+    assert error_of("show", "runs/nope-0123abcd-s0") == (
+        f"Error: runs/nope-0123abcd-s0: no such run in {root}; `masklab runs` lists them (or pass --runs-dir)\n"
+    )
+    (near_names / "runs" / ".link").symlink_to(near_names)
+    (near_names / "link").symlink_to(near_names)
+    for ref in ("runs/.link", str(near_names / "link")):
+        assert error_of("rm", "--unlink", ref) == (
+            f"Error: {ref}: not in the runs folder {root}; masklab touches only its own runs\n"
+        )
+    assert (near_names / "runs" / ".link").is_symlink() and (near_names / "link").is_symlink()
