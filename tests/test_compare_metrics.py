@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from masklab.analysis import compare as cmp
 from masklab.store.runs import Run
@@ -117,3 +118,37 @@ def test_a_curve_with_a_missing_value_is_refused(workdir):
 def test_a_figure_names_groups_without_their_hash_unless_two_would_share_a_name():
     names = cmp.display_names([cmp.Group(k, []) for k in ("q-static-0123abcd", "q-11111111", "q-22222222")])
     assert names == {"q-static-0123abcd": "q-static", "q-11111111": "q-11111111", "q-22222222": "q-22222222"}
+
+
+def test_runs_that_saw_different_data_eval_ops_or_masklab_are_warned_of(workdir):
+    one, two = "0.1." + "1" * 70, "0.2." + "2" * 70
+    for seed in range(2):
+        fake_run(workdir / "runs", name="a", seed=seed, group_hash="a" * 8, versions={"masklab": one})
+        other = fake_run(
+            workdir / "runs",
+            name="b",
+            seed=seed,
+            group_hash="b" * 8,
+            versions={"masklab": two},
+            data={"dataset": "mnist-mini", "fingerprint": "g"},
+        )
+        spec = yaml.safe_load((other / "spec.yaml").read_text())
+        (other / "spec.yaml").write_text(
+            yaml.safe_dump({**spec, "eval": {"ops": [{"op": "gaussian", "sigma": [0.1]}]}})
+        )
+    body = comparison()
+    assert body["warnings"] == [
+        "the runs used different data fingerprints (f, g); their numbers may not be comparable",
+        "the runs used different evaluation ops (None, {'ops': [{'op': 'gaussian', 'sigma': [0.1]}]}); their numbers "
+        "may not be comparable",
+        f"the runs used different masklab versions ({one}, {two[:44]}); their numbers may not be comparable",
+    ]
+    assert [g["spec"] for g in body["groups"]] == [
+        {"eval.ops[0].op": None, "eval.ops[0].sigma": None, "name": "a"},
+        {"eval.ops[0].op": "gaussian", "eval.ops[0].sigma": [0.1], "name": "b"},
+    ]
+    assert [(c["group"], c["reference"]) for c in body["comparisons"]] == [("b-bbbbbbbb", "a-aaaaaaaa")]
+    assert body["notes"] == [
+        "test_acc: compared on seeds only, the test set taken as fixed: some runs have no stored per-example "
+        "predictions (trained before masklab stored them) (a-aaaaaaaa, b-bbbbbbbb)"
+    ]

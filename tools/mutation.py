@@ -122,6 +122,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             "tests/test_compare_pairing.py",
             "tests/test_compare_metrics.py",
+            "tests/test_pins.py",
             "tests/test_gates.py",
             "tests/test_compare.py",
             "tests/test_run_names.py",
