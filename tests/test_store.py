@@ -377,3 +377,27 @@ def test_own_refuses_a_run_outside_the_store_or_hidden_in_it(tmp_path):
         assert (
             str(refused.value) == f"{run.path}: not in the runs folder {store.root}; masklab touches only its own runs"
         )
+
+
+def test_a_failed_publish_names_the_run_folder_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs")
+    tried = []
+
+    def fails(src, dst):
+        tried.append(os.path.basename(src))
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(files, "rename_noreplace", fails)
+    eio = f": {os.strerror(errno.EIO)} (errno {errno.EIO});"
+    with pytest.raises(StoreWriteError) as created:
+        new_run(store)
+    assert str(created.value).startswith(f"cannot write {store.root / 'x-0123abcd-s0'}{eio}")
+    scratch = fake_run(tmp_path / "scratch")
+    with pytest.raises(StoreWriteError) as committed:
+        store.commit(scratch, "fake-0123abcd-s0")
+    assert str(committed.value).startswith(f"cannot write {store.root / 'fake-0123abcd-s0'}{eio}")
+    assert tried[0].startswith(".tmp-x-0123abcd-s0-") and tried[1].startswith(".tmp-fake-0123abcd-s0-")
+    assert list(store.root.iterdir()) == [] and (scratch / "summary.json").is_file()  # handed back whole
+    staged, lock = store.stage("y-0123abcd-s0", "name: y\n", {"status": "running"})
+    assert staged.path.name.startswith(".stage-y-0123abcd-s0-") and staged.id == "y-0123abcd-s0"
+    lock.release()
