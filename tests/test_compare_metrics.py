@@ -152,3 +152,47 @@ def test_runs_that_saw_different_data_eval_ops_or_masklab_are_warned_of(workdir)
         "test_acc: compared on seeds only, the test set taken as fixed: some runs have no stored per-example "
         "predictions (trained before masklab stored them) (a-aaaaaaaa, b-bbbbbbbb)"
     ]
+
+
+def test_the_rows_of_a_comparison_carry_each_statistic(workdir):
+    two_groups(workdir)
+    out = cli("compare", "a", "b", "--metric", "test_loss", "-f", "jsonl")
+    ref, row = (json.loads(line) for line in out.stdout.splitlines())
+    assert (ref["name"], ref["verdict"], ref["mean"], ref["max"]) == ("a", "reference", pytest.approx(0.19), 0.2)
+    assert (row["name"], row["n"], row["min"], row["max"]) == ("b", 3, 0.1749, 0.195)
+    assert row["ci_low"] < row["diff"] < row["ci_high"] < 0 and row["p"] < 0.001 and row["interval"] == "paired-t"
+
+
+def test_val_acc_is_the_last_epochs_and_best_val_acc_the_highest(workdir):
+    for seed, peak in enumerate((0.7, 0.8)):
+        for name in ("a", "b"):
+            folder = fake_run(workdir / "runs", name=name, seed=seed, group_hash=name * 8)
+            lines = [json.dumps({"epoch": e + 1, "val_acc": v}) for e, v in enumerate((0.5, peak, 0.6))]
+            (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    groups = comparison("--metric", "best_val_acc", "--metric", "val_acc")["groups"]
+    assert groups[0]["stats"]["best_val_acc"]["values"] == {"0": 0.7, "1": 0.8}
+    assert groups[0]["stats"]["val_acc"]["values"] == {"0": 0.6, "1": 0.6}
+
+
+def test_a_masked_language_models_runs_compare_on_their_own_metric(workdir):
+    for name in ("a", "b"):
+        fake_run(workdir / "runs", name=name, group_hash=name * 8, summary={"test_mlm_acc": 0.3})
+    assert comparison()["metrics"] == ["test_mlm_acc"]
+
+
+def test_a_group_mixing_data_versions_or_nothing_finished_is_one_line(workdir):
+    for seed, fingerprint in ((0, "f"), (1, "f"), (5, "zz")):
+        fake_run(workdir / "runs", name="a", seed=seed, data={"dataset": "mnist-mini", "fingerprint": fingerprint})
+    mixed = cli("compare", "a")
+    assert (mixed.exit_code, mixed.stderr) == (
+        1,
+        "Error: group a-0123abcd mixes runs trained on different data (data fingerprint f: a-0123abcd-s0, "
+        "a-0123abcd-s1; zz: a-0123abcd-s5): its seeds are not replicates of one experiment; train them again on one "
+        "version of the data (masklab train SPEC --seeds ... --force), or compare them --per-run\n",
+    )
+    fake_run(workdir / "runs", name="c", status="failed")
+    failed = cli("compare", "c")
+    assert (failed.exit_code, failed.stderr.splitlines()[-1]) == (
+        2,
+        "Error: nothing to compare: no finished runs among those named",
+    )
