@@ -401,3 +401,14 @@ def test_a_failed_publish_names_the_run_folder_and_leaves_nothing_behind(tmp_pat
     staged, lock = store.stage("y-0123abcd-s0", "name: y\n", {"status": "running"})
     assert staged.path.name.startswith(".stage-y-0123abcd-s0-") and staged.id == "y-0123abcd-s0"
     lock.release()
+
+
+def test_a_store_that_cannot_be_made_is_named_with_the_reason(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    store = RunStore(tmp_path / "file" / "runs")
+    scratch = fake_run(tmp_path / "scratch")
+    for attempt in (lambda: store.commit(scratch, "fake-0123abcd-s0"), lambda: new_run(store)):
+        with pytest.raises(StoreWriteError) as failed:
+            attempt()
+        assert str(failed.value).startswith(f"cannot write {store.root}: Not a directory (errno {errno.ENOTDIR});")
+    assert (scratch / "summary.json").is_file()
