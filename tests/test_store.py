@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import time
 
 import pytest
@@ -300,3 +301,114 @@ def test_sweep_removes_what_a_dead_process_left_and_keeps_live_work(tmp_path):
     lock.release()
     store.sweep()
     assert not staged.path.exists()
+
+
+def across_disks(monkeypatch, fail: dict | None = None):
+    """os.rename out of a `worker` folder fails as between disks; `fail` maps a path
+    prefix to the errno a rename (or copy) into it fails with."""
+    real_rename, real_copy = os.rename, shutil.copytree
+
+    def rename(src, dst):
+        for prefix, code in (fail or {}).items():
+            if os.path.basename(dst).startswith(prefix) or os.path.basename(src).startswith(prefix):
+                raise OSError(code, os.strerror(code))
+        if "worker" in str(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst)
+
+    def copytree(src, dst, **kw):
+        real_copy(src, dst, **kw)
+        if "copy" in (fail or {}):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(shutil, "copytree", copytree)
+
+
+def test_a_commit_from_another_disk_into_a_store_not_yet_made(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "a" / "b" / "runs")  # made on first use, parents and all
+    across_disks(monkeypatch)
+    run = store.commit(fake_run(tmp_path / "worker"), "fake-0123abcd-s0")
+    assert run.summary == {"test_acc": 0.9} and [p.name for p in store.root.iterdir()] == [run.id]
+    again = fake_run(tmp_path / "worker2" / "worker")
+    with pytest.raises(RunError, match="run fake-0123abcd-s0 already exists; commit it with replace"):
+        store.commit(again, run.id)
+    assert again.is_dir() and [p.name for p in store.root.iterdir()] == [run.id]  # our copy dropped, theirs kept
+
+
+@pytest.mark.parametrize(
+    ("folder", "fail"),
+    [("scratch", {".tmp-": errno.EIO}), ("worker", {"copy": errno.ENOSPC})],  # renamed in; copied from another disk
+)
+def test_a_failed_bring_in_names_the_path_and_leaves_nothing(tmp_path, monkeypatch, folder, fail):
+    store = RunStore(tmp_path / "runs")
+    store.root.mkdir()
+    scratch = fake_run(tmp_path / folder)
+    across_disks(monkeypatch, fail)
+    with pytest.raises(StoreWriteError) as failed:
+        store.commit(scratch, "fake-0123abcd-s0")
+    code = next(iter(fail.values()))
+    assert str(failed.value).startswith(f"cannot write {store.root}/.tmp-fake-0123abcd-s0-")
+    assert f": {os.strerror(code)} (errno {code});" in str(failed.value)
+    assert list(store.root.iterdir()) == [] and scratch.is_dir()
+
+
+def test_a_failed_discard_names_the_run_and_releases_its_lock(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs")
+    run = store.commit(fake_run(tmp_path / "w"), "fake-0123abcd-s0")
+    across_disks(monkeypatch, {".trash-": errno.EBUSY})
+    with pytest.raises(StoreWriteError, match=f"^cannot write {run.path}: {os.strerror(errno.EBUSY)} "):
+        store.discard(run)
+    assert not run.is_locked()  # taken by discard, released by it
+    with run.lock() as held:
+        with pytest.raises(StoreWriteError):
+            store.discard(run, held=held)
+        with pytest.raises(RunBusy):
+            acquire(run.path, run.id, tries=1)  # still ours: discard leaves a held lock to its holder
+
+
+def test_own_refuses_a_run_outside_the_store_or_hidden_in_it(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    outside = Run(fake_run(tmp_path / "elsewhere"))
+    hidden = Run(fake_run(store.root, name=".stage-x"))
+    for run in (outside, hidden):
+        with pytest.raises(RunError) as refused:
+            store.own(run)
+        assert (
+            str(refused.value) == f"{run.path}: not in the runs folder {store.root}; masklab touches only its own runs"
+        )
+
+
+def test_a_failed_publish_names_the_run_folder_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs")
+    tried = []
+
+    def fails(src, dst):
+        tried.append(os.path.basename(src))
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(files, "rename_noreplace", fails)
+    eio = f": {os.strerror(errno.EIO)} (errno {errno.EIO});"
+    with pytest.raises(StoreWriteError) as created:
+        new_run(store)
+    assert str(created.value).startswith(f"cannot write {store.root / 'x-0123abcd-s0'}{eio}")
+    scratch = fake_run(tmp_path / "scratch")
+    with pytest.raises(StoreWriteError) as committed:
+        store.commit(scratch, "fake-0123abcd-s0")
+    assert str(committed.value).startswith(f"cannot write {store.root / 'fake-0123abcd-s0'}{eio}")
+    assert tried[0].startswith(".tmp-x-0123abcd-s0-") and tried[1].startswith(".tmp-fake-0123abcd-s0-")
+    assert list(store.root.iterdir()) == [] and (scratch / "summary.json").is_file()  # handed back whole
+    staged, lock = store.stage("y-0123abcd-s0", "name: y\n", {"status": "running"})
+    assert staged.path.name.startswith(".stage-y-0123abcd-s0-") and staged.id == "y-0123abcd-s0"
+    lock.release()
+
+
+def test_a_store_that_cannot_be_made_is_named_with_the_reason(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    store = RunStore(tmp_path / "file" / "runs")
+    scratch = fake_run(tmp_path / "scratch")
+    for attempt in (lambda: store.commit(scratch, "fake-0123abcd-s0"), lambda: new_run(store)):
+        with pytest.raises(StoreWriteError) as failed:
+            attempt()
+        assert str(failed.value).startswith(f"cannot write {store.root}: Not a directory (errno {errno.ENOTDIR});")
+    assert (scratch / "summary.json").is_file()
