@@ -108,10 +108,10 @@ def test_other_processes_cpu_is_the_machines_less_our_own(tmp_path):
 
 
 def test_a_busy_neighbour_makes_the_threads_sleep_and_run_json_says_why(tmp_path, write_spec):
-    """A real busy process beside `masklab train --threads 2`: the environment torch's
-    OpenMP runtime sees is PASSIVE, whatever else the machine does."""
+    """A busy process on every usable core beside `masklab train --threads 2`: the
+    environment torch's OpenMP runtime sees is PASSIVE, whatever the machine's size."""
     spec = write_spec(tiny_spec(train={"epochs": 1}))
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(threads.usable_cores())]
     try:
         out = subprocess.run(
             [sys.executable, "-c", PROBE.format(spec=str(spec), args='"--threads", "2"', patch="")],
@@ -130,6 +130,7 @@ def test_a_busy_neighbour_makes_the_threads_sleep_and_run_json_says_why(tmp_path
     assert json.loads((run / "run.json").read_text())["thread_wait"].startswith("OMP_WAIT_POLICY=PASSIVE (shared: ")
 
 
+@pytest.mark.skipif(threads.usable_cores() < 2, reason="two threads need two usable cores to spin")
 def test_alone_the_threads_spin_and_jobs_workers_sleep(tmp_path, write_spec):
     """The machine read as idle (the sample patched): spinning in the process, PASSIVE in
     --jobs workers, which inherit masklab's own setting and do not take it for the user's."""
