@@ -108,7 +108,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "lifecycle": (
         "masklab/study/lifecycle.py",
-        ["tests/test_resume.py", "tests/test_run_lifecycle.py", "tests/test_cli_train.py"]
+        [
+            "tests/test_resume.py",
+            "tests/test_run_lifecycle.py",
+            "tests/test_cli_train.py",
+            "tests/test_lifecycle_endings.py",
+        ]
         + [
             f"tests/test_seed_batch.py::{t}"
             for t in (
