@@ -5,16 +5,18 @@ reads. Each ending is raised from inside the training loop, as the real ones are
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 import torch
 
 from masklab import spec as spec_mod
-from masklab.errors import Interrupted, Pruned, RunError
+from masklab.errors import Interrupted, Pruned, RunError, UsageError
 from masklab.events import Events
+from masklab.store.folder import RunBusy
 from masklab.store.runs import RunStore
-from masklab.study import runner as experiment
+from masklab.study import lifecycle, runner as experiment
 
 from conftest import tiny_spec
 
@@ -127,3 +129,115 @@ def test_a_seed_group_interrupted_names_its_runs_and_how_to_continue(workdir):
         experiment.train_spec(group, [0, 1], store, RaiseAt(KeyboardInterrupt()))
     ids = ", ".join(sorted(r.id for r in store.all()))
     assert str(raised.value) == f"runs {ids} interrupted after 1 epoch(s); `masklab train SPEC --resume` continues them"
+
+
+def interrupted_run(store: RunStore, s) -> dict:
+    """A run of `s`, seed 0, interrupted after its first epoch, with its checkpoint."""
+    with pytest.raises(Interrupted):
+        experiment.train_spec(s, [0], store, RaiseAt(KeyboardInterrupt()))
+    return info_of(store)
+
+
+def test_a_run_left_running_without_its_lock_is_stale_and_needs_resume_or_force(workdir):
+    store = RunStore(workdir / "runs")
+    s = spec()
+    info = interrupted_run(store, s)
+    (run,) = store.all()
+    run.update_info(status="running")  # its process died without a word: the lock is free
+    with pytest.raises(RunError) as raised:
+        lifecycle.find_or_create(store, s, 0, lambda: run.info, force=False, resume=False)
+    assert str(raised.value) == (
+        f"run {info['id']} exists with status stale; pass --resume to continue it or --force to start over"
+    )
+
+
+def test_a_run_claimed_for_resuming_is_held_against_a_second_claim(workdir):
+    store = RunStore(workdir / "runs")
+    s = spec()
+    interrupted_run(store, s)
+    (run,) = store.all()
+    claim = lifecycle.find_or_create(store, s, 0, lambda: run.info, force=False, resume=True)
+    try:
+        assert claim.mode == "resume" and claim.run.path == run.path
+        with pytest.raises(RunBusy):
+            lifecycle.find_or_create(store, s, 0, lambda: run.info, force=False, resume=True)
+    finally:
+        claim.release()
+
+
+def test_resuming_a_changed_spec_names_six_keys_at_most(workdir):
+    store = RunStore(workdir / "runs")
+    interrupted_run(store, spec())
+    changed = spec(
+        lr=0.0123,
+        batch_size=17,
+        weight_decay=0.123,
+        warmup=0.1,
+        label_smoothing=0.1,
+        eval_batch_size=64,
+        schedule="cosine",
+        epochs=3,
+    )
+    with pytest.raises(UsageError) as raised:
+        experiment.train_spec(changed, [0], store, Events(), resume=True)
+    text = str(raised.value)
+    assert text.startswith("cannot resume: the spec changed since run tiny-") and text.endswith(
+        "; drop --resume to start a new run"
+    )
+    assert len(text[text.index("(") + 1 : text.rindex(")")].split(", ")) == 6
+
+
+def test_a_damaged_checkpoint_leaves_the_run_as_it_was(workdir):
+    store = RunStore(workdir / "runs")
+    s = spec()
+    before = interrupted_run(store, s)
+    (run,) = store.all()
+    (run.path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError):
+        experiment.train_spec(s, [0], store, Events(), resume=True)
+    after = info_of(store)
+    assert (after["status"], after["error"], after["epochs_done"]) == (before["status"], before["error"], 1)
+
+
+def test_a_seed_group_out_of_memory_says_how_many_seeds_were_batched(workdir):
+    store = RunStore(workdir / "runs")
+    group = spec_mod.resolve(tiny_spec(model=CNN2, train={"epochs": 2, "seed_batch": 2}))
+    with pytest.raises(Exception) as raised:
+        experiment.train_spec(group, [0, 1], store, RaiseAt(RuntimeError("CUDA out of memory")))
+    assert str(raised.value) == (
+        "out of memory on cpu while training seeds batched (2 at once); reduce train.batch_size "
+        "(train.eval_batch_size for evaluation) or the model (model.width or model.hidden)"
+    )
+
+
+class ReadWhileRunning(Events):
+    """Reads run.json after each epoch, while the run trains."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store, self.seen = store, []
+
+    def epoch(self, rid, row) -> None:
+        self.seen.append(json.loads((self.store.root / rid / "run.json").read_text()))
+
+
+def test_a_resumed_run_drops_its_old_ending_while_it_trains(workdir):
+    store = RunStore(workdir / "runs")
+    s = spec()
+    interrupted_run(store, s)
+    reader = ReadWhileRunning(store)
+    experiment.train_spec(s, [0], store, reader, resume=True)
+    (running,) = reader.seen  # epoch 2, the one left
+    assert running["status"] == "running" and running["pid"] == os.getpid() and running["device"] == "cpu"
+    assert running["started"] and not {"error", "finished", "duration_s"} & set(running)
+
+
+def test_a_seed_group_that_cannot_claim_every_seed_leaves_nothing_behind(workdir):
+    """Seed 1 is damaged: the group claims none, seed 0's new folder is removed."""
+    store = RunStore(workdir / "runs")
+    group = spec_mod.resolve(tiny_spec(model=CNN2, train={"epochs": 1, "seed_batch": 2}))
+    experiment.train_spec(spec_mod.resolve(tiny_spec(model=CNN2, train={"epochs": 1})), [1], store, Events())
+    (done,) = store.all()
+    (done.path / "run.json").write_text("{not json")
+    with pytest.raises(RunError):
+        lifecycle.claim_all(store, group, [0, 1], lambda seed: {"seed": seed}, force=False, resume=False)
+    assert [p.name for p in store.root.iterdir() if not p.name.startswith(".")] == [done.path.name]
