@@ -18,9 +18,10 @@ Two things make small PyTorch trainings collapse on a shared machine:
   workers must split the cores between them.
 
 `begin()` (every command) and `configure()` (every command that trains or evaluates,
-before the first torch import) do both; run.json records the wait chosen and why. Anything the user set wins: `--threads N`, then
-`OMP_NUM_THREADS`, then the usable cores divided by the jobs; an `OMP_WAIT_POLICY`,
-`GOMP_SPINCOUNT` or `KMP_BLOCKTIME` already in the environment is left alone.
+before the first torch import) do both; run.json records the wait chosen and why.
+Anything the user set wins: `--threads N`, then `OMP_NUM_THREADS`, then the usable cores
+divided by the jobs; an `OMP_WAIT_POLICY`, `GOMP_SPINCOUNT` or `KMP_BLOCKTIME` already in
+the environment is left alone.
 
 Importing this module does not import torch.
 """
@@ -37,11 +38,12 @@ from pathlib import Path
 
 # A wait variable the user set means they chose how threads wait: masklab keeps out.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-# A brief spin when this process has the cores to itself: 1,000 spins keep nearly all of
-# libgomp's default 300,000 spins' gain alone (16-epoch quickstart 3.8-3.9 s vs 3.4-3.9 s;
-# PASSIVE ~1.6x slower) and bound the loss when a neighbour arrives after the choice
-# (8.7 s vs 27.9 s with the default spin): bench/README.md, "Speed III".
+# A brief spin when this process has the cores to itself: 1,000 spins were as fast alone
+# as libgomp's default 300,000 (a 16-epoch quickstart 3.45 s, against 4.28 s spinning and
+# 4.26 s PASSIVE on a quiet 2-core EPYC) and bound the loss when a neighbour arrives after
+# the choice (8.7 s vs 27.9 s with the default spin, loaded): bench/README.md, "Speed III".
 SPIN_COUNT = "1000"
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 SHARED_CORES = 0.5  # other processes busier than this beyond the cores we leave free: sleep
 WINDOW_S = 0.1  # the shortest look at the machine's CPU counters (10 ms ticks) before deciding
 CHOSEN_BY_MASKLAB = (
@@ -206,22 +208,21 @@ def choose_wait(user: dict, threads: int, cores: int, jobs: int, others: float |
     """Spin briefly when this process has the cores to itself, sleep when it shares them.
 
     A brief spinning wait saves the wake-up between a training step's parallel regions,
-    which alone is worth about 1.6x on a small model (bench/contention.py); on a shared
+    which alone is worth 1.24x on a small model (bench/contention.py); on a shared
     core long spins take the time the other process needs, and both collapse. So:
     the user's setting first; sleep with --jobs (the workers share the cores), one thread
     (no pool to wait in) or when other processes used more of the machine than this run
     leaves free; spin otherwise."""
     if user:
         return WaitChoice(dict(user), "set by you")
-    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
     if jobs > 1:
-        return WaitChoice(passive, f"--jobs {jobs}: the workers share the cores")
+        return WaitChoice(PASSIVE, f"--jobs {jobs}: the workers share the cores")
     if threads <= 1:
-        return WaitChoice(passive, "one thread")
+        return WaitChoice(PASSIVE, "one thread")
     if others is None:
-        return WaitChoice(passive, "the machine's load cannot be read here")
+        return WaitChoice(PASSIVE, "the machine's load cannot be read here")
     if others >= cores - threads + SHARED_CORES:
-        return WaitChoice(passive, f"shared: other processes kept {others:.1f} cores busy")
+        return WaitChoice(PASSIVE, f"shared: other processes kept {others:.1f} cores busy")
     return WaitChoice({"GOMP_SPINCOUNT": SPIN_COUNT}, f"alone: other processes kept {others:.1f} cores busy")
 
 
@@ -238,8 +239,7 @@ def begin(environ: dict | None = None) -> None:
     _started["user"] = {} if ours else found
     _started["sample"] = cpu_sample()
     if not _started["user"]:
-        environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        environ[CHOSEN_BY_MASKLAB] = "OMP_WAIT_POLICY=PASSIVE"
+        _set_ours(environ, PASSIVE)
 
 
 def settle_wait(threads: int, cores: int, jobs: int, environ: dict | None = None) -> WaitChoice:
@@ -253,11 +253,16 @@ def settle_wait(threads: int, cores: int, jobs: int, environ: dict | None = None
         time.sleep(WINDOW_S - (time.monotonic() - since.at))
     choice = choose_wait(_started["user"], threads, cores, jobs, others_busy(since, cpu_sample()))
     if not _started["user"]:
-        for k in WAIT_VARIABLES:
-            environ.pop(k, None)
-        environ.update(choice.variables)
-        environ[CHOSEN_BY_MASKLAB] = _as_text(choice.variables)
+        _set_ours(environ, choice.variables)
     return choice
+
+
+def _set_ours(environ: dict, variables: dict) -> None:
+    """Replace the wait variables with masklab's choice, marked as masklab's."""
+    for k in WAIT_VARIABLES:
+        environ.pop(k, None)
+    environ.update(variables)
+    environ[CHOSEN_BY_MASKLAB] = _as_text(variables)
 
 
 def _as_text(variables: dict) -> str:
