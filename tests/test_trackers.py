@@ -214,11 +214,12 @@ def test_a_study_with_jobs_tracks_and_draws_every_run_its_workers_train(figures,
     for folder in folders:
         synced = [(live, epochs) for rid, live, epochs in calls if rid == folder.name]
         # a live sync when it starts and after each of its 2 epochs, then its result (summary,
-        # figures, final status); a worker's run may be an epoch ahead of the driver's sync,
-        # so the epochs each live sync sees only never go back
+        # figures, final status); a worker's run may be epochs ahead of the driver's sync (a
+        # tiny run can finish both epochs before the driver reads its start: seen once in a
+        # clean-clone run), so the epochs each sync sees only never go back and end at 2
         assert [live for live, _ in synced] == [True, True, True, False]
         seen = [epochs for _, epochs in synced]
-        assert seen == sorted(seen) and seen[-1] == 2 and seen[0] <= 1
+        assert seen == sorted(seen) and seen[-1] == 2 and all(0 <= e <= 2 for e in seen)
         assert {"curves.png", "confusion.png", "recall.png", "ops.png"} <= {p.name for p in folder.iterdir()}
         reader = event_accumulator.EventAccumulator(str(workdir / "tb" / folder.name), size_guidance={"images": 0})
         reader.Reload()
